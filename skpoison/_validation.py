@@ -1,0 +1,164 @@
+"""Input checks shared across estimators.
+
+Every public estimator validates its parameters through sklearn's
+``_parameter_constraints``; the checks here are the ones that depend on the data
+(bounds against the number of features, fractions against the number of samples,
+devices against what torch can see) and so cannot be written as constraints.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["check_bounds", "check_n_from_fraction", "resolve_device", "resolve_dtype"]
+
+
+def check_n_from_fraction(
+    value: float | int,
+    n_samples: int,
+    *,
+    name: str,
+    min_remaining: int = 1,
+) -> int:
+    """Turn a fraction in [0, 1) or a count into a number of samples.
+
+    Parameters
+    ----------
+    value : float or int
+        A fraction of ``n_samples`` (a float in ``[0, 1)``) or a count (an int).
+    n_samples : int
+        The number of samples the fraction refers to.
+    name : str
+        The parameter's name, used in error messages.
+    min_remaining : int, default=1
+        How many samples must be left over (``n_samples - n >= min_remaining``).
+
+    Returns
+    -------
+    n : int
+        ``floor(value * n_samples)`` for a fraction, ``value`` for a count.
+
+    Examples
+    --------
+    >>> check_n_from_fraction(0.4, 10, name="reject_fraction")
+    4
+    >>> check_n_from_fraction(3, 10, name="reject_fraction")
+    3
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        n = int(value)
+        if n < 0:
+            raise ValueError(f"{name} must be >= 0 as a count, got {value}.")
+    elif isinstance(value, numbers.Real):
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{name} must be a fraction in [0, 1), got {value}.")
+        n = int(np.floor(float(value) * n_samples))
+    else:
+        raise TypeError(f"{name} must be a float in [0, 1) or an int, got {value!r}.")
+    if n_samples - n < min_remaining:
+        raise ValueError(
+            f"{name}={value} leaves {n_samples - n} of {n_samples} samples; "
+            f"at least {min_remaining} must remain."
+        )
+    return n
+
+
+def check_bounds(bounds, n_columns: int, *, name: str = "bounds"):
+    """Validate a ``(low, high)`` pair of scalars or arrays of length ``n_columns``.
+
+    Returns two float64 arrays of shape ``(n_columns,)``. ``low > high`` anywhere,
+    non-finite values and wrong lengths raise a ``ValueError`` naming ``name``.
+
+    Examples
+    --------
+    >>> low, high = check_bounds((0.0, [1.0, 2.0]), 2)
+    >>> low.tolist(), high.tolist()
+    ([0.0, 0.0], [1.0, 2.0])
+    """
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a pair (low, high) of scalars or arrays, got {bounds!r}."
+        ) from None
+    out = []
+    for side, v in (("low", low), ("high", high)):
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} {side} must be numeric, got {v!r}.") from None
+        if arr.ndim == 0:
+            arr = np.full(n_columns, float(arr))
+        if arr.shape != (n_columns,):
+            raise ValueError(
+                f"{name} {side} must be a scalar or have shape ({n_columns},), "
+                f"got shape {arr.shape}."
+            )
+        if np.isnan(arr).any():
+            raise ValueError(f"{name} {side} contains NaN.")
+        out.append(arr.copy())
+    low, high = out
+    if np.any(low > high):
+        bad = np.flatnonzero(low > high)[:5].tolist()
+        raise ValueError(f"{name} has low > high at columns {bad}.")
+    return low, high
+
+
+def resolve_device(device):
+    """Map ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device to a device.
+
+    ``"auto"`` picks CUDA when available, else the CPU. Asking for CUDA where
+    torch sees none, or for an unknown name, raises a ``ValueError``.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"device={device!r} is not a device name torch knows "
+                "(use 'auto', 'cpu', 'cuda' or 'cuda:N')."
+            ) from None
+    else:
+        raise TypeError(f"device must be a string or torch.device, got {device!r}.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but torch sees no CUDA GPU.")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: only 'cpu' and 'cuda' are supported.")
+    return dev
+
+
+def resolve_dtype(dtype):
+    """Map ``"float64"``/``"float32"`` (or the torch/numpy dtypes) to a torch dtype.
+
+    Examples
+    --------
+    >>> resolve_dtype("float64")
+    torch.float64
+    """
+    import torch
+
+    table = {
+        "float64": torch.float64,
+        "float32": torch.float32,
+        "double": torch.float64,
+        "float": torch.float32,
+    }
+    if isinstance(dtype, torch.dtype) and dtype in (torch.float32, torch.float64):
+        return dtype
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in table:
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}.")
+    return table[key]

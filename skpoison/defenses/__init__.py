@@ -1,0 +1,10 @@
+"""Defenses against data poisoning in regression.
+
+Every defense follows one contract (see :mod:`skpoison.defenses._base`): ``fit``
+sets ``inlier_mask_`` and ``scores_``; ``fit_resample`` returns the kept points.
+"""
+
+from ._base import BaseDefense
+from ._defended import DefendedRegressor
+
+__all__ = ["BaseDefense", "DefendedRegressor"]
