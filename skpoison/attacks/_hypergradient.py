@@ -1,0 +1,529 @@
+r"""Hypergradients of the validation loss with respect to the poison points.
+
+The attack (Alg. 2-4 of the paper) needs, for a batch of poison points
+``(X_p, y_p)``, the validation loss of the model trained on
+``D = D_fixed U (X_p, y_p)`` and its gradient with respect to ``X_p`` and
+``y_p``::
+
+    val(X_p, y_p) = 1 / (2 m) * sum_{(x, y) in D_val} (f(x, w_T) - y) ** 2,
+
+where ``w_T`` is the result of ``T`` full-batch gradient-descent steps with
+learning rate ``eta`` from the paper's initialisation on the ``n = n_fixed + n_p``
+training points (the training convention of :mod:`skpoison.models._training`).
+Two engines compute it, with one interface
+(``value_and_grad``, ``value``, ``train``, ``predict``):
+
+:class:`UnrolledEngine` (any model)
+    Reverse-mode differentiation through the ``T`` unrolled steps (Alg. 3 of the
+    paper), which is exactly what autograd does on the unrolled loop. Each step
+    uses the hand-written gradient of :func:`~skpoison.models._training.loss_and_grad_fn`
+    for the paper's architectures, so autograd records one first-order graph
+    instead of differentiating a double backward.
+
+:class:`LinearSpectralEngine` (linear regression, exact, independent of ``n`` and ``T``)
+    Derivation. Let ``Z = [X, 1]`` (``n x p``, ``p = d + 1``), ``A = Z^T Z``
+    (plus ``n * l2 * P`` with ``P = diag(1, ..., 1, 0)`` for the L2 term, which
+    does not penalise the bias) and ``b = Z^T y``. With ``c = eta / n`` a step is
+    ``w <- w - c (A w - b) = (I - c A) w + c b``, so from ``w_0 = 0``::
+
+        w_T = sum_{k<T} (I - c A)^k c b = F(A) b,
+        F(lam) = c * sum_{k=0}^{T-1} (1 - c lam)^k = (1 - (1 - c lam)^T) / lam,
+
+    with ``F(0) = c T``. The clean part of ``A`` and ``b`` is fixed, so only
+    ``A = A_0 + Z_p^T Z_p`` and ``b = b_0 + Z_p^T y_p`` depend on the poison
+    points. The validation loss is a quadratic in ``w``::
+
+        val = w^T H w / 2 - h^T w + s / 2,   g = grad_w val = H w - h,
+
+    with ``H = Z_v^T Z_v / m``, ``h = Z_v^T y_v / m``, ``s = y_v^T y_v / m``
+    precomputed. Then ``d val = g^T dF(A)[dA] b + g^T F(A) db``.
+
+    *The db term.* With ``u = F(A) g`` (``F(A)`` is symmetric),
+    ``g^T F(A) db = u^T (dZ_p^T y_p + Z_p^T dy_p)``, which contributes
+    ``y_p u^T`` to ``grad_{Z_p}`` and ``Z_p u`` to ``grad_{y_p}``.
+
+    *The dA term (Daleckii-Krein).* For symmetric ``A = U diag(l) U^T`` the
+    Frechet derivative of the matrix function is
+    ``dF(A)[E] = U (G o (U^T E U)) U^T`` with ``G_ij = F[l_i, l_j]``, the first
+    divided difference of ``F`` (``F'(l_i)`` when ``l_i = l_j``); this holds
+    for repeated eigenvalues and any orthonormal eigenbasis. With
+    ``g^ = U^T g`` and ``b^ = U^T b``::
+
+        g^T dF(A)[E] b = <S, E>,   S = U (G o sym(g^ b^T)) U^T,
+
+    and ``dA = dZ_p^T Z_p + Z_p^T dZ_p`` gives ``<S, dA> = <2 Z_p S, dZ_p>``.
+    Altogether::
+
+        grad_{Z_p} = 2 Z_p S + y_p u^T,     grad_{y_p} = Z_p u,
+
+    and ``grad_{X_p}`` is the first ``d`` columns of ``grad_{Z_p}``.
+
+    *Divided differences without cancellation.* Write ``mu = 1 - c lam``. Since
+    ``F = c sum_k mu^k`` and ``(a^k - b^k)/(a - b) = h_{k-1}(a, b)``, the complete
+    homogeneous symmetric polynomial ``sum_{s+t=k-1} a^s b^t``, and
+    ``d mu / d lam = -c``::
+
+        F[l_i, l_j] = -c^2 sum_{k=1}^{T-1} h_{k-1}(mu_i, mu_j)
+                    = -c^2 sum_{s+t <= T-2} mu_i^s mu_j^t
+                    = -c^2 (V K V^T)_ij,
+
+    with ``V_is = mu_i^s`` (``s < T - 1``) and ``K_st = [s + t <= T - 2]``. There
+    is no subtraction of nearly equal numbers, so equal, nearly equal and zero
+    eigenvalues (duplicated or constant columns) are all exact to rounding; the
+    diagonal is ``F'(l_i)`` automatically. Likewise ``F(l_i) = c sum_{s<T} V_is``.
+
+    *Cost per call.* ``Z_p^T Z_p`` and ``Z_p S`` (``O(n_p p^2)``), one symmetric
+    eigendecomposition (``O(p^3)``) and ``O(p T^2 + p^2 T)`` for ``V K V^T``,
+    independent of ``n_fixed`` and of the validation-set size. The stability
+    condition ``eta * l_max / n < 2`` comes for free from the eigenvalues.
+
+Both engines raise :class:`~skpoison.exceptions.DivergenceError` when the
+inner training diverges, never returning NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import resolve_device, resolve_dtype
+from ..exceptions import DivergenceError
+from ..models._training import (
+    build_mlp,
+    gradient_descent,
+    init_paper_params,
+    loss_and_grad_fn,
+    squared_loss,
+)
+
+__all__ = ["LinearSpectralEngine", "UnrolledEngine", "make_engine"]
+
+
+def _as_tensor(a, dtype, device, name: str, ndim: int) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        t = a.detach().to(device=device, dtype=dtype)
+    else:
+        t = torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-d, got shape {tuple(t.shape)}.")
+    return t
+
+
+class _EngineBase:
+    """Data handling shared by both engines."""
+
+    def __init__(
+        self, X_fixed, y_fixed, X_val, y_val, *, n_steps, lr, l2, dtype, device
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.n_steps = int(n_steps)
+        self.lr = float(lr)
+        self.l2 = float(l2)
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}.")
+        if self.l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}.")
+        self.X_fixed = _as_tensor(X_fixed, self.dtype, self.device, "X_fixed", 2)
+        self.y_fixed = _as_tensor(y_fixed, self.dtype, self.device, "y_fixed", 1)
+        self.X_val = _as_tensor(X_val, self.dtype, self.device, "X_val", 2)
+        self.y_val = _as_tensor(y_val, self.dtype, self.device, "y_val", 1)
+        self.n_features = self.X_fixed.shape[1]
+        if self.X_fixed.shape[0] != self.y_fixed.shape[0]:
+            raise ValueError("X_fixed and y_fixed have different numbers of rows.")
+        if self.X_val.shape != (self.y_val.shape[0], self.n_features):
+            raise ValueError(
+                f"X_val must have shape (len(y_val), {self.n_features}), "
+                f"got {tuple(self.X_val.shape)}."
+            )
+        if self.X_val.shape[0] < 1:
+            raise ValueError("The validation set is empty.")
+        for name, t in (("X_fixed", self.X_fixed), ("y_fixed", self.y_fixed),
+                        ("X_val", self.X_val), ("y_val", self.y_val)):  # fmt: skip
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or infinity.")
+
+    def _poison(self, X_p, y_p):
+        X_p = _as_tensor(X_p, self.dtype, self.device, "X_p", 2)
+        y_p = _as_tensor(y_p, self.dtype, self.device, "y_p", 1)
+        if X_p.shape != (y_p.shape[0], self.n_features):
+            raise ValueError(
+                f"X_p must have shape (len(y_p), {self.n_features}), got {tuple(X_p.shape)}."
+            )
+        return X_p, y_p
+
+    def value(self, X_p, y_p) -> torch.Tensor:
+        """Validation loss of the model trained with the poison points."""
+        params = self.train(X_p, y_p)
+        return self.validation_loss(params)
+
+    def validation_loss(self, params) -> torch.Tensor:
+        """``1/(2 m) sum (f(x) - y)^2`` over the validation set."""
+        return squared_loss(self.predict(params, self.X_val), self.y_val)
+
+
+class UnrolledEngine(_EngineBase):
+    """Reverse-mode hypergradients through ``T`` unrolled gradient-descent steps.
+
+    Works for any model: the linear model, the paper's MLP, or a callable
+    returning a ``torch.nn.Module``. This is Alg. 3 of the paper, done by
+    autograd on the unrolled training loop.
+
+    Parameters
+    ----------
+    model : {"linear", "mlp"} or callable
+        The victim's architecture. A callable is called as ``model(n_features)``
+        and must return an ``nn.Module`` mapping ``(n, n_features)`` to ``(n,)``
+        or ``(n, 1)``.
+    X_fixed, y_fixed : array-like of shape (n_fixed, n_features), (n_fixed,)
+        The training points that stay fixed (the clean ones and earlier poison
+        batches).
+    X_val, y_val : array-like of shape (m, n_features), (m,)
+        The attacker's validation set.
+    n_steps : int
+        ``T``, the number of inner gradient-descent steps.
+    lr : float
+        ``eta``, the inner learning rate.
+    l2 : float, default=0.0
+        ``lambda`` in Eq. (1).
+    hidden_layer_sizes : tuple of int, default=(32, 8)
+        For ``model="mlp"``.
+    negative_slope : float, default=0.01
+        LeakyReLU slope for ``model="mlp"``.
+    init_params : sequence of Tensor, optional
+        Initial parameters (in ``module.parameters()`` order). By default they
+        are drawn once with the paper's initialisation from ``random_state`` and
+        reused at every call, so the objective is deterministic.
+    random_state : int, numpy Generator/RandomState or None, default=None
+        Seeds the initialisation.
+    dtype : torch.dtype or str, default=torch.float64
+    device : str or torch.device, default="cpu"
+    force_autograd : bool, default=False
+        Differentiate ``torch.autograd.grad`` with ``create_graph=True`` at each
+        step (the plain reference) instead of the hand-written gradient.
+
+    Attributes
+    ----------
+    module : nn.Module
+        The architecture (its own parameters are not used).
+    init_params : list of Tensor
+        ``w_0``, the same at every call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    >>> eng = UnrolledEngine("linear", X[:15], y[:15], X[15:], y[15:], n_steps=5, lr=0.1)
+    >>> val, gX, gy = eng.value_and_grad(X[:2], y[:2])
+    >>> tuple(gX.shape), tuple(gy.shape)
+    ((2, 3), (2,))
+    """
+
+    def __init__(
+        self,
+        model: str | Callable[[int], nn.Module],
+        X_fixed,
+        y_fixed,
+        X_val,
+        y_val,
+        *,
+        n_steps: int,
+        lr: float,
+        l2: float = 0.0,
+        hidden_layer_sizes: Sequence[int] = (32, 8),
+        negative_slope: float = 0.01,
+        init_params: Sequence[torch.Tensor] | None = None,
+        random_state=None,
+        dtype=torch.float64,
+        device="cpu",
+        force_autograd: bool = False,
+    ):
+        super().__init__(
+            X_fixed, y_fixed, X_val, y_val, n_steps=n_steps, lr=lr, l2=l2,
+            dtype=dtype, device=device,
+        )  # fmt: skip
+        self.module = _make_module(
+            model, self.n_features, hidden_layer_sizes, negative_slope, random_state
+        ).to(device=self.device, dtype=self.dtype)
+        self._names = [name for name, _ in self.module.named_parameters()]
+        if init_params is None:
+            init_params = [p.detach().clone() for p in self.module.parameters()]
+        init = [
+            torch.as_tensor(p).detach().to(device=self.device, dtype=self.dtype).clone()
+            for p in init_params
+        ]
+        shapes = [tuple(p.shape) for p in self.module.parameters()]
+        if [tuple(p.shape) for p in init] != shapes:
+            raise ValueError(f"init_params must have shapes {shapes}.")
+        self.init_params = init
+        self._loss_and_grad = loss_and_grad_fn(
+            self.module, force_autograd=force_autograd
+        )
+
+    def train(self, X_p, y_p, *, differentiable: bool = False) -> list[torch.Tensor]:
+        """Parameters ``w_T`` after training on ``X_fixed U X_p``."""
+        X_p, y_p = self._poison(X_p, y_p)
+        return self._train(X_p, y_p, differentiable=differentiable)
+
+    def _train(self, X_p, y_p, *, differentiable):
+        X = torch.cat([self.X_fixed, X_p])
+        y = torch.cat([self.y_fixed, y_p])
+        params, _ = gradient_descent(
+            self._loss_and_grad, self.init_params, X, y,
+            n_steps=self.n_steps, lr=self.lr, l2=self.l2, differentiable=differentiable,
+        )  # fmt: skip
+        return params
+
+    def predict(self, params, X) -> torch.Tensor:
+        """Model output of shape (n,) for parameters ``params``."""
+        X = (
+            _as_tensor(X, self.dtype, self.device, "X", 2)
+            if not isinstance(X, torch.Tensor)
+            else X
+        )
+        if isinstance(params, dict):
+            params = [params[name] for name in self._names]
+        out = torch.func.functional_call(
+            self.module, dict(zip(self._names, params)), (X,)
+        )
+        return out.reshape(-1)
+
+    def value_and_grad(self, X_p, y_p):
+        """Validation loss and its gradient with respect to ``X_p`` and ``y_p``.
+
+        Returns
+        -------
+        val_loss : Tensor, 0-d
+        grad_X_p : Tensor of shape (n_p, n_features)
+        grad_y_p : Tensor of shape (n_p,)
+        """
+        X_p, y_p = self._poison(X_p, y_p)
+        X_p.requires_grad_(True)
+        y_p.requires_grad_(True)
+        with torch.enable_grad():
+            params = self._train(X_p, y_p, differentiable=True)
+            val = self.validation_loss(params)
+            if not bool(torch.isfinite(val)):
+                raise DivergenceError(
+                    "The inner training diverged (non-finite validation loss); "
+                    "lower the inner learning rate."
+                )
+            gX, gy = torch.autograd.grad(val, (X_p, y_p))
+        return val.detach(), gX, gy
+
+
+def _make_module(model, n_features, hidden_layer_sizes, negative_slope, random_state):
+    seed = _seed_from(random_state)
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(model, str):
+        if model == "linear":
+            hidden: Sequence[int] = ()
+        elif model == "mlp":
+            hidden = tuple(hidden_layer_sizes)
+        else:
+            raise ValueError(
+                f"model must be 'linear', 'mlp' or a callable, got {model!r}."
+            )
+        module = build_mlp(n_features, hidden, negative_slope).double()
+        return init_paper_params(module, generator=generator)
+    if callable(model):
+        # Build under a private seed so the callable's own init is reproducible.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = model(n_features)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"model(n_features) must return an nn.Module, got {type(module)}."
+            )
+        return init_paper_params(module.double(), generator=generator)
+    raise ValueError(f"model must be 'linear', 'mlp' or a callable, got {model!r}.")
+
+
+def _seed_from(random_state) -> int:
+    from sklearn.utils import check_random_state
+
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+class LinearSpectralEngine(_EngineBase):
+    """Exact hypergradients for linear regression from one eigendecomposition.
+
+    Same result as :class:`UnrolledEngine` with ``model="linear"`` (to rounding)
+    at a cost independent of the number of training points and of ``T``; see
+    the module docstring for the derivation.
+
+    Parameters
+    ----------
+    X_fixed, y_fixed, X_val, y_val, n_steps, lr, l2, dtype, device
+        As for :class:`UnrolledEngine`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    >>> args = (X[:15], y[:15], X[15:], y[15:])
+    >>> fast = LinearSpectralEngine(*args, n_steps=5, lr=0.1)
+    >>> slow = UnrolledEngine("linear", *args, n_steps=5, lr=0.1)
+    >>> a, b = fast.value_and_grad(X[:2], y[:2]), slow.value_and_grad(X[:2], y[:2])
+    >>> bool(torch.allclose(a[1], b[1], rtol=1e-10, atol=0))
+    True
+    """
+
+    def __init__(
+        self, X_fixed, y_fixed, X_val, y_val, *, n_steps: int, lr: float, l2: float = 0.0,
+        dtype=torch.float64, device="cpu",
+    ):  # fmt: skip
+        super().__init__(
+            X_fixed, y_fixed, X_val, y_val, n_steps=n_steps, lr=lr, l2=l2,
+            dtype=dtype, device=device,
+        )  # fmt: skip
+        Z0 = self._augment(self.X_fixed)
+        self._A0 = Z0.T @ Z0
+        self._b0 = Z0.T @ self.y_fixed
+        Zv = self._augment(self.X_val)
+        m = Zv.shape[0]
+        self._H = Zv.T @ Zv / m
+        self._h = Zv.T @ self.y_val / m
+        self._s = torch.dot(self.y_val, self.y_val) / m
+        p = self.n_features + 1
+        self._penalty = torch.ones(p, dtype=self.dtype, device=self.device)
+        self._penalty[-1] = 0.0
+        T = self.n_steps
+        idx = torch.arange(max(T - 1, 0), device=self.device)
+        self._K = (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype)
+
+    @staticmethod
+    def _augment(X):
+        return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
+
+    def _spectrum(self, Z_p, y_p):
+        """Eigen-decomposition of A, the step size c and ``F`` at the eigenvalues."""
+        n = self.X_fixed.shape[0] + Z_p.shape[0]
+        A = self._A0 + Z_p.T @ Z_p
+        if self.l2:
+            A = A + torch.diag(n * self.l2 * self._penalty)
+        b = self._b0 + Z_p.T @ y_p
+        lam, U = torch.linalg.eigh(A)
+        c = self.lr / n
+        lam_max = float(lam[-1])
+        if not np.isfinite(lam_max) or c * lam_max >= 2.0:
+            raise DivergenceError(
+                f"The inner gradient descent diverges: lr * lambda_max(Z^T Z / n) = "
+                f"{c * lam_max:.3g} >= 2. Lower the inner learning rate or keep the "
+                "poison points within the scale of the data."
+            )
+        mu = 1.0 - c * lam
+        T = self.n_steps
+        # V[:, s] = mu ** s for s < T, by cumulative products (exact for mu < 0).
+        V = torch.cumprod(mu[:, None].expand(-1, T), dim=1)
+        V = torch.cat([torch.ones_like(mu)[:, None], V[:, :-1]], dim=1)
+        F = c * V.sum(dim=1)
+        return U, F, b, c, V
+
+    def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
+        """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
+        X_p, y_p = self._poison(X_p, y_p)
+        U, F, b, _, _ = self._spectrum(self._augment(X_p), y_p)
+        w = U @ (F * (U.T @ b))
+        return self._as_params(w)
+
+    def _as_params(self, w):
+        d = self.n_features
+        return {"weight": w[:d].reshape(1, d), "bias": w[d:].clone()}
+
+    def predict(self, params, X) -> torch.Tensor:
+        """``X @ weight.T + bias`` of shape (n,)."""
+        X = _as_tensor(X, self.dtype, self.device, "X", 2)
+        if isinstance(params, dict):
+            W, bias = params["weight"], params["bias"]
+        else:
+            W, bias = params
+        return (X @ W.reshape(-1)) + bias.reshape(())
+
+    def value_and_grad(self, X_p, y_p):
+        """Validation loss and its exact gradient (see the module docstring).
+
+        Returns
+        -------
+        val_loss : Tensor, 0-d
+        grad_X_p : Tensor of shape (n_p, n_features)
+        grad_y_p : Tensor of shape (n_p,)
+        """
+        X_p, y_p = self._poison(X_p, y_p)
+        Z_p = self._augment(X_p)
+        U, F, b, c, V = self._spectrum(Z_p, y_p)
+        b_hat = U.T @ b
+        w = U @ (F * b_hat)
+        Hw = self._H @ w
+        val = 0.5 * torch.dot(w, Hw) - torch.dot(self._h, w) + 0.5 * self._s
+        g = Hw - self._h
+        g_hat = U.T @ g
+        u = U @ (F * g_hat)
+        Vt = V[:, :-1]
+        G = -(c * c) * (Vt @ self._K @ Vt.T)
+        outer = g_hat[:, None] * b_hat[None, :]
+        S = U @ (G * (0.5 * (outer + outer.T))) @ U.T
+        grad_Z = 2.0 * (Z_p @ S) + y_p[:, None] * u[None, :]
+        grad_y = Z_p @ u
+        if not bool(torch.isfinite(val)):
+            raise DivergenceError(
+                "The inner training diverged (non-finite validation loss)."
+            )
+        return val, grad_Z[:, :-1].contiguous(), grad_y
+
+
+def make_engine(
+    model,
+    X_fixed,
+    y_fixed,
+    X_val,
+    y_val,
+    *,
+    n_steps: int,
+    lr: float,
+    l2: float = 0.0,
+    engine: str = "auto",
+    hidden_layer_sizes: Sequence[int] = (32, 8),
+    negative_slope: float = 0.01,
+    init_params=None,
+    random_state=None,
+    dtype=torch.float64,
+    device="cpu",
+):
+    """Build the right hypergradient engine for ``model``.
+
+    ``engine="auto"`` picks :class:`LinearSpectralEngine` for ``model="linear"``
+    and :class:`UnrolledEngine` otherwise; ``"spectral"`` and ``"unrolled"``
+    force one (``"spectral"`` requires ``model="linear"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X, y = np.ones((4, 2)), np.zeros(4)
+    >>> type(make_engine("linear", X, y, X, y, n_steps=3, lr=0.1)).__name__
+    'LinearSpectralEngine'
+    """
+    if engine not in ("auto", "spectral", "unrolled"):
+        raise ValueError(
+            f"engine must be 'auto', 'spectral' or 'unrolled', got {engine!r}."
+        )
+    is_linear = isinstance(model, str) and model == "linear"
+    if engine == "spectral" and not is_linear:
+        raise ValueError("engine='spectral' is exact for model='linear' only.")
+    common = dict(n_steps=n_steps, lr=lr, l2=l2, dtype=dtype, device=device)
+    if is_linear and engine in ("auto", "spectral"):
+        return LinearSpectralEngine(X_fixed, y_fixed, X_val, y_val, **common)
+    return UnrolledEngine(
+        model, X_fixed, y_fixed, X_val, y_val,
+        hidden_layer_sizes=hidden_layer_sizes, negative_slope=negative_slope,
+        init_params=init_params, random_state=random_state, **common,
+    )  # fmt: skip

@@ -1,0 +1,381 @@
+"""How every model in skpoison trains: one place, shared by victims and attack.
+
+The paper trains its victims (Table III) and the inner problem of its attack
+(Table II, Alg. 2-4) with the *same* procedure, and so does this library: the
+sklearn victims in :mod:`skpoison.models` and the hypergradient engines in
+:mod:`skpoison.attacks._hypergradient` call the functions below.
+
+Loss
+    The paper's Eq. (1) with ``lambda = l2``::
+
+        L(w) = 1 / (2 n) * sum_i (f(x_i, w) - y_i) ** 2 + l2 / 2 * sum ||W_k||^2
+
+    where the penalty covers weight matrices only (no biases). The ``1/2`` is
+    not cosmetic: the gradient of a plain mean of squares is twice as large, so
+    gradient descent with the paper's learning rates would take twice the step,
+    and on Appliances (``eta = 0.2``) it diverges even on clean data.
+
+Optimiser
+    Full-batch gradient descent, ``w <- w - eta * grad L(w)`` for ``T`` steps
+    (the paper's algorithm boxes say SGD; its Appendix E says full batch). For a
+    linear model with ``Z = [X, 1]`` one step is
+    ``w <- w - (eta / n) Z^T (Z w - y)``.
+
+Initialisation (Appendix E)
+    Zeros for linear regression; for the MLP (``n_features x 32 x 8 x 1``,
+    LeakyReLU) Xavier-uniform weights and biases filled with ``1e-2``.
+
+Divergence
+    Gradient descent on a quadratic is stable iff
+    ``eta * lambda_max(Z^T Z / n + l2 P) < 2`` (``P`` masks the bias); linear
+    models check it before training (:func:`check_linear_stability`). Every model
+    checks its loss curve afterwards (:func:`check_loss_curve`): a non-finite or
+    exploding loss raises :class:`~skpoison.exceptions.DivergenceError`, so no
+    NaN is ever returned silently.
+
+The code is functional: parameters are a list of tensors in the order of
+``module.parameters()``; :func:`loss_and_grad_fn` returns a function computing
+the loss and its gradient. For the paper's architectures (``nn.Sequential`` of
+``nn.Linear`` and ``nn.LeakyReLU``) the gradient is written out by hand (plain
+matrix products, so autograd can differentiate *through* it once, which is what
+the attack's reverse-mode hypergradient needs); for any other module it falls
+back to ``torch.autograd.grad`` through ``torch.func.functional_call``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..exceptions import DivergenceError
+
+__all__ = [
+    "build_mlp",
+    "check_linear_stability",
+    "check_loss_curve",
+    "gradient_descent",
+    "init_paper_params",
+    "loss_and_grad_fn",
+    "squared_loss",
+]
+
+#: A loss curve that grows beyond this factor of its first value has exploded.
+EXPLOSION_FACTOR = 1e8
+
+LossGrad = Callable[
+    [Sequence[torch.Tensor], torch.Tensor, torch.Tensor],
+    tuple[torch.Tensor, list[torch.Tensor]],
+]
+
+
+def squared_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The paper's Eq. (1) without penalty: ``sum (pred - y)^2 / (2 n)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> squared_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]))
+    tensor(2.5000)
+    """
+    r = pred - y
+    return 0.5 * torch.mean(r * r)
+
+
+def build_mlp(
+    n_features: int,
+    hidden_layer_sizes: Sequence[int] = (32, 8),
+    negative_slope: float = 0.01,
+) -> nn.Sequential:
+    """The paper's network: ``Linear`` layers with LeakyReLU between them.
+
+    ``hidden_layer_sizes=()`` gives linear regression (one ``Linear(n, 1)``).
+    This is also how a fitted :class:`~skpoison.models.TorchMLPRegressor` is
+    rebuilt from its parameters.
+
+    Examples
+    --------
+    >>> build_mlp(3, (4,))
+    Sequential(
+      (0): Linear(in_features=3, out_features=4, bias=True)
+      (1): LeakyReLU(negative_slope=0.01)
+      (2): Linear(in_features=4, out_features=1, bias=True)
+    )
+    """
+    sizes = [int(n_features), *(int(h) for h in hidden_layer_sizes), 1]
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i > 0:
+            layers.append(nn.LeakyReLU(negative_slope))
+        layers.append(nn.Linear(fan_in, fan_out))
+    return nn.Sequential(*layers)
+
+
+def init_paper_params(
+    module: nn.Module, *, generator: torch.Generator | None = None
+) -> nn.Module:
+    """Initialise ``module`` in place as the paper does (Appendix E).
+
+    A module with a single ``nn.Linear`` (linear regression) gets zeros. Any
+    other module gets Xavier-uniform weights and biases ``1e-2`` in every
+    ``nn.Linear``; the draw uses ``generator`` (on the CPU), so a seed fixes it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = init_paper_params(build_mlp(2, ()))
+    >>> float(m[0].weight.abs().sum()), float(m[0].bias.abs().sum())
+    (0.0, 0.0)
+    """
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        if len(linears) == 1 and len(list(module.parameters())) <= 2:
+            for p in module.parameters():
+                p.zero_()
+            return module
+        for lin in linears:
+            fan_out, fan_in = lin.weight.shape
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            draw = torch.rand(
+                lin.weight.shape, generator=generator, dtype=torch.float64
+            )
+            lin.weight.copy_((2.0 * draw - 1.0) * bound)
+            if lin.bias is not None:
+                lin.bias.fill_(1e-2)
+    return module
+
+
+def _sequential_slopes(module: nn.Module) -> list[float] | None:
+    """Negative slopes between the layers of a Linear/LeakyReLU chain, else None."""
+    if not isinstance(module, nn.Sequential):
+        return None
+    layers = list(module)
+    if not layers or len(layers) % 2 == 0:
+        return None
+    slopes = []
+    for i, layer in enumerate(layers):
+        if i % 2 == 0:
+            if type(layer) is not nn.Linear or layer.bias is None:
+                return None
+        elif type(layer) is nn.LeakyReLU:
+            slopes.append(float(layer.negative_slope))
+        else:
+            return None
+    if layers[-1].out_features != 1:
+        return None
+    return slopes
+
+
+def _chain_loss_and_grad(slopes: list[float]) -> LossGrad:
+    """Hand-written loss and gradient of a Linear/LeakyReLU chain.
+
+    Plain tensor algebra (no autograd inside), so differentiating it with
+    autograd costs one ordinary backward pass per step instead of a double
+    backward: this is what makes the unrolled engine fast.
+    """
+
+    def loss_and_grad(params, X, y, l2=0.0):
+        n = X.shape[0]
+        h = X
+        hs, zs = [], []
+        n_layers = len(params) // 2
+        for k in range(n_layers):
+            W, b = params[2 * k], params[2 * k + 1]
+            hs.append(h)
+            z = torch.addmm(b, h, W.T)
+            if k < n_layers - 1:
+                zs.append(z)
+                h = torch.where(z > 0, z, z * slopes[k])
+            else:
+                h = z
+        r = h[:, 0] - y
+        loss = 0.5 * torch.dot(r, r) / n
+        delta = (r / n).unsqueeze(1)
+        grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+        for k in range(n_layers - 1, -1, -1):
+            W = params[2 * k]
+            gW = delta.T @ hs[k]
+            if l2:
+                gW = gW + l2 * W
+            grads[2 * k] = gW
+            grads[2 * k + 1] = delta.sum(0)
+            if k > 0:
+                back = delta @ W
+                delta = torch.where(zs[k - 1] > 0, back, back * slopes[k - 1])
+        if l2:
+            loss = loss + 0.5 * l2 * sum(
+                torch.sum(params[2 * k] ** 2) for k in range(n_layers)
+            )
+        return loss, grads
+
+    return loss_and_grad
+
+
+def _autograd_loss_and_grad(module: nn.Module) -> LossGrad:
+    """Loss and gradient of any module through ``torch.func.functional_call``."""
+    names = [name for name, _ in module.named_parameters()]
+    is_weight = [p.ndim >= 2 for _, p in module.named_parameters()]
+
+    def loss_and_grad(params, X, y, l2=0.0):
+        create_graph = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (*params, X, y)
+        )
+        with torch.enable_grad():
+            ps = [p if p.requires_grad else p.detach().requires_grad_() for p in params]
+            out = torch.func.functional_call(module, dict(zip(names, ps)), (X,))
+            loss = squared_loss(out.reshape(-1), y)
+            if l2:
+                loss = loss + 0.5 * l2 * sum(
+                    torch.sum(p * p) for p, w in zip(ps, is_weight) if w
+                )
+            grads = torch.autograd.grad(loss, ps, create_graph=create_graph)
+        if not create_graph:
+            loss = loss.detach()
+        return loss, list(grads)
+
+    return loss_and_grad
+
+
+def loss_and_grad_fn(module: nn.Module, *, force_autograd: bool = False) -> LossGrad:
+    """Return ``f(params, X, y, l2) -> (loss, grads)`` for ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model; ``params`` are tensors in the order of ``module.parameters()``.
+    force_autograd : bool, default=False
+        Use ``torch.autograd.grad`` even when a hand-written gradient exists (the
+        reference path, used by tests and benchmarks).
+
+    Returns
+    -------
+    loss_and_grad : callable
+        Computes Eq. (1) (plus the L2 term) and its gradient with respect to the
+        parameters. The result is differentiable by autograd with respect to the
+        parameters and ``X``, ``y`` whenever they require grad.
+    """
+    slopes = None if force_autograd else _sequential_slopes(module)
+    if slopes is not None:
+        return _chain_loss_and_grad(slopes)
+    return _autograd_loss_and_grad(module)
+
+
+def gradient_descent(
+    loss_and_grad: LossGrad,
+    params: Sequence[torch.Tensor],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    n_steps: int,
+    lr: float,
+    l2: float = 0.0,
+    differentiable: bool = False,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Full-batch gradient descent, ``w <- w - lr * grad L(w)``, ``n_steps`` times.
+
+    Parameters
+    ----------
+    loss_and_grad : callable
+        From :func:`loss_and_grad_fn`.
+    params : sequence of Tensor
+        Initial parameters (not modified).
+    X : Tensor of shape (n_samples, n_features)
+    y : Tensor of shape (n_samples,)
+    n_steps : int
+        ``T`` in the paper (epochs for the victims).
+    lr : float
+        ``eta`` in the paper.
+    l2 : float, default=0.0
+        ``lambda`` in Eq. (1) (weights only).
+    differentiable : bool, default=False
+        Keep the autograd graph through all steps (for reverse-mode
+        hypergradients); otherwise run under ``torch.no_grad``.
+
+    Returns
+    -------
+    params : list of Tensor
+        The parameters after ``n_steps`` steps.
+    losses : Tensor of shape (n_steps,)
+        The training loss *before* each step (detached). Check it with
+        :func:`check_loss_curve`; no per-step host synchronisation happens here.
+    """
+    ctx = torch.enable_grad() if differentiable else torch.no_grad()
+    params = list(params)
+    losses = []
+    with ctx:
+        for _ in range(n_steps):
+            loss, grads = loss_and_grad(params, X, y, l2)
+            losses.append(loss.detach())
+            params = [p - lr * g for p, g in zip(params, grads)]
+    curve = torch.stack(losses) if losses else X.new_zeros(0)
+    return params, curve
+
+
+def check_loss_curve(losses: torch.Tensor, *, what: str = "training") -> None:
+    """Raise :class:`DivergenceError` if a loss curve is non-finite or exploding.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_loss_curve(torch.tensor([1.0, 0.5]))
+    >>> check_loss_curve(torch.tensor([1.0, float("nan")]))
+    Traceback (most recent call last):
+    ...
+    skpoison.exceptions.DivergenceError: ...
+    """
+    if losses.numel() == 0:
+        return
+    values = losses.detach().double().cpu()
+    if not bool(torch.isfinite(values).all()):
+        step = int((~torch.isfinite(values)).nonzero()[0, 0])
+        raise DivergenceError(
+            f"Gradient descent diverged: the {what} loss became non-finite at step "
+            f"{step}. Lower learning_rate or standardise the features."
+        )
+    first = float(values[0])
+    worst = float(values.max())
+    if worst > EXPLOSION_FACTOR * max(first, 1e-300):
+        raise DivergenceError(
+            f"Gradient descent diverged: the {what} loss grew from {first:.3g} to "
+            f"{worst:.3g}. Lower learning_rate or standardise the features."
+        )
+
+
+def check_linear_stability(X: torch.Tensor, lr: float, l2: float = 0.0) -> float:
+    """Check ``lr * lambda_max(Z^T Z / n + l2 P) < 2`` for ``Z = [X, 1]``.
+
+    This is the exact condition under which full-batch gradient descent on the
+    linear least-squares loss of Eq. (1) does not diverge.
+
+    Returns
+    -------
+    lam_max : float
+        The largest eigenvalue of the (scaled) Hessian.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[10.0], [-10.0]], dtype=torch.float64)
+    >>> check_linear_stability(X, 0.01)
+    100.0
+    >>> check_linear_stability(X, 0.1)
+    Traceback (most recent call last):
+    ...
+    skpoison.exceptions.DivergenceError: ...
+    """
+    n, d = X.shape
+    Z = torch.cat([X, X.new_ones(n, 1)], dim=1)
+    H = Z.T @ Z / n
+    if l2:
+        H = H + torch.diag(torch.cat([X.new_full((d,), l2), X.new_zeros(1)]))
+    lam_max = float(torch.linalg.eigvalsh(H)[-1])
+    if not math.isfinite(lam_max) or lr * lam_max >= 2.0:
+        raise DivergenceError(
+            f"Gradient descent with learning_rate={lr} diverges on this data: "
+            f"learning_rate * lambda_max(Z^T Z / n) = {lr * lam_max:.3g} >= 2 "
+            f"(lambda_max = {lam_max:.3g}). Use learning_rate < {2.0 / lam_max:.3g} "
+            "or standardise the features."
+        )
+    return lam_max
