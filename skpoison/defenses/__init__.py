@@ -5,6 +5,11 @@ sets ``inlier_mask_`` and ``scores_``; ``fit_resample`` returns the kept points.
 """
 
 from ._base import BaseDefense
+from ._bayesclean import BayesCleanFilter
 from ._defended import DefendedRegressor
 
-__all__ = ["BaseDefense", "DefendedRegressor"]
+__all__ = [
+    "BaseDefense",
+    "BayesCleanFilter",
+    "DefendedRegressor",
+]

@@ -1,0 +1,182 @@
+"""BayesCleanFilter: the paper's Alg. 5 on top of sklearn's BayesianRidge."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from imblearn.pipeline import Pipeline as ImbPipeline
+from sklearn.linear_model import BayesianRidge, LinearRegression, Ridge
+from sklearn.metrics import mean_squared_error
+from sklearn.model_selection import cross_validate
+
+from skpoison.defenses import BayesCleanFilter
+
+
+def _random_problem(seed, n=60, d=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = X @ rng.normal(size=d) + rng.normal(scale=0.5, size=n)
+    y[: n // 10] += rng.normal(scale=20.0, size=n // 10)
+    return X, y
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    c1=st.floats(0.0, 3.0),
+    extra=st.floats(0.0, 3.0),
+    rule=st.sampled_from(["residual", "paper"]),
+)
+def test_masks_partition_the_samples(seed, c1, extra, rule):
+    X, y = _random_problem(seed)
+    bc = BayesCleanFilter(c1=c1, c2=c1 + extra, rule=rule).fit(X, y)
+    stacked = np.stack([bc.accepted_mask_, bc.flagged_mask_, bc.rejected_mask_])
+    assert stacked.dtype == bool
+    np.testing.assert_array_equal(stacked.sum(axis=0), 1)
+
+
+@given(seed=st.integers(0, 10_000), c1=st.floats(0.0, 2.0), c2=st.floats(0.0, 2.0))
+def test_larger_thresholds_never_accept_fewer(seed, c1, c2):
+    X, y = _random_problem(seed)
+    # Only for the residual rule: the literal formula |y| <= |mu + c sigma| is
+    # not monotone in c where mu < 0 (see test_paper_rule_is_not_monotone).
+    c1, c2 = sorted((c1, c2))
+    small = BayesCleanFilter(c1=c1, c2=c2, flagged="keep").fit(X, y)
+    big = BayesCleanFilter(c1=c1 + 0.5, c2=c2 + 0.5, flagged="keep").fit(X, y)
+    # Same Bayesian fit, wider bands: kept and accepted sets only grow.
+    assert np.all(big.accepted_mask_ >= small.accepted_mask_)
+    assert np.all(big.inlier_mask_ >= small.inlier_mask_)
+
+
+def test_paper_rule_is_not_monotone_for_negative_means():
+    # Documents the discrepancy: with mu < 0, widening c shrinks |mu + c sigma|.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X @ [1.0, -1.0] - 10.0 + rng.normal(size=200)
+    small = BayesCleanFilter(c1=0.5, c2=1.5, rule="paper").fit(X, y)
+    big = BayesCleanFilter(c1=1.0, c2=2.0, rule="paper").fit(X, y)
+    assert (small.accepted_mask_ & ~big.accepted_mask_).any()
+
+
+@given(seed=st.integers(0, 10_000))
+def test_residual_rule_is_thresholding_the_scores(seed):
+    X, y = _random_problem(seed)
+    bc = BayesCleanFilter(c1=0.7, c2=1.9).fit(X, y)
+    mu, sigma = bc.estimator_.predict(X, return_std=True)
+    np.testing.assert_allclose(bc.scores_, np.abs(y - mu) / sigma)
+    np.testing.assert_array_equal(bc.accepted_mask_, bc.scores_ <= 0.7)
+    np.testing.assert_array_equal(bc.rejected_mask_, bc.scores_ > 1.9)
+
+
+def test_paper_rule_is_the_literal_formula():
+    X, y = _random_problem(3)
+    y = y - 10.0  # negative predictive means, where the two rules differ
+    bc = BayesCleanFilter(rule="paper").fit(X, y)
+    mu, sigma = bc.predictive_mean_, bc.predictive_std_
+    accept = np.abs(y) <= np.abs(mu + 0.5 * sigma)
+    reject = (np.abs(y) > np.abs(mu + 1.5 * sigma)) & ~accept
+    np.testing.assert_array_equal(bc.accepted_mask_, accept)
+    np.testing.assert_array_equal(bc.rejected_mask_, reject)
+    residual = BayesCleanFilter(rule="residual").fit(X, y)
+    assert not np.array_equal(residual.accepted_mask_, bc.accepted_mask_)
+
+
+def test_flagged_points_follow_the_flagged_option():
+    X, y = _random_problem(1)
+    rej = BayesCleanFilter(flagged="reject").fit(X, y)
+    keep = BayesCleanFilter(flagged="keep").fit(X, y)
+    assert rej.flagged_mask_.any()
+    np.testing.assert_array_equal(rej.inlier_mask_, rej.accepted_mask_)
+    np.testing.assert_array_equal(
+        keep.inlier_mask_, keep.accepted_mask_ | keep.flagged_mask_
+    )
+
+
+def test_uses_the_papers_bayesian_ridge_settings():
+    X, y = _random_problem(2)
+    est = BayesCleanFilter().fit(X, y).estimator_
+    assert isinstance(est, BayesianRidge)
+    params = est.get_params()
+    for name in ("alpha_1", "alpha_2", "lambda_1", "lambda_2"):
+        assert params[name] == 1e-6
+    assert params["max_iter"] == 300
+    ref = BayesianRidge(max_iter=300).fit(X, y)
+    np.testing.assert_allclose(est.coef_, ref.coef_)
+
+
+@given(seed=st.integers(0, 10_000))
+def test_result_does_not_depend_on_sample_order(seed):
+    X, y = _random_problem(seed)
+    perm = np.random.default_rng(seed).permutation(len(y))
+    a = BayesCleanFilter(c1=0.8, c2=2.0).fit(X, y)
+    b = BayesCleanFilter(c1=0.8, c2=2.0).fit(X[perm], y[perm])
+    inv = np.argsort(perm)
+    np.testing.assert_allclose(b.scores_[inv], a.scores_, rtol=1e-6, atol=1e-9)
+    # Points on a threshold may flip with rounding; all others must agree.
+    safe = (np.abs(a.scores_ - 0.8) > 1e-6) & (np.abs(a.scores_ - 2.0) > 1e-6)
+    np.testing.assert_array_equal(b.inlier_mask_[inv][safe], a.inlier_mask_[safe])
+
+
+@pytest.mark.parametrize("rule", ["residual", "paper"])
+def test_rejects_gross_outliers(outlier_data, rule):
+    X, y, is_outlier = outlier_data
+    bc = BayesCleanFilter(rule=rule).fit(X, y)
+    assert (~bc.inlier_mask_[is_outlier]).mean() >= 0.9
+
+
+def test_model_error_near_ols_without_outliers(clean_data):
+    X, y, X_test, y_test = clean_data
+    ols = mean_squared_error(y_test, LinearRegression().fit(X, y).predict(X_test))
+    X_kept, y_kept = BayesCleanFilter().fit_resample(X, y)
+    defended = LinearRegression().fit(X_kept, y_kept).predict(X_test)
+    assert mean_squared_error(y_test, defended) <= 1.1 * ols
+
+
+def test_c1_above_c2_is_an_error():
+    X, y = _random_problem(0)
+    with pytest.raises(ValueError, match="c1 must be <= c2"):
+        BayesCleanFilter(c1=2.0, c2=1.0).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"c1": -1.0}, "c1"),
+        ({"flagged": "inspect"}, "flagged"),
+        ({"rule": "other"}, "rule"),
+        ({"max_iter": 0}, "max_iter"),
+    ],
+)
+def test_bad_parameters_are_named(params, match):
+    X, y = _random_problem(0)
+    with pytest.raises(ValueError, match=match):
+        BayesCleanFilter(**params).fit(X, y)
+
+
+def test_bad_input_is_rejected():
+    X, y = _random_problem(0)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        BayesCleanFilter().fit(X_nan, y)
+    with pytest.raises(ValueError):
+        BayesCleanFilter().fit(X, y[:-1])
+    with pytest.raises(ValueError):
+        BayesCleanFilter().fit(X, np.c_[y, y])
+
+
+def test_inputs_are_not_modified():
+    X, y = _random_problem(0)
+    X0, y0 = X.copy(), y.copy()
+    BayesCleanFilter().fit_resample(X, y)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_in_imblearn_pipeline_cleans_training_folds_only(outlier_data):
+    X, y, _ = outlier_data
+    pipe = ImbPipeline([("defense", BayesCleanFilter()), ("model", Ridge())])
+    res = cross_validate(pipe, X, y, cv=3, scoring="neg_mean_squared_error")
+    assert np.isfinite(res["test_score"]).all()
+    pipe.fit(X, y)
+    # At predict time the sampler is skipped: every row gets a prediction.
+    assert pipe.predict(X).shape == y.shape
