@@ -1,1 +1,24 @@
-"""attacks subpackage."""
+"""Poisoning attacks on regression.
+
+:class:`StealthyPoisoner` is the paper's stealthy bilevel attack (Section IV);
+the hypergradient engines behind it are public for benchmarks and research, and
+the paper's experimental settings (Tables II and III) are available as presets.
+"""
+
+from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
+from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
+from ._risk import detectability_risk, residual_std
+from ._stealthy import StealthyPoisoner
+
+__all__ = [
+    "ATTACK_PRESETS",
+    "LinearSpectralEngine",
+    "StealthyPoisoner",
+    "UnrolledEngine",
+    "VICTIM_PRESETS",
+    "detectability_risk",
+    "get_preset",
+    "get_victim_preset",
+    "make_engine",
+    "residual_std",
+]
