@@ -126,7 +126,7 @@ def init_paper_params(
     --------
     >>> import torch
     >>> m = init_paper_params(build_mlp(2, ()))
-    >>> float(m[0].weight.abs().sum()), float(m[0].bias.abs().sum())
+    >>> float(m[0].weight.detach().abs().sum()), float(m[0].bias.detach().abs().sum())
     (0.0, 0.0)
     """
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
