@@ -509,7 +509,10 @@ class StealthyPoisoner(BaseEstimator):
         # The clean model, trained exactly as the victim trains (engine.train).
         first = order[: st["batch"]]
         engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X_tr, y_tr)
-        params = engine.train(X_tr[first], y_tr[first])
+        try:
+            params = engine.train(X_tr[first], y_tr[first])
+        except DivergenceError as exc:
+            raise _diverged(self.inner_lr, exc) from exc
         predict = _predictor(engine, params)
         with torch.no_grad():
             pred = predict(_tensor(X_tr, engine)).cpu().numpy()
@@ -572,10 +575,9 @@ class StealthyPoisoner(BaseEstimator):
         """Alg. 4: projected, per-point normalised hypergradient ascent."""
         from tqdm.auto import tqdm
 
-        tensor = lambda a: _tensor(a, engine)  # noqa: E731
-        low, high = (tensor(v) for v in st["bounds"])
-        Xp = torch.clamp(tensor(X0), low[:-1], high[:-1])
-        yp = torch.clamp(tensor(y0), low[-1], high[-1])
+        low, high = (_tensor(v, engine) for v in st["bounds"])
+        Xp = torch.clamp(_tensor(X0, engine), low[:-1], high[:-1])
+        yp = torch.clamp(_tensor(y0, engine), low[-1], high[-1])
         clean = _predictor(engine, _to(st["clean_params"], engine))
         sigma = st["sigma"]
         w_risk = 0.0 if alpha >= 1 else (1.0 - alpha) / risk_ref
@@ -647,13 +649,12 @@ class StealthyPoisoner(BaseEstimator):
             kept.append((b, take))
             count += take
         d = st["X_train"].shape[1]
-        cat = (
-            lambda key, shape: (  # noqa: E731
-                np.concatenate([b[key][:t] for b, t in kept])
-                if kept
-                else np.empty(shape)
-            )
-        )
+
+        def cat(key, shape):
+            if not kept:
+                return np.empty(shape)
+            return np.concatenate([b[key][:t] for b, t in kept])
+
         self.train_indices_ = st["train_indices"]
         self.poison_indices_ = cat("indices", (0,)).astype(np.intp)
         self.X_poison_ = cat("X", (0, d))
