@@ -31,6 +31,7 @@ from ._base import ChecksumError, _make_bunch, _parse_csv, _read_descr
 __all__ = ["clear_data_home", "fetch_loan", "get_data_home"]
 
 # Module constants so that tests can serve a made-up file from 127.0.0.1.
+# master is the repository's only branch (head 7a0cac8 when this was written).
 _LOAN_URL = (
     "https://raw.githubusercontent.com/jagielski/manip-ml/master/"
     "datasets/loan-processed.csv"
@@ -72,7 +73,10 @@ def get_data_home(data_home: str | os.PathLike | None = None) -> str:
     True
     """
     if data_home is None:
-        data_home = os.environ.get("SKPOISON_DATA", os.path.join("~", "skpoison_data"))
+        # An empty SKPOISON_DATA means unset, not the current folder.
+        data_home = os.environ.get("SKPOISON_DATA") or os.path.join(
+            "~", "skpoison_data"
+        )
     data_home = os.path.abspath(os.path.expanduser(os.fspath(data_home)))
     os.makedirs(data_home, exist_ok=True)
     return data_home

@@ -244,8 +244,10 @@ class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._x_scaler = StandardScaler().fit(X)
         self.mean_ = self._x_scaler.mean_
         self.scale_ = self._x_scaler.scale_
+        # A refit without y must not keep the target statistics of an earlier fit.
         for name in ("y_mean_", "y_scale_"):
-            self.__dict__.pop(name, None)
+            if hasattr(self, name):
+                delattr(self, name)
         if y is not None:
             y = _check_y(y)
             check_consistent_length(X, y)

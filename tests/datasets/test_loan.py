@@ -135,6 +135,16 @@ def test_data_home_defaults_to_the_environment_variable(server, tmp_path, monkey
     assert not (tmp_path / "home").exists()
 
 
+def test_data_home_falls_back_to_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for value in (None, ""):
+        if value is None:
+            monkeypatch.delenv("SKPOISON_DATA", raising=False)
+        else:
+            monkeypatch.setenv("SKPOISON_DATA", value)
+        assert get_data_home() == str(tmp_path / "skpoison_data")
+
+
 def test_corrupted_download_raises_and_leaves_no_file(server, tmp_path):
     server.body = CSV.replace(b"0.20", b"0.21")
     with pytest.raises(ChecksumError, match=git_blob_sha1(CSV)):
