@@ -105,6 +105,11 @@ def nmse(y_true, y_pred, *, sample_weight=None) -> float:
         sample_weight = _check_sample_weight(
             sample_weight, y_true, ensure_non_negative=True
         )
+    # NMSE is scale-free: dividing both by max|y_true| first avoids overflow in
+    # the squares for very large targets and changes nothing else.
+    largest = np.max(np.abs(y_true))
+    if largest > 0:
+        y_true, y_pred = y_true / largest, y_pred / largest
     mean_square_label = np.average(y_true**2, weights=sample_weight)
     if not mean_square_label > 0:
         raise ValueError(
@@ -183,5 +188,7 @@ def defense_gain(nmse_no_defense, nmse_defense):
     return float(gain) if gain.ndim == 0 else gain
 
 
-# Greater is better for sklearn's model selection, so this returns -nmse.
+#: Scorer for ``scoring=`` in ``cross_validate`` / ``GridSearchCV``: returns
+#: ``-nmse(y, estimator.predict(X))`` because sklearn maximises scores; pass the
+#: object itself (sklearn has no public registry for scorer names).
 nmse_scorer = make_scorer(nmse, greater_is_better=False)

@@ -54,6 +54,11 @@ def test_nmse_is_not_a_variance_normalised_error():
     assert nmse(y + 10, p + 10) != pytest.approx(nmse(y, p))
 
 
+def test_nmse_does_not_overflow_on_huge_targets():
+    y = np.array([1e200, -2e200, 3e200])
+    assert nmse(y, 1.1 * y) == pytest.approx(0.01)
+
+
 def test_nmse_predicting_zero_is_one():
     assert nmse([3.0, -4.0], [0.0, 0.0]) == 1.0
 
