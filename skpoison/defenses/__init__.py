@@ -7,9 +7,13 @@ sets ``inlier_mask_`` and ``scores_``; ``fit_resample`` returns the kept points.
 from ._base import BaseDefense
 from ._bayesclean import BayesCleanFilter
 from ._defended import DefendedRegressor
+from ._huber import make_huber_baseline
+from ._sever import SeverFilter
 
 __all__ = [
     "BaseDefense",
     "BayesCleanFilter",
     "DefendedRegressor",
+    "SeverFilter",
+    "make_huber_baseline",
 ]

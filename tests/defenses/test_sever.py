@@ -1,0 +1,161 @@
+"""SeverFilter: closed-form and torch per-sample gradients, scores, recovery."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.tree import DecisionTreeRegressor
+
+from skpoison.defenses import SeverFilter
+from skpoison.defenses._base import mask_keep_lowest
+from skpoison.defenses._sever import (
+    _linear_scores,
+    _split_counts,
+    linear_per_sample_gradients,
+    torch_per_sample_gradients,
+)
+
+
+class TorchLinearWrapper(RegressorMixin, BaseEstimator):
+    """Least squares exposing its fit as a torch ``module_`` (the torch path of SEVER)."""
+
+    def fit(self, X, y):
+        lr = LinearRegression().fit(X, y)
+        self.module_ = torch.nn.Linear(X.shape[1], 1).double()
+        with torch.no_grad():
+            self.module_.weight.copy_(torch.as_tensor(lr.coef_[None, :]))
+            self.module_.bias.fill_(float(lr.intercept_))
+        return self
+
+    def predict(self, X):
+        with torch.no_grad():
+            return self.module_(torch.as_tensor(X)).numpy().ravel()
+
+
+@given(
+    n=st.integers(1, 30),
+    d=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_torch_gradients_equal_closed_form(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10.0, size=d)
+    y = rng.normal(size=n) * 5.0
+    theta = rng.normal(size=d + 1)
+    lin = torch.nn.Linear(d, 1).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(theta[None, :d]))
+        lin.bias.fill_(theta[d])
+    G_torch = torch_per_sample_gradients(lin, X, y)
+    G_closed = linear_per_sample_gradients(X, y, theta)
+    np.testing.assert_allclose(G_torch, G_closed, rtol=0, atol=1e-10)
+
+
+@given(n=st.integers(3, 40), d=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_closed_form_scores_equal_svd_of_materialised_gradients(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = rng.normal(size=n)
+    theta = rng.normal(size=d + 1)
+    active = rng.random(n) < 0.8
+    active[:3] = True
+    idx = np.flatnonzero(active)
+    G = linear_per_sample_gradients(X[idx], y[idx], theta)
+    G -= G.mean(axis=0)
+    _, s, Vt = np.linalg.svd(G, full_matrices=False)
+    if len(s) > 1 and s[0] - s[1] < 1e-6 * s[0]:
+        return  # top singular vector not unique: nothing to compare
+    expected = (G @ Vt[0]) ** 2
+    got = _linear_scores(X, y, active, idx, theta)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * expected.max())
+
+
+@given(total=st.integers(0, 1000), parts=st.integers(1, 10))
+def test_round_counts_add_up(total, parts):
+    counts = _split_counts(total, parts)
+    assert counts.sum() == total
+    assert counts.max() - counts.min() <= 1
+    assert np.all(np.diff(counts) <= 0)
+
+
+def test_removes_gross_outliers(outlier_data):
+    X, y, is_outlier = outlier_data
+    sever = SeverFilter().fit(X, y)
+    assert (~sever.inlier_mask_[is_outlier]).mean() >= 0.9
+
+
+def test_no_outliers_keeps_test_error(clean_data):
+    X, y, X_test, y_test = clean_data
+    base = np.mean((LinearRegression().fit(X, y).predict(X_test) - y_test) ** 2)
+    mask = SeverFilter().fit(X, y).inlier_mask_
+    err = np.mean(
+        (LinearRegression().fit(X[mask], y[mask]).predict(X_test) - y_test) ** 2
+    )
+    assert err <= 1.05 * base
+
+
+@pytest.mark.parametrize("n_rounds", [1, 3, 4])
+def test_total_and_per_round_removal(outlier_data, n_rounds):
+    X, y, _ = outlier_data
+    n = len(y)
+    sever = SeverFilter(n_rounds=n_rounds).fit(X, y)
+    n_reject = int(np.floor(0.4 * n))
+    assert sever.n_reject_ == n_reject == (~sever.inlier_mask_).sum()
+    per_round = np.bincount(
+        sever.removal_round_[sever.removal_round_ >= 0], minlength=n_rounds
+    )
+    np.testing.assert_array_equal(per_round, _split_counts(n_reject, n_rounds))
+    # The scores rank exactly the removed points highest.
+    np.testing.assert_array_equal(
+        mask_keep_lowest(sever.scores_, n_reject), sever.inlier_mask_
+    )
+
+
+def test_estimator_paths_agree(outlier_data):
+    X, y, _ = outlier_data
+    fast = SeverFilter().fit(X, y)
+    sk = SeverFilter(LinearRegression()).fit(X, y)
+    torch_path = SeverFilter(TorchLinearWrapper()).fit(X, y)
+    np.testing.assert_array_equal(fast.inlier_mask_, sk.inlier_mask_)
+    np.testing.assert_array_equal(fast.inlier_mask_, torch_path.inlier_mask_)
+
+
+def test_ridge_alpha_matches_ridge_estimator(outlier_data):
+    X, y, _ = outlier_data
+    fast = SeverFilter(alpha=50.0).fit(X, y)
+    sk = SeverFilter(Ridge(alpha=50.0)).fit(X, y)
+    np.testing.assert_array_equal(fast.inlier_mask_, sk.inlier_mask_)
+    np.testing.assert_allclose(fast.scores_, sk.scores_, rtol=1e-6, atol=1e-9)
+
+
+def test_torch_mlp_estimator_runs(outlier_data):
+    models = pytest.importorskip("skpoison.models")
+    if not hasattr(models, "TorchMLPRegressor"):
+        pytest.skip("TorchMLPRegressor not available yet")
+    X, y, is_outlier = outlier_data
+    sever = SeverFilter(models.TorchMLPRegressor(), reject_fraction=0.2, n_rounds=2)
+    sever.fit(X, y)
+    assert sever.inlier_mask_.sum() == len(y) - int(0.2 * len(y))
+
+
+def test_unsupported_estimator_is_a_clear_error(outlier_data):
+    X, y, _ = outlier_data
+    with pytest.raises(TypeError, match="per-sample gradients"):
+        SeverFilter(DecisionTreeRegressor()).fit(X, y)
+
+
+def test_bad_reject_fraction(outlier_data):
+    X, y, _ = outlier_data
+    with pytest.raises(ValueError, match="reject_fraction"):
+        SeverFilter(reject_fraction=len(y)).fit(X, y)
+
+
+def test_input_not_modified(outlier_data):
+    X, y, _ = outlier_data
+    X0, y0 = X.copy(), y.copy()
+    SeverFilter().fit(X, y)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
