@@ -13,6 +13,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+# Cross-references in scikit-learn's own docstrings (inherited methods such as
+# ``set_output`` or ``score``) point into scikit-learn's documentation, which an
+# offline build cannot resolve: keep their text, drop the link.
+_SKLEARN_ROLE = re.compile(r":(?:ref|term|doc):`(?:([^`<]*?)\s*<[^`>]*>|([^`<]*))`")
+
+# ``of shape (n_features_in_,)`` without backticks: a trailing underscore makes
+# ``n_features_in_`` a reST link target; quote such names.
+_BARE_ATTRIBUTE_IN_SHAPE = re.compile(
+    r"(shape \([^)]*?)(?<![`\w])([A-Za-z]\w*_)(?![`\w])"
+)
+
 _MARKER = re.compile(
     r"^(?P<indent>[ \t]*)\.\. skpoison-optional-pages::(?P<names>.*)$", re.M
 )
@@ -32,6 +43,21 @@ def _expand_optional_pages(app, docname, source):
     source[0] = _MARKER.sub(replace, source[0])
 
 
+def _clean_docstring(app, what, name, obj, options, lines):
+    module = getattr(obj, "__module__", "") or ""
+    from_sklearn = module.startswith("sklearn") or name.startswith("sklearn")
+    for i, line in enumerate(lines):
+        if from_sklearn:
+            line = _SKLEARN_ROLE.sub(lambda m: m[1] or m[2], line)
+        while True:
+            quoted = _BARE_ATTRIBUTE_IN_SHAPE.sub(r"\1`\2`", line)
+            if quoted == line:
+                break
+            line = quoted
+        lines[i] = line
+
+
 def setup(app):
     app.connect("source-read", _expand_optional_pages)
+    app.connect("autodoc-process-docstring", _clean_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
