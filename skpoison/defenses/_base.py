@@ -36,11 +36,24 @@ def mask_keep_lowest(scores: np.ndarray, n_reject: int) -> np.ndarray:
     """
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.shape[0]
+    n_keep = n - int(n_reject)
     mask = np.ones(n, dtype=bool)
-    if n_reject > 0:
-        # NaN scores sort last in argsort, so they are rejected first.
-        order = np.argsort(scores, kind="stable")
-        mask[order[n - n_reject :]] = False
+    if n_reject <= 0:
+        return mask
+    if n_keep <= 0:
+        return ~mask
+    # O(n) selection instead of a full sort (TRIM calls this every iteration on
+    # up to millions of points). Same result as a stable argsort: values below
+    # the threshold are kept, ties at the threshold go to the lowest indices, and
+    # NaN (sorted last by np.partition) is rejected first.
+    threshold = np.partition(scores, n_keep - 1)[n_keep - 1]
+    if np.isnan(threshold):
+        mask = ~np.isnan(scores)
+        at_threshold = np.flatnonzero(~mask)
+    else:
+        mask = scores < threshold
+        at_threshold = np.flatnonzero(scores == threshold)
+    mask[at_threshold[: n_keep - int(mask.sum())]] = True
     return mask
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "trimmed_sum_of_squares",
 ]
 
+_CHUNK_ROWS = 65536
+
 
 def add_intercept(X: np.ndarray) -> np.ndarray:
     """Return ``Z = [X, 1]``, a new float64 array with a column of ones appended.
@@ -93,21 +95,31 @@ def gram_statistics(
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    d = X.shape[1]
+    ZtZ = np.zeros((d + 1, d + 1), dtype=np.float64)
+    Zty = np.zeros(d + 1, dtype=np.float64)
+    yty, n = 0.0, 0
     if sample_mask is not None:
         sample_mask = np.asarray(sample_mask, dtype=bool)
-        if not sample_mask.all():
-            X, y = X[sample_mask], y[sample_mask]
-    d = X.shape[1]
-    ZtZ = np.empty((d + 1, d + 1), dtype=np.float64)
-    ZtZ[:d, :d] = X.T @ X
-    col_sum = X.sum(axis=0)
-    ZtZ[:d, d] = col_sum
-    ZtZ[d, :d] = col_sum
-    ZtZ[d, d] = X.shape[0]
-    Zty = np.empty(d + 1, dtype=np.float64)
-    Zty[:d] = X.T @ y
-    Zty[d] = y.sum()
-    return ZtZ, Zty, float(y @ y), int(X.shape[0])
+        if sample_mask.all():
+            sample_mask = None
+    # Row blocks bound the extra memory of X[sample_mask] to one block.
+    step = X.shape[0] if sample_mask is None else _CHUNK_ROWS
+    for start in range(0, max(X.shape[0], 1), step):
+        Xb, yb = X[start : start + step], y[start : start + step]
+        if sample_mask is not None:
+            keep = sample_mask[start : start + step]
+            Xb, yb = Xb[keep], yb[keep]
+        col_sum = Xb.sum(axis=0)
+        ZtZ[:d, :d] += Xb.T @ Xb
+        ZtZ[:d, d] += col_sum
+        ZtZ[d, :d] += col_sum
+        ZtZ[d, d] += Xb.shape[0]
+        Zty[:d] += Xb.T @ yb
+        Zty[d] += yb.sum()
+        yty += float(yb @ yb)
+        n += int(Xb.shape[0])
+    return ZtZ, Zty, yty, n
 
 
 def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarray:

@@ -6,14 +6,23 @@ the class name.
 """
 
 from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skpoison.defenses import BayesCleanFilter, DefendedRegressor
+from skpoison.defenses import BayesCleanFilter, DefendedRegressor, TrimRegressor
 
 DEFENSES = [
     BayesCleanFilter(),
     BayesCleanFilter(flagged="keep", rule="paper"),
     DefendedRegressor(BayesCleanFilter(flagged="keep"), Ridge()),
+    DefendedRegressor(TrimRegressor(reject_fraction=0.1), Ridge()),
+    TrimRegressor(),
+    TrimRegressor(Ridge(alpha=0.1), reject_fraction=3, n_init=2, random_state=0),
+    TrimRegressor(
+        MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0),
+        reject_fraction=0.1,
+        max_iter=2,
+    ),
 ]
 
 # {class name: {check name: why it cannot pass}}

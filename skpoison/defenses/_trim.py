@@ -1,0 +1,436 @@
+"""TRIM: trimmed least squares by alternating minimisation (Jagielski et al., 2018).
+
+TRIM assumes at most ``k`` of the ``n`` training points are poisoned and solves
+
+    min_{theta, S : |S| = n - k}  (1 / (n - k)) sum_{i in S} (y_i - f(x_i; theta))^2
+
+by alternating the two minimisations: fit the model on the kept set ``S``, then
+keep the ``n - k`` points with the smallest squared residuals under that model.
+For least squares neither step can increase the objective (the refit minimises
+over ``theta`` on ``S``; the re-selection minimises over ``S`` for ``theta``), so
+the *trimmed loss* (the mean of the ``n - k`` smallest squared residuals of the
+current model) is non-increasing and the kept set settles after finitely many
+steps. The loop stops when the kept set stops changing, when the trimmed loss
+improves by at most ``tol`` (relative), or after ``max_iter`` fits; these are the
+reference implementation's rules (``manip-ml``, ``trimclf``), with the tolerance
+made relative so that it does not depend on the units of ``y``.
+
+Starts. The first start fits on all points, as the reference code does. A start
+from the first ``n - k`` indices must never be used: when the poison is appended
+at the end of the training set, that start is an oracle (a bug of an early
+version of the reference code). Further starts (``n_init > 1``) begin from random
+subsets of ``n - k`` points drawn with ``random_state``; the start with the lowest
+trimmed loss wins.
+
+Fast path for least squares. When the model is ordinary least squares (or ridge)
+with an intercept, each fit only needs the Gram statistics of the kept set (see
+:mod:`skpoison.defenses._linear`). Between two iterations only a few points enter
+or leave the kept set, so the statistics are updated from those rows,
+``ZtZ += Z_in^T Z_in - Z_out^T Z_out``, in ``O(m d^2)`` for ``m`` changed points,
+and each iteration costs one ``(d+1) x (d+1)`` solve plus one pass over the data
+for the residuals. Updates subtract, so rounding error accumulates with the size
+of the rows that were added and removed; the statistics are recomputed from
+scratch from the kept rows when that accumulated size grows large against the
+current statistics, after a fixed number of updates, when many points change at
+once, and always for the final model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import RegressorMixin, _fit_context, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validation import check_n_from_fraction
+from ._base import BaseDefense, mask_keep_lowest
+from ._linear import gram_statistics, solve_gram, squared_residuals
+
+__all__ = ["TrimRegressor"]
+
+
+def _linear_penalty(estimator) -> float | None:
+    """The ridge penalty if ``estimator`` is a least-squares model TRIM can run on
+    Gram statistics, else None.
+
+    Only the exact classes are recognised (a subclass may change ``fit``), with an
+    intercept, no positivity constraint and a scalar penalty.
+    """
+    if estimator is None:
+        return 0.0
+    if type(estimator) is LinearRegression:
+        if estimator.fit_intercept and not estimator.positive:
+            return 0.0
+    elif type(estimator) is Ridge:
+        alpha = estimator.alpha
+        if (
+            estimator.fit_intercept
+            and not estimator.positive
+            and np.ndim(alpha) == 0
+            and float(alpha) >= 0
+        ):
+            return float(alpha)
+    return None
+
+
+class _GenericEngine:
+    """Fits a clone of any regressor on the kept rows; residuals by ``predict``."""
+
+    def __init__(self, estimator, X, y):
+        self.estimator, self.X, self.y = estimator, X, y
+
+    def fit(self, mask):
+        return clone(self.estimator).fit(self.X[mask], self.y[mask])
+
+    def residuals(self, model):
+        pred = np.asarray(model.predict(self.X), dtype=np.float64).reshape(-1)
+        if pred.shape != self.y.shape or not np.isfinite(pred).all():
+            raise ValueError(
+                f"estimator {type(self.estimator).__name__} returned non-finite or "
+                "wrongly shaped predictions on the training set; TRIM cannot rank "
+                "the points."
+            )
+        return (self.y - pred) ** 2
+
+    def finalize(self, model, mask):
+        return model, self.residuals(model)
+
+
+class _GramEngine:
+    """Least squares with intercept on Gram statistics of the kept set."""
+
+    # Recompute from scratch after this many incremental updates.
+    refresh_every = 25
+    # ... or when the rows touched since the last recompute outweigh the current
+    # statistics by this factor (a bound on the cancellation in the updates).
+    max_touched_ratio = 1e3
+
+    def __init__(self, X, y, ridge, template):
+        self.X, self.y, self.ridge, self.template = X, y, ridge, template
+        # |z_i|^2 + y_i^2 per row: the size of what an update adds or removes.
+        self.row_size = np.einsum("ij,ij->i", X, X) + 1.0 + y * y
+        self.mask = None
+        self.stats = None
+        self.n_updates = 0
+        self.touched = 0.0
+        self._full = None
+
+    def _recompute(self, mask):
+        if mask.all():
+            if self._full is None:
+                self._full = gram_statistics(self.X, self.y)
+            stats = self._full
+        else:
+            stats = gram_statistics(self.X, self.y, mask)
+        self.stats, self.mask = stats, mask.copy()
+        self.n_updates = 0
+        self.touched = float(self.row_size[mask].sum())
+
+    def _stats_for(self, mask):
+        if self.mask is not None and np.array_equal(mask, self.mask):
+            return self.stats
+        if self.mask is None or self.n_updates >= self.refresh_every:
+            self._recompute(mask)
+            return self.stats
+        added = np.flatnonzero(mask & ~self.mask)
+        removed = np.flatnonzero(self.mask & ~mask)
+        n_kept = int(mask.sum())
+        if added.size + removed.size >= n_kept:
+            self._recompute(mask)
+            return self.stats
+        ZtZ, Zty, yty, n = self.stats
+        for idx, sign in ((added, 1.0), (removed, -1.0)):
+            if idx.size:
+                dZtZ, dZty, dyty, dn = gram_statistics(self.X[idx], self.y[idx])
+                ZtZ = ZtZ + sign * dZtZ
+                Zty = Zty + sign * dZty
+                yty = yty + sign * dyty
+                n = n + int(sign) * dn
+        self.touched += float(self.row_size[added].sum() + self.row_size[removed].sum())
+        current = float(np.trace(ZtZ)) + max(yty, 0.0)
+        self.stats, self.mask = (ZtZ, Zty, yty, n), mask.copy()
+        self.n_updates += 1
+        if self.touched > self.max_touched_ratio * current:
+            self._recompute(mask)
+        return self.stats
+
+    def fit(self, mask):
+        ZtZ, Zty, _, _ = self._stats_for(mask)
+        return solve_gram(ZtZ, Zty, ridge=self.ridge)
+
+    def residuals(self, theta):
+        return squared_residuals(self.X, self.y, theta)
+
+    def finalize(self, theta, mask):
+        """The final model from statistics computed from scratch on ``mask``."""
+        if not (
+            self.n_updates == 0
+            and self.mask is not None
+            and np.array_equal(mask, self.mask)
+        ):
+            self._recompute(mask)
+            theta = self.fit(mask)
+        ZtZ = self.stats[0]
+        return self._as_estimator(theta, ZtZ), self.residuals(theta)
+
+    def _as_estimator(self, theta, ZtZ):
+        # The solution of the normal equations, presented as a fitted instance of
+        # the estimator the user asked for (not refitted: that would cost a full
+        # sklearn fit on the kept rows, the very cost this path avoids).
+        est = LinearRegression() if self.template is None else clone(self.template)
+        d = self.X.shape[1]
+        est.coef_ = theta[:-1].copy()
+        est.intercept_ = float(theta[-1])
+        est.n_features_in_ = d
+        if isinstance(est, LinearRegression):
+            # Singular values of the centred kept design, from its Gram matrix.
+            n = ZtZ[d, d]
+            mean = ZtZ[:d, d] / n
+            centred = ZtZ[:d, :d] - n * np.outer(mean, mean)
+            eig = np.clip(np.linalg.eigvalsh(centred)[::-1], 0.0, None)
+            est.singular_ = np.sqrt(eig)
+            cutoff = eig.max(initial=0.0) * max(int(n), d) * np.finfo(float).eps
+            est.rank_ = int(np.sum(eig > cutoff))
+        else:
+            est.n_iter_ = None
+            est.solver_ = "cholesky"
+        return est
+
+
+class _Run:
+    __slots__ = ("mask", "model", "loss", "path", "n_fits", "converged")
+
+    def __init__(self, mask, model, loss, path, n_fits, converged):
+        self.mask, self.model, self.loss = mask, model, loss
+        self.path, self.n_fits, self.converged = path, n_fits, converged
+
+
+def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
+    """Alternate fit and re-selection from the kept set ``mask`` (one start)."""
+    model = engine.fit(mask)
+    resid = engine.residuals(model)
+    n_fits = 1
+    new_mask = mask_keep_lowest(resid, n_reject)
+    loss = float(resid[new_mask].mean())
+    path = [loss]
+    converged = False
+    while True:
+        if np.array_equal(new_mask, mask):
+            converged = True
+            break
+        if n_fits >= max_iter:
+            break
+        mask = new_mask
+        model = engine.fit(mask)
+        resid = engine.residuals(model)
+        n_fits += 1
+        new_mask = mask_keep_lowest(resid, n_reject)
+        new_loss = float(resid[new_mask].mean())
+        path.append(new_loss)
+        improvement, loss = loss - new_loss, new_loss
+        if improvement <= tol * path[-2]:
+            converged = True
+            break
+    return _Run(mask, model, loss, path, n_fits, converged)
+
+
+class TrimRegressor(RegressorMixin, BaseDefense):
+    """TRIM: fit a regressor on the ``n - k`` points it fits best.
+
+    Alternates between fitting ``estimator`` on the kept points and keeping the
+    ``n - k`` points with the smallest squared residuals, until the kept set stops
+    changing (Jagielski et al., 2018). For least squares (the default) it runs
+    on Gram statistics updated from the few points that change, so it converges
+    in about the time of one :class:`~sklearn.linear_model.LinearRegression` fit.
+
+    Parameters
+    ----------
+    estimator : regressor, default=None
+        The model to trim. ``None`` means ordinary least squares. An exact
+        :class:`~sklearn.linear_model.LinearRegression` or
+        :class:`~sklearn.linear_model.Ridge` with ``fit_intercept=True``,
+        ``positive=False`` (and a scalar ``alpha``) also takes the fast path; any
+        other regressor (a neural network included) is cloned and refitted at
+        every iteration.
+    reject_fraction : float in [0, 1) or int, default=0.4
+        How many points to reject: a fraction of the training set (floored) or
+        a count ``k``. The paper's experiments reject 40%.
+    max_iter : int, default=400
+        Maximum number of model fits per start (the reference code's limit).
+    tol : float, default=1e-5
+        Stop when the trimmed loss improves by at most ``tol`` times its previous
+        value.
+    n_init : int, default=1
+        Number of starts. The first fits on all points; the others start from
+        random subsets of ``n - k`` points. The start with the lowest trimmed
+        loss is kept.
+    random_state : int, RandomState instance or None, default=None
+        Draws the random starts (used only when ``n_init > 1``). The estimator's
+        own randomness is set through its parameters.
+
+    Attributes
+    ----------
+    estimator_ : regressor
+        The final model, trained on the points of ``inlier_mask_``. On the fast
+        path it is an instance of the requested class (``LinearRegression`` for
+        ``None``) whose ``coef_`` and ``intercept_`` are the solution of the
+        normal equations on the kept points, computed from scratch; it is not
+        refitted by sklearn.
+    inlier_mask_ : ndarray of shape (n_samples,), dtype=bool
+        The ``n - k`` points ``estimator_`` was trained on. When the loop
+        converged this is also the set of the ``n - k`` smallest ``scores_``.
+    scores_ : ndarray of shape (n_samples,)
+        Squared residuals of ``estimator_`` on the training points (higher is
+        more suspicious).
+    trimmed_loss_ : float
+        Mean of the ``n - k`` smallest ``scores_``: TRIM's objective at the
+        final model.
+    trimmed_loss_path_ : ndarray of shape (n_iter_,)
+        The trimmed loss after each fit of the winning start (non-increasing for
+        least squares).
+    n_iter_ : int
+        Number of model fits of the winning start.
+    n_reject_ : int
+        The number ``k`` of rejected points.
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, when ``X`` has string column names.
+
+    See Also
+    --------
+    sklearn.linear_model.RANSACRegressor : Consensus of random minimal fits.
+    sklearn.linear_model.HuberRegressor : Down-weights large residuals.
+    BayesCleanFilter : Needs no estimate of the number of poisoning points.
+
+    References
+    ----------
+    .. [1] M. Jagielski, A. Oprea, B. Biggio, C. Liu, C. Nita-Rotaru and B. Li,
+       "Manipulating Machine Learning: Poisoning Attacks and Countermeasures
+       for Regression Learning", IEEE S&P 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skpoison.defenses import TrimRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-5, 5, size=(200, 1))
+    >>> y = 0.8 * X.ravel() + rng.normal(0, 1.2, size=200)
+    >>> y[:20] += 30.0  # gross outliers
+    >>> trim = TrimRegressor(reject_fraction=0.2).fit(X, y)
+    >>> int(trim.inlier_mask_.sum()), bool(trim.inlier_mask_[:20].any())
+    (160, False)
+    >>> bool(abs(trim.estimator_.coef_[0] - 0.8) < 0.1)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"]), None],
+        "reject_fraction": [
+            Interval(RealNotInt, 0, 1, closed="left"),
+            Interval(Integral, 0, None, closed="left"),
+        ],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        reject_fraction: float | int = 0.4,
+        max_iter: int = 400,
+        tol: float = 1e-5,
+        n_init: int = 1,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.reject_fraction = reject_fraction
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Run TRIM on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (possibly poisoned).
+        y : array-like of shape (n_samples,)
+            Training targets.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = validate_data(
+            self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2
+        )
+        n = X.shape[0]
+        n_reject = check_n_from_fraction(
+            self.reject_fraction, n, name="reject_fraction", min_remaining=1
+        )
+        ridge = _linear_penalty(self.estimator)
+        if ridge is not None:
+            engine = _GramEngine(X, y, ridge, self.estimator)
+        else:
+            engine = _GenericEngine(self.estimator, X, y)
+        rng = check_random_state(self.random_state)
+
+        best = None
+        for start in range(self.n_init):
+            if start == 0:
+                mask = np.ones(n, dtype=bool)
+            else:
+                mask = np.zeros(n, dtype=bool)
+                mask[rng.choice(n, n - n_reject, replace=False)] = True
+            run = _trim_run(engine, mask, n_reject, self.max_iter, self.tol)
+            if best is None or run.loss < best.loss:
+                best = run
+        if not best.converged:
+            warnings.warn(
+                f"TRIM stopped after max_iter={self.max_iter} fits before the kept "
+                "set settled; increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        self.estimator_, self.scores_ = engine.finalize(best.model, best.mask)
+        self.inlier_mask_ = best.mask
+        self.n_reject_ = n_reject
+        n_keep = n - n_reject
+        self.trimmed_loss_ = float(
+            np.partition(self.scores_, n_keep - 1)[:n_keep].mean()
+        )
+        self.trimmed_loss_path_ = np.asarray(best.path)
+        self.n_iter_ = best.n_fits
+        return self
+
+    def predict(self, X):
+        """Predict with the model trained on the kept points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predictions.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.estimator_.predict(X)
