@@ -1,0 +1,32 @@
+"""The Huber baseline helper: the paper's settings and a working search."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import HuberRegressor, LinearRegression
+
+from skpoison.defenses import make_huber_baseline
+
+
+def test_paper_settings():
+    search = make_huber_baseline()
+    est = search.estimator
+    assert isinstance(est, HuberRegressor)
+    assert est.alpha == 1e-4 and est.max_iter == 10_000
+    grid = np.asarray(search.param_grid["epsilon"])
+    assert grid.min() == pytest.approx(1.1) and grid.max() == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("grid", [[1.0, 2.0], [2.0, 11.0], [], [np.nan]])
+def test_grid_outside_paper_range_is_an_error(grid):
+    with pytest.raises(ValueError, match="epsilon_grid"):
+        make_huber_baseline(grid)
+
+
+def test_more_robust_than_least_squares(outlier_data):
+    X, y, is_outlier = outlier_data
+    search = make_huber_baseline([1.1, 1.35, 3.0, 10.0], cv=3).fit(X, y)
+    assert search.best_params_["epsilon"] in (1.1, 1.35, 3.0, 10.0)
+    huber_slope = search.best_estimator_.coef_[0]
+    ls_slope = LinearRegression().fit(X, y).coef_[0]
+    # The clean slope of the synthetic set is 0.8.
+    assert abs(huber_slope - 0.8) < abs(ls_slope - 0.8)
