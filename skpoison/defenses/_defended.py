@@ -24,7 +24,11 @@ from sklearn.utils.metadata_routing import (
     _routing_enabled,
     process_routing,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_method_params,
+    check_is_fitted,
+    validate_data,
+)
 
 __all__ = ["DefendedRegressor"]
 
@@ -131,6 +135,10 @@ class DefendedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if not mask.any():
             raise ValueError("The defense rejected every training point.")
         self.inlier_mask_ = mask
+        # Per-sample metadata (sample_weight, ...) follows the kept rows.
+        estimator_params = _check_method_params(
+            X, params=estimator_params, indices=np.flatnonzero(mask)
+        )
         self.estimator_ = self._make_estimator().fit(
             X[mask], y[mask], **estimator_params
         )
