@@ -157,6 +157,15 @@ class _EngineBase:
             )
         return X_p, y_p
 
+    def _input(self, X) -> torch.Tensor:
+        """``X`` on the engine's device and dtype, keeping its autograd graph."""
+        if isinstance(X, torch.Tensor):
+            X = X.to(device=self.device, dtype=self.dtype)
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-d, got shape {tuple(X.shape)}.")
+            return X
+        return _as_tensor(X, self.dtype, self.device, "X", 2)
+
     def value(self, X_p, y_p) -> torch.Tensor:
         """Validation loss of the model trained with the poison points."""
         params = self.train(X_p, y_p)
@@ -282,11 +291,7 @@ class UnrolledEngine(_EngineBase):
 
     def predict(self, params, X) -> torch.Tensor:
         """Model output of shape (n,) for parameters ``params``."""
-        X = (
-            _as_tensor(X, self.dtype, self.device, "X", 2)
-            if not isinstance(X, torch.Tensor)
-            else X
-        )
+        X = self._input(X)
         if isinstance(params, dict):
             params = [params[name] for name in self._names]
         out = torch.func.functional_call(
@@ -441,8 +446,8 @@ class LinearSpectralEngine(_EngineBase):
         return {"weight": w[:d].reshape(1, d), "bias": w[d:].clone()}
 
     def predict(self, params, X) -> torch.Tensor:
-        """``X @ weight.T + bias`` of shape (n,)."""
-        X = _as_tensor(X, self.dtype, self.device, "X", 2)
+        """``X @ weight.T + bias`` of shape (n,), differentiable in ``X`` and ``params``."""
+        X = self._input(X)
         if isinstance(params, dict):
             W, bias = params["weight"], params["bias"]
         else:

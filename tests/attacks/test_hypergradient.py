@@ -1,0 +1,255 @@
+"""The hypergradient engines: exactness (finite differences), agreement, devices."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from skpoison.attacks._hypergradient import (
+    LinearSpectralEngine,
+    UnrolledEngine,
+    make_engine,
+)
+from skpoison.exceptions import DivergenceError
+from skpoison.models import TorchLinearRegressor, TorchMLPRegressor
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _problem(seed, n=25, d=3, m=9, n_p=4):
+    g = np.random.default_rng(seed)
+    X = g.normal(size=(n, d))
+    y = X @ g.normal(size=d) + 0.3 * g.normal(size=n)
+    Xv = g.normal(size=(m, d))
+    yv = Xv @ g.normal(size=d) + 0.3 * g.normal(size=m)
+    return X, y, Xv, yv, g.normal(size=(n_p, d)), g.normal(size=n_p)
+
+
+def _rel(a, b):
+    a, b = torch.as_tensor(a).double().cpu(), torch.as_tensor(b).double().cpu()
+    return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
+
+
+def _finite_differences(engine, Xp, yp, eps=1e-6):
+    """Central differences of the validation loss in every poison coordinate."""
+    f = lambda a, b: float(engine.value(a, b))  # noqa: E731
+    gX, gy = np.zeros_like(Xp), np.zeros_like(yp)
+    for idx in np.ndindex(*Xp.shape):
+        hi, lo = Xp.copy(), Xp.copy()
+        hi[idx] += eps
+        lo[idx] -= eps
+        gX[idx] = (f(hi, yp) - f(lo, yp)) / (2 * eps)
+    for i in range(len(yp)):
+        hi, lo = yp.copy(), yp.copy()
+        hi[i] += eps
+        lo[i] -= eps
+        gy[i] = (f(Xp, hi) - f(Xp, lo)) / (2 * eps)
+    return gX, gy
+
+
+def _tanh_net(d):
+    return nn.Sequential(nn.Linear(d, 4), nn.Tanh(), nn.Linear(4, 1))
+
+
+ENGINES = {
+    "spectral": lambda *a, **k: LinearSpectralEngine(*a, **k),
+    "unrolled-linear": lambda *a, **k: UnrolledEngine("linear", *a, **k),
+    "unrolled-mlp": lambda *a, **k: UnrolledEngine(
+        "mlp", *a, hidden_layer_sizes=(5, 3), random_state=0, **k
+    ),
+    "unrolled-callable": lambda *a, **k: UnrolledEngine(
+        _tanh_net, *a, random_state=0, **k
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name, l2",
+    [(name, 0.0) for name in ENGINES] + [("spectral", 0.05), ("unrolled-mlp", 0.05)],
+)
+def test_hypergradient_matches_finite_differences(name, l2):
+    X, y, Xv, yv, Xp, yp = _problem(0, n_p=3)
+    engine = ENGINES[name](X, y, Xv, yv, n_steps=12, lr=0.2, l2=l2)
+    val, gX, gy = engine.value_and_grad(Xp, yp)
+    fX, fy = _finite_differences(engine, Xp, yp)
+    assert _rel(gX, fX) < 1e-5
+    assert _rel(gy, fy) < 1e-5
+    assert float(val) == pytest.approx(float(engine.value(Xp, yp)), rel=1e-12)
+
+
+@st.composite
+def linear_problems(draw):
+    n = draw(st.integers(1, 30))
+    d = draw(st.integers(1, 6))
+    n_p = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**16))
+    g = np.random.default_rng(seed)
+    X = g.normal(size=(n + n_p, d))
+    # Ill-conditioning: columns on very different scales.
+    X *= 10.0 ** g.uniform(-draw(st.integers(0, 4)), 0, size=d)
+    kind = draw(st.sampled_from(["plain", "duplicate", "constant", "zero"]))
+    if kind == "duplicate" and d > 1:
+        X[:, 1] = X[:, 0]  # repeated eigenvalue 0 of Z^T Z (exactly collinear)
+    elif kind == "constant":
+        X[:, 0] = 1.0  # collinear with the intercept
+    elif kind == "zero":
+        X[:, -1] = 0.0
+    y = g.normal(size=n + n_p)
+    Xv, yv = g.normal(size=(7, d)), g.normal(size=7)
+    Z = np.column_stack([X, np.ones(n + n_p)])
+    lam_max = np.linalg.eigvalsh(Z.T @ Z / (n + n_p))[-1]
+    lr = draw(st.floats(0.05, 0.95)) * 2.0 / lam_max
+    T = draw(st.integers(1, 60))
+    l2 = draw(st.sampled_from([0.0, 0.0, 1e-3]))
+    return (X[n_p:], y[n_p:], Xv, yv), (X[:n_p], y[:n_p]), dict(n_steps=T, lr=lr, l2=l2)
+
+
+@given(linear_problems())
+def test_spectral_equals_unrolled(problem):
+    data, (Xp, yp), kw = problem
+    if kw["l2"]:
+        # Keep the penalised problem stable too.
+        kw["lr"] /= 1.0 + kw["l2"] * kw["lr"]
+    fast = LinearSpectralEngine(*data, **kw).value_and_grad(Xp, yp)
+    slow = UnrolledEngine("linear", *data, **kw).value_and_grad(Xp, yp)
+    assert float(fast[0]) == pytest.approx(float(slow[0]), rel=1e-8, abs=1e-300)
+    for a, b in zip(fast[1:], slow[1:]):
+        if float(torch.linalg.norm(b)) == 0.0:
+            assert float(torch.linalg.norm(a)) <= 1e-12
+        else:
+            assert _rel(a, b) < 1e-8
+
+
+@pytest.mark.parametrize("engine_cls", ["spectral", "unrolled-linear"])
+def test_engine_trains_what_the_linear_victim_learns(engine_cls):
+    X, y, Xv, yv, Xp, yp = _problem(1)
+    engine = ENGINES[engine_cls](X, y, Xv, yv, n_steps=17, lr=0.3)
+    params = engine.train(Xp, yp)
+    victim = TorchLinearRegressor(learning_rate=0.3, n_epochs=17).fit(
+        np.vstack([X, Xp]), np.r_[y, yp]
+    )
+    pred = engine.predict(params, Xv).cpu().numpy()
+    np.testing.assert_allclose(pred, victim.predict(Xv), rtol=1e-10, atol=1e-12)
+
+
+def test_engine_trains_what_the_mlp_victim_learns():
+    X, y, Xv, yv, Xp, yp = _problem(2)
+    victim = TorchMLPRegressor(
+        hidden_layer_sizes=(5, 3), learning_rate=0.1, n_epochs=20, random_state=3
+    ).fit(np.vstack([X, Xp]), np.r_[y, yp])
+    # Same initial parameters: the engine accepts the victim's init explicitly.
+    init = TorchMLPRegressor(
+        hidden_layer_sizes=(5, 3), learning_rate=0.1, n_epochs=1, random_state=3
+    )
+    module = init._build_module(3, torch.Generator().manual_seed(_victim_seed(3)))
+    engine = UnrolledEngine(
+        "mlp", X, y, Xv, yv, n_steps=20, lr=0.1, hidden_layer_sizes=(5, 3),
+        init_params=list(module.parameters()),
+    )  # fmt: skip
+    pred = engine.predict(engine.train(Xp, yp), Xv).cpu().numpy()
+    np.testing.assert_allclose(pred, victim.predict(Xv), rtol=1e-10, atol=1e-12)
+
+
+def _victim_seed(random_state):
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def test_unrolled_objective_is_deterministic():
+    X, y, Xv, yv, Xp, yp = _problem(3)
+    kw = dict(n_steps=8, lr=0.1, random_state=5)
+    a = UnrolledEngine("mlp", X, y, Xv, yv, **kw)
+    first = a.value_and_grad(Xp, yp)
+    again = a.value_and_grad(Xp, yp)
+    other = UnrolledEngine("mlp", X, y, Xv, yv, **kw).value_and_grad(Xp, yp)
+    for u, v, w in zip(first, again, other):
+        assert torch.equal(u, v) and torch.equal(u, w)
+    seed6 = UnrolledEngine("mlp", X, y, Xv, yv, n_steps=8, lr=0.1, random_state=6)
+    assert not torch.equal(seed6.value_and_grad(Xp, yp)[1], first[1])
+
+
+def test_fast_mlp_gradient_equals_plain_autograd():
+    X, y, Xv, yv, Xp, yp = _problem(4)
+    kw = dict(n_steps=15, lr=0.1, random_state=0)
+    fast = UnrolledEngine("mlp", X, y, Xv, yv, **kw).value_and_grad(Xp, yp)
+    plain = UnrolledEngine(
+        "mlp", X, y, Xv, yv, force_autograd=True, **kw
+    ).value_and_grad(Xp, yp)
+    for a, b in zip(fast, plain):
+        assert _rel(a, b) < 1e-10
+
+
+def test_divergence_is_an_error_not_nan():
+    X, y, Xv, yv, Xp, yp = _problem(5)
+    with pytest.raises(DivergenceError, match="lambda_max"):
+        LinearSpectralEngine(X, y, Xv, yv, n_steps=10, lr=50.0).value_and_grad(Xp, yp)
+    with pytest.raises(DivergenceError, match="diverged"):
+        UnrolledEngine("linear", X, y, Xv, yv, n_steps=2000, lr=50.0).value_and_grad(
+            Xp, yp
+        )
+
+
+def test_make_engine_choices_and_errors():
+    X, y, Xv, yv, Xp, yp = _problem(6)
+    kw = dict(n_steps=3, lr=0.1)
+    assert isinstance(make_engine("linear", X, y, Xv, yv, **kw), LinearSpectralEngine)
+    assert isinstance(
+        make_engine("linear", X, y, Xv, yv, engine="unrolled", **kw), UnrolledEngine
+    )
+    assert isinstance(make_engine("mlp", X, y, Xv, yv, **kw), UnrolledEngine)
+    with pytest.raises(ValueError, match="spectral"):
+        make_engine("mlp", X, y, Xv, yv, engine="spectral", **kw)
+    with pytest.raises(ValueError, match="engine"):
+        make_engine("linear", X, y, Xv, yv, engine="fast", **kw)
+    with pytest.raises(ValueError, match="model"):
+        make_engine("svm", X, y, Xv, yv, **kw)
+    engine = make_engine("linear", X, y, Xv, yv, **kw)
+    with pytest.raises(ValueError, match="X_p"):
+        engine.value_and_grad(Xp[:, :2], yp)
+    with pytest.raises(ValueError, match="X_val"):
+        make_engine("linear", X, y, Xv[:, :2], yv, **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        make_engine("linear", X, np.r_[np.nan, y[1:]], Xv, yv, **kw)
+
+
+@pytest.mark.parametrize("name", ["spectral", "unrolled-mlp"])
+def test_inputs_untouched_and_predict_differentiable(name):
+    X, y, Xv, yv, Xp, yp = _problem(7)
+    copies = [a.copy() for a in (X, y, Xv, yv, Xp, yp)]
+    engine = ENGINES[name](X, y, Xv, yv, n_steps=5, lr=0.1)
+    Xt = torch.tensor(Xp, requires_grad=True)
+    engine.value_and_grad(Xt, torch.tensor(yp))
+    assert Xt.grad is None
+    params = engine.train(Xp, yp)
+    engine.predict(params, Xt).sum().backward()
+    assert Xt.grad is not None and Xt.grad.shape == Xp.shape
+    for a, b in zip(copies, (X, y, Xv, yv, Xp, yp)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_devices_agree(name, device):
+    X, y, Xv, yv, Xp, yp = _problem(8)
+    ref = ENGINES[name](X, y, Xv, yv, n_steps=10, lr=0.2).value_and_grad(Xp, yp)
+    got = ENGINES[name](X, y, Xv, yv, n_steps=10, lr=0.2, device=device)
+    out = got.value_and_grad(torch.tensor(Xp, device=device), yp)
+    assert all(t.device.type == device for t in out)
+    for a, b in zip(out, ref):
+        assert _rel(a, b) < 1e-10
+    f32 = ENGINES[name](
+        X, y, Xv, yv, n_steps=10, lr=0.2, device=device, dtype=torch.float32
+    )
+    out32 = f32.value_and_grad(Xp, yp)
+    assert all(t.dtype == torch.float32 for t in out32)
+    assert _rel(out32[1], ref[1]) < 1e-3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_clear_error():
+    X, y, Xv, yv, _, _ = _problem(9)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        LinearSpectralEngine(X, y, Xv, yv, n_steps=3, lr=0.1, device="cuda")
