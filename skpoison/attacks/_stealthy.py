@@ -158,7 +158,8 @@ class StealthyPoisoner(BaseEstimator):
         Show tqdm progress bars over batches and outer steps when > 0.
     warm_start : bool, default=False
         Reuse the batches of the previous fit (same data and parameters other
-        than ``poison_fraction``) and only compute the new ones, so a run at 15%
+        than ``poison_fraction``, ``verbose`` and ``device``; an int
+        ``random_state``) and only compute the new ones, so a run at 15%
         extends one at 7.5%. A smaller ``poison_fraction`` returns a prefix.
         For ``alpha < 1`` without ``risk_ref`` the ``R_ref`` of the first fit is
         kept.
@@ -459,7 +460,7 @@ class StealthyPoisoner(BaseEstimator):
         params = {k: v for k, v in self.get_params().items() if k not in _WARM_FREE}
         if self.alpha >= 1:
             params.pop("risk_ref")
-        return joblib.hash(params)
+        return {k: _fingerprint(v) for k, v in params.items()}
 
     def _prepare(self, X, y, X_val, y_val):
         """Split, permutation, bounds and the clean model: all drawn once."""
@@ -620,7 +621,7 @@ class StealthyPoisoner(BaseEstimator):
             X=X_out,
             y=y_out,
             loss_ref=float(loss_ref),
-            risk=float(rec["risk"][-1]),
+            risk=detectability_risk(residuals, sigma),
             residuals=residuals,
             history={k: np.asarray(v, dtype=np.float64) for k, v in rec.items()},
         )
@@ -680,6 +681,14 @@ class StealthyPoisoner(BaseEstimator):
         # The attack needs the targets: it optimises them too.
         tags.target_tags.required = True
         return tags
+
+
+def _fingerprint(value):
+    """A comparable stand-in for a parameter value (callables may not pickle)."""
+    try:
+        return joblib.hash(value)
+    except Exception:  # e.g. a local function as ``model``: compare identity
+        return ("id", id(value))
 
 
 def _max_risk(batches) -> float:
