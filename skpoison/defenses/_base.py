@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["BaseDefense", "mask_keep_lowest"]
+__all__ = ["BaseDefense", "PredictWithEstimatorMixin", "mask_keep_lowest"]
 
 
 def mask_keep_lowest(scores: np.ndarray, n_reject: int) -> np.ndarray:
@@ -99,3 +99,28 @@ class BaseDefense(BaseEstimator):
         # A defense needs y to decide what to reject.
         tags.target_tags.required = True
         return tags
+
+
+class PredictWithEstimatorMixin:
+    """``predict`` for defenses that end with a fitted regressor in ``estimator_``.
+
+    The input is checked against what ``fit`` saw (number and names of features)
+    and converted to float64 before the regressor sees it.
+    """
+
+    def predict(self, X):
+        """Predict with the model trained on the kept points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predictions.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.estimator_.predict(X)

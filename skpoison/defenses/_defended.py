@@ -26,14 +26,17 @@ from sklearn.utils.metadata_routing import (
 )
 from sklearn.utils.validation import (
     _check_method_params,
-    check_is_fitted,
     validate_data,
 )
+
+from ._base import PredictWithEstimatorMixin
 
 __all__ = ["DefendedRegressor"]
 
 
-class DefendedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
+class DefendedRegressor(
+    PredictWithEstimatorMixin, MetaEstimatorMixin, RegressorMixin, BaseEstimator
+):
     """Fit a defense, then a regressor on the training points the defense keeps.
 
     Parameters
@@ -143,23 +146,6 @@ class DefendedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             X[mask], y[mask], **estimator_params
         )
         return self
-
-    def predict(self, X):
-        """Predict with the estimator trained on the kept points.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Predictions.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self.estimator_.predict(X)
 
     def get_metadata_routing(self):
         """Route ``fit`` metadata to the defense and the estimator."""

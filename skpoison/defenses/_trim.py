@@ -46,10 +46,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from .._validation import check_n_from_fraction
-from ._base import BaseDefense, mask_keep_lowest
+from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import gram_statistics, solve_gram, squared_residuals
 
 __all__ = ["TrimRegressor"]
@@ -240,7 +240,7 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
     return _Run(mask, model, loss, path, n_fits, converged)
 
 
-class TrimRegressor(RegressorMixin, BaseDefense):
+class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     """TRIM: fit a regressor on the ``n - k`` points it fits best.
 
     Alternates between fitting ``estimator`` on the kept points and keeping the
@@ -417,20 +417,3 @@ class TrimRegressor(RegressorMixin, BaseDefense):
         self.trimmed_loss_path_ = np.asarray(best.path)
         self.n_iter_ = best.n_fits
         return self
-
-    def predict(self, X):
-        """Predict with the model trained on the kept points.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Predictions.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self.estimator_.predict(X)
