@@ -64,12 +64,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._metadata_requests import RequestMethod
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from .._validation import check_bounds, resolve_device, resolve_dtype
 from ..exceptions import DivergenceError
-from ._hypergradient import LinearSpectralEngine, make_engine
+from ._hypergradient import make_engine
 from ._presets import get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
 
@@ -201,6 +202,17 @@ class StealthyPoisoner(BaseEstimator):
     n_iter_ : int
         Ascent steps run in total (over all batches, warm starts and the
         ``alpha = 1`` reference run included).
+
+    Notes
+    -----
+    Inside ``imblearn.pipeline.Pipeline`` the attacker's validation set is
+    split from each training fold unless it is routed explicitly: with
+    ``sklearn.set_config(enable_metadata_routing=True)``, call
+    ``set_fit_request(X_val=True, y_val=True)`` and
+    ``set_fit_resample_request(X_val=True, y_val=True)`` and pass ``X_val``,
+    ``y_val`` to ``Pipeline.fit`` (or ``params=`` of ``cross_validate``).
+    Without routing, imbalanced-learn 0.14 does not forward
+    ``attack__X_val`` to ``fit_resample``.
 
     See Also
     --------
@@ -676,6 +688,12 @@ class StealthyPoisoner(BaseEstimator):
             rr = st["risk_ref"]
             self.risk_ref_ = float("nan") if rr is None else float(rr)
 
+    # imbalanced-learn registers ``fit_resample`` as a routed method when it is
+    # imported, which may be after this class was created: declare the request
+    # setter explicitly so ``set_fit_resample_request(X_val=True, y_val=True)``
+    # routes the attacker's validation set through an imblearn Pipeline.
+    set_fit_resample_request = RequestMethod("fit_resample", ["X_val", "y_val"])
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # The attack needs the targets: it optimises them too.
@@ -716,9 +734,6 @@ def _to(params, engine):
 
 def _predictor(engine, params):
     """Differentiable clean predictions ``X -> f(X, params)`` for the risk."""
-    if isinstance(engine, LinearSpectralEngine):
-        W, b = params["weight"].reshape(-1), params["bias"].reshape(())
-        return lambda X: X @ W + b
     return lambda X: engine.predict(params, X)
 
 

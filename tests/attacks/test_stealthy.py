@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -344,6 +345,24 @@ def test_pipeline_poisons_only_the_training_folds():
         assert np.array_equal(model.X_fit_, expected)
         assert not np.array_equal(model.X_fit_, X_fold)
         assert np.array_equal(model.X_predict_, X[test])  # scoring sees clean data
+
+
+def test_validation_set_is_routed_through_a_pipeline():
+    X, y = make_poisoning_regression_1d(120, random_state=3)
+    Xv, yv = X[90:], y[90:]
+    with sklearn.config_context(enable_metadata_routing=True):
+        attack = StealthyPoisoner(0.15, **FAST, random_state=0)
+        attack.set_fit_request(X_val=True, y_val=True)
+        attack.set_fit_resample_request(X_val=True, y_val=True)
+        pipe = Pipeline([("attack", attack), ("model", _Recorder())])
+        out = cross_validate(
+            pipe, X[:90], y[:90], cv=3, params={"X_val": Xv, "y_val": yv},
+            return_estimator=True,
+        )  # fmt: skip
+    for est in out["estimator"]:
+        # the whole training fold is poisoned: nothing was split off it
+        assert est.named_steps["attack"].train_indices_.size == 60
+        assert est.named_steps["model"].X_fit_.shape == (60, 1)
 
 
 def test_grid_search_over_alpha():
