@@ -10,7 +10,6 @@ from ._defended import DefendedRegressor
 from ._duti import DutiFilter
 from ._huber import make_huber_baseline
 from ._proda import ProdaRegressor, proda_n_groups
-from ._proda import ProdaRegressor, proda_n_groups
 from ._sever import SeverFilter
 from ._trim import TrimRegressor
 
@@ -20,10 +19,8 @@ __all__ = [
     "DefendedRegressor",
     "DutiFilter",
     "ProdaRegressor",
-    "ProdaRegressor",
     "SeverFilter",
     "make_huber_baseline",
-    "proda_n_groups",
     "proda_n_groups",
     "TrimRegressor",
 ]

@@ -18,14 +18,15 @@ from skpoison.defenses import ProdaRegressor, proda_n_groups
 )
 def test_n_groups_is_the_smallest_meeting_the_bound(epsilon, a, g):
     n = proda_n_groups(epsilon, a, g)
-    p_dirty = 1.0 - (1.0 - a) ** g
-    if p_dirty <= 0.0:
+    p_clean = (1.0 - a) ** g
+    if p_clean >= 1.0:
         assert n == 1
         return
+    log_dirty = math.log1p(-p_clean)
     # N groups are all dirty with probability p_dirty ** N <= epsilon, and N is minimal.
-    assert n * math.log(p_dirty) <= math.log(epsilon) * (1 - 1e-12)
+    assert n * log_dirty <= math.log(epsilon) * (1 - 1e-9)
     if n > 1:
-        assert (n - 1) * math.log(p_dirty) > math.log(epsilon) * (1 + 1e-12)
+        assert (n - 1) * log_dirty > math.log(epsilon) * (1 + 1e-9)
 
 
 def test_paper_setting_gives_its_formula(outlier_data):
