@@ -604,11 +604,17 @@ class StealthyPoisoner(BaseEstimator):
         )
         for step in steps:
             last = step == self.n_outer_steps
-            val, gX, gy = self._value_and_grad(engine, Xp, yp)
+            # The last pass only records the final values: no gradients needed.
+            val, gX, gy = self._value_and_grad(engine, Xp, yp, grad=not last)
             if loss_ref is None:
                 # The start is the set poisoned so far: this is L_ref (Alg. 2 line 8).
                 loss_ref = val if val > 0 else 1.0
-            risk, rX, ry = risk_and_grad(clean, Xp, yp, sigma)
+            if last:
+                with torch.no_grad():
+                    residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
+                risk = detectability_risk(residuals, sigma)
+            else:
+                risk, rX, ry = risk_and_grad(clean, Xp, yp, sigma)
             rec["val_loss"].append(val)
             rec["effectiveness"].append(val / loss_ref)
             rec["risk"].append(risk)
@@ -621,8 +627,6 @@ class StealthyPoisoner(BaseEstimator):
             scale = self.outer_lr / torch.where(norm > 0, norm, torch.ones_like(norm))
             Xp = torch.clamp(Xp + scale[:, None] * GX, low[:-1], high[:-1])
             yp = torch.clamp(yp + scale * Gy, low[-1], high[-1])
-        with torch.no_grad():
-            residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
         X_out, y_out = (
             Xp.cpu().numpy().astype(np.float64),
             yp.cpu().numpy().astype(np.float64),
@@ -633,23 +637,27 @@ class StealthyPoisoner(BaseEstimator):
             X=X_out,
             y=y_out,
             loss_ref=float(loss_ref),
-            risk=detectability_risk(residuals, sigma),
+            risk=risk,
             residuals=residuals,
             history={k: np.asarray(v, dtype=np.float64) for k, v in rec.items()},
         )
 
-    def _value_and_grad(self, engine, Xp, yp):
+    def _value_and_grad(self, engine, Xp, yp, *, grad=True):
+        """The engine's validation loss (and hypergradient), never NaN."""
         try:
-            val, gX, gy = engine.value_and_grad(Xp, yp)
+            if grad:
+                val, gX, gy = engine.value_and_grad(Xp, yp)
+            else:
+                val, gX, gy = engine.value(Xp, yp), None, None
         except DivergenceError as exc:
             raise _diverged(self.inner_lr, exc) from exc
         val = float(val)
-        if not (
-            np.isfinite(val)
-            and bool(torch.isfinite(gX).all() & torch.isfinite(gy).all())
-        ):
+        finite = np.isfinite(val) and (
+            not grad or bool(torch.isfinite(gX).all() & torch.isfinite(gy).all())
+        )
+        if not finite:
             raise _diverged(self.inner_lr, None)
-        return val, gX.to(Xp.dtype), gy.to(yp.dtype)
+        return val, gX, gy
 
     def _publish(self, n_p):
         """Expose the first ``n_p`` poison points of the computed batches."""
