@@ -92,6 +92,10 @@ def run(max_n, repeats, d):
         "linear_regression": LinearRegression,
         "trim": lambda: TrimRegressor(reject_fraction=0.4),
     }
+    # Warm-up: first calls pay for imports, BLAS thread start-up and page faults.
+    X, y, _ = make_data(2_000, d, seed=1)
+    for make in cases.values():
+        make().fit(X, y)
     rows = []
     for n in [s for s in SIZES if s <= max_n]:
         X, y, is_outlier = make_data(n, d)

@@ -48,6 +48,23 @@ from ._base import BaseDefense
 __all__ = ["BayesCleanFilter"]
 
 
+def _predictive_mean_std(estimator: BayesianRidge, X: np.ndarray):
+    """``estimator.predict(X, return_std=True)`` over blocks of rows.
+
+    On the whole of ``X`` the predictive std builds three temporaries the size of
+    ``X``; blocks of about 8 MB keep the memory flat and the work in cache.
+    """
+    step = max(1024, (1 << 20) // max(X.shape[1], 1))
+    if X.shape[0] <= step:
+        return estimator.predict(X, return_std=True)
+    mu = np.empty(X.shape[0])
+    sigma = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], step):
+        block = slice(start, start + step)
+        mu[block], sigma[block] = estimator.predict(X[block], return_std=True)
+    return mu, sigma
+
+
 class BayesCleanFilter(BaseDefense):
     """The paper's BayesClean defense: filter points by predictive uncertainty.
 
@@ -214,7 +231,7 @@ class BayesCleanFilter(BaseDefense):
             lambda_2=self.lambda_2,
             fit_intercept=self.fit_intercept,
         ).fit(X, y)
-        mu, sigma = self.estimator_.predict(X, return_std=True)
+        mu, sigma = _predictive_mean_std(self.estimator_, X)
         self.predictive_mean_, self.predictive_std_ = mu, sigma
 
         residual = np.abs(y - mu)

@@ -180,3 +180,14 @@ def test_in_imblearn_pipeline_cleans_training_folds_only(outlier_data):
     pipe.fit(X, y)
     # At predict time the sampler is skipped: every row gets a prediction.
     assert pipe.predict(X).shape == y.shape
+
+
+def test_predictive_moments_are_bayesian_ridges_over_blocks():
+    # Wide enough that the moments are computed over several row blocks.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 300))
+    y = X @ rng.normal(size=300) + rng.normal(size=4000)
+    bc = BayesCleanFilter().fit(X, y)
+    mu, sigma = bc.estimator_.predict(X, return_std=True)
+    np.testing.assert_allclose(bc.predictive_mean_, mu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bc.predictive_std_, sigma, rtol=1e-12)
