@@ -407,3 +407,20 @@ def test_risk_of_returned_points_matches_eq5(synthetic):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.slow
+def test_boston_cumulative_curve_with_table_ii_settings(boston):
+    # The paper's protocol on one split: Table II settings, ratios 0 ... 45%.
+    s = boston
+    att = StealthyPoisoner.from_preset(
+        "boston", poison_fraction=0.45, device="cpu", random_state=0
+    ).fit(s.X_train, s.y_train, s.X_val, s.y_val)
+    assert [n for n, _, _ in att.poisoned_sets()] == [0, 19, 38, 57, 76, 95, 114]
+    errors = [_nmse(Xp, yp, s.X_test, s.y_test) for _, Xp, yp in att.poisoned_sets()]
+    assert errors[2] > 2 * errors[0] and errors[-1] > errors[2]
+    stealthy = StealthyPoisoner.from_preset(
+        "boston", poison_fraction=0.45, alpha=0.1, risk_ref=att.risk_ref_,
+        device="cpu", random_state=0,
+    ).fit(s.X_train, s.y_train, s.X_val, s.y_val)  # fmt: skip
+    assert stealthy.risk_.mean() < att.risk_.mean()
