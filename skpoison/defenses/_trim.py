@@ -50,7 +50,7 @@ from sklearn.utils.validation import validate_data
 
 from .._validation import check_n_from_fraction
 from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
-from ._linear import gram_statistics, solve_gram, squared_residuals
+from ._linear import _CHUNK_ROWS, gram_statistics, solve_gram, squared_residuals
 
 __all__ = ["TrimRegressor"]
 
@@ -147,7 +147,7 @@ class _GramEngine:
         ZtZ, Zty, yty, n = self.stats
         for idx, sign in ((added, 1.0), (removed, -1.0)):
             if idx.size:
-                dZtZ, dZty, dyty, dn = gram_statistics(self.X[idx], self.y[idx])
+                dZtZ, dZty, dyty, dn = self._rows_gram(idx)
                 ZtZ = ZtZ + sign * dZtZ
                 Zty = Zty + sign * dZty
                 yty = yty + sign * dyty
@@ -159,6 +159,15 @@ class _GramEngine:
         if self.touched > self.max_touched_ratio * current:
             self._recompute(mask)
         return self.stats
+
+    def _rows_gram(self, idx):
+        if idx.size <= _CHUNK_ROWS:
+            return gram_statistics(self.X[idx], self.y[idx])
+        # Many rows (the first step from all points): read them in blocks
+        # rather than copying them all at once.
+        rows = np.zeros(self.X.shape[0], dtype=bool)
+        rows[idx] = True
+        return gram_statistics(self.X, self.y, rows)
 
     def fit(self, mask):
         ZtZ, Zty, _, _ = self._stats_for(mask)

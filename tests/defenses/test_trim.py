@@ -259,3 +259,17 @@ def test_as_defense_of_another_model(outlier_data):
     X, y, is_outlier = outlier_data
     model = DefendedRegressor(TrimRegressor(reject_fraction=0.2), Ridge()).fit(X, y)
     assert not model.inlier_mask_[is_outlier].any()
+
+
+def test_blockwise_gram_updates_match(monkeypatch):
+    # Small blocks so that the block-wise paths of the Gram statistics run.
+    import skpoison.defenses._linear as linear
+    import skpoison.defenses._trim as trim_module
+
+    monkeypatch.setattr(linear, "_CHUNK_ROWS", 64)
+    monkeypatch.setattr(trim_module, "_CHUNK_ROWS", 64)
+    X, y = _problem(5, n=1000, d=4, n_out=150, scale=6.0)
+    fast = TrimRegressor(tol=0.0).fit(X, y)
+    slow = TrimRegressor(SlowOLS(), tol=0.0).fit(X, y)
+    np.testing.assert_array_equal(fast.inlier_mask_, slow.inlier_mask_)
+    np.testing.assert_allclose(fast.estimator_.coef_, slow.estimator_.coef_, rtol=1e-9)
