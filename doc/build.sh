@@ -13,4 +13,6 @@ fi
 # The gallery runs small torch models: a few threads are faster than many on a
 # shared CI machine.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" MPLBACKEND=Agg
-exec python -m sphinx -W --keep-going -b html -j 1 . _build/html
+# -E: always re-read every page (a stale environment can hide or invent
+# warnings); the gallery still reruns only the examples that changed.
+exec python -m sphinx -E -W --keep-going -b html -j 1 . _build/html

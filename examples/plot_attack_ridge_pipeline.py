@@ -48,7 +48,8 @@ print(data.X_train.shape, data.X_val.shape, data.X_test.shape)
 # The model is therefore trained on fewer points than the data passed to the
 # pipeline; a pipeline with ``poison_fraction=0`` is the fair clean baseline.
 # (Called directly, ``fit_resample(X, y, X_val=..., y_val=...)`` takes an
-# explicit validation set instead.)
+# explicit validation set instead; through a pipeline, scikit-learn's metadata
+# routing can pass it, see :ref:`attack_usage`.)
 
 
 def poisoned_ridge(poison_fraction, alpha=1.0, **params):

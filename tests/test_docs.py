@@ -102,3 +102,19 @@ def test_example_has_gallery_header(example):
     title, underline = lines[:2]
     assert title.strip() and set(underline) == {"="}
     assert len(underline) >= len(title.rstrip())
+
+
+@pytest.mark.parametrize("page", ["getting_started.rst"])
+def test_code_on_page_runs(page):
+    """The ``>>>`` examples of the narrative pages are doctests."""
+    import doctest
+
+    pytest.importorskip("imblearn")
+    result = doctest.testfile(
+        str(REPO / "doc" / page),
+        module_relative=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+        verbose=False,
+        report=True,
+    )
+    assert result.failed == 0, f"{result.failed} doctest(s) of doc/{page} failed"
