@@ -75,6 +75,18 @@ def test_without_validation_set_the_rest_of_the_data_is_returned(synthetic):
     assert att.poison_indices_.size == 7
 
 
+def test_poison_points_start_as_copies_of_the_points_they_replace(synthetic):
+    # initDp: with no ascent step the poisoned set is the clean set.
+    import pandas as pd
+
+    X, y, Xv, yv = synthetic[:4]
+    att = StealthyPoisoner(0.3, n_outer_steps=0, device="cpu", random_state=0)
+    Xp, yp = att.fit_resample(pd.DataFrame(X, columns=["x"]), list(y), Xv, yv)
+    assert np.array_equal(Xp, X) and np.array_equal(yp, y)
+    assert att.poison_indices_.size == 30 and att.n_iter_ == 0
+    assert list(att.feature_names_in_) == ["x"]
+
+
 def test_history_starts_from_the_reference_loss(synthetic):
     att = StealthyPoisoner(0.15, **FAST, random_state=0).fit(*synthetic[:4])
     for h, ref in zip(att.history_, att.loss_ref_):
