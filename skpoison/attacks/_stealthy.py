@@ -455,6 +455,16 @@ class StealthyPoisoner(BaseEstimator):
         sets : list of (n_poison, X_poisoned, y_poisoned)
             One entry per batch boundary, starting with the clean set
             (``n_poison = 0``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X, y = rng.normal(size=(100, 2)), rng.normal(size=100)
+        >>> attack = StealthyPoisoner(0.3, batch_size=0.1, n_outer_steps=5,
+        ...                           validation_fraction=0.2, random_state=0)
+        >>> [n for n, X_p, y_p in attack.fit(X, y).poisoned_sets()]
+        [0, 8, 16, 24]
         """
         check_is_fitted(self, "poison_indices_")
         ends = [0] + [s.stop for s in self.batch_slices_]
