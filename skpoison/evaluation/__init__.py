@@ -1,1 +1,38 @@
-"""evaluation subpackage."""
+"""Evaluation: poisoning curves, defenses by name, checkpoints, plots and reports.
+
+:func:`poisoning_curve` runs the paper's protocol (Appendix E) and returns a
+tidy table; :func:`plot_poisoning_curve` and :func:`write_report` turn it into
+the paper's figures and tables. The ``skpoison`` command wraps them.
+"""
+
+from ._checkpoint import StudyStore
+from ._curve import DATASETS, PAPER_ALPHAS, PAPER_RATIOS, load_dataset, poisoning_curve
+from ._figure9 import figure_9
+from ._plots import plot_defense_gain, plot_detection, plot_nmse, plot_poisoning_curve
+from ._registry import (
+    DEFENSE_NAMES,
+    PAPER_TRUSTED_ITEMS,
+    build_defense,
+    n_trusted_items,
+)
+from ._report import summarize, write_report
+
+__all__ = [
+    "DATASETS",
+    "DEFENSE_NAMES",
+    "PAPER_ALPHAS",
+    "PAPER_RATIOS",
+    "PAPER_TRUSTED_ITEMS",
+    "StudyStore",
+    "build_defense",
+    "figure_9",
+    "load_dataset",
+    "n_trusted_items",
+    "plot_defense_gain",
+    "plot_detection",
+    "plot_nmse",
+    "plot_poisoning_curve",
+    "poisoning_curve",
+    "summarize",
+    "write_report",
+]

@@ -1,0 +1,590 @@
+"""The ``skpoison`` command: poisoning studies from the shell.
+
+Argument parsing only; the work is done by :mod:`skpoison.evaluation`.
+
+Subcommands
+-----------
+``skpoison evaluate``
+    One study (dataset or CSV file, model, alphas, ratios, defenses,
+    repetitions) written to a folder: ``results.csv``, ``timings.csv``,
+    ``report.md`` and the figures; resumable.
+``skpoison reproduce``
+    The paper's studies (LR on the four datasets, DNN on Loan and Heart), or
+    with ``--quick`` a reduced one on Boston Housing that runs in minutes.
+``skpoison figure-9``
+    The paper's Fig. 9: BayesClean against TRIM on the synthetic set at 20 %,
+    24 % and 30 % poisoning.
+
+Run ``skpoison <subcommand> --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+_DATASET_CHOICES = ("loan", "heart", "boston_housing", "appliances", "synthetic")
+_DEFAULT_DEFENSES = ("none", "bayesclean", "trim", "sever", "proda", "duti", "huber")
+_ALL_DEFENSES = (*_DEFAULT_DEFENSES[:2], "bayesclean_paper", *_DEFAULT_DEFENSES[2:])
+_PAPER_ALPHAS = (1.0, 0.5, 0.3, 0.1)
+_PAPER_RATIOS = (0.0, 0.075, 0.15, 0.225, 0.3, 0.375, 0.45)
+
+# --quick: Boston Housing (shipped, the smallest set), 2 repetitions, the most
+# and the least stealthy alphas, all ratios and defenses. Sized to finish in
+# under 3 minutes on 2 cores.
+QUICK = dict(
+    dataset="boston_housing",
+    alphas=(1.0, 0.1),
+    n_repetitions=2,
+    defenses=_ALL_DEFENSES,
+)
+
+_EPILOG = """\
+examples:
+  skpoison evaluate --dataset boston_housing --reps 10 --n-jobs 2 --out results/boston
+  skpoison evaluate --data mydata.csv --target price --alphas 1 0.3 --out results/mine
+  skpoison reproduce --quick --out results/quick
+  skpoison figure-9 --out results/fig9
+"""
+
+
+class _Formatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="units of work (one attack each) run in parallel; -1 = all cores",
+    )
+    g.add_argument(
+        "--backend",
+        default=None,
+        choices=("loky", "threading", "multiprocessing", "dask"),
+        help="joblib backend (default: joblib's, i.e. loky processes)",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="dask.distributed scheduler address, e.g. tcp://10.0.0.1:8786 "
+        "(with --backend dask; without it a local cluster is started)",
+    )
+    g.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the attack and victims: cpu, cuda, cuda:N",
+    )
+    g.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="root seed; every split, attack and defense seed derives from it",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard a different study found in the output folder "
+        "(by default a rerun resumes the same study and refuses another)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skpoison`` command."""
+    parser = argparse.ArgumentParser(
+        prog="skpoison",
+        description="Stealthy data-poisoning attacks and defenses for regression "
+        "(Carnerero-Cano et al.): run the paper's evaluation protocol.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="one poisoning study: test NMSE and defense gain vs poisoning ratio",
+        description=(
+            "Run the paper's protocol (Appendix E): per repetition a random "
+            "50/15/35 split standardised on the clean training part, the stealthy "
+            "attack with Table II's settings for each alpha (ratios are cumulative "
+            "batches of one attack), each defense trained on the poisoned set and "
+            "the victim (Table III) on what it keeps. Writes results.csv (one row "
+            "per repetition x alpha x ratio x defense), timings.csv, report.md "
+            "and nmse.png / defense_gain.png / detection.png to --out. Finished "
+            "units are saved as they complete: rerunning the same command resumes."
+        ),
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    src = ev.add_argument_group("data (one of --dataset or --data)")
+    src_x = src.add_mutually_exclusive_group(required=True)
+    src_x.add_argument(
+        "--dataset",
+        choices=_DATASET_CHOICES,
+        help="a dataset of the paper (loan is downloaded once) or the "
+        "synthetic 1-d set",
+    )
+    src_x.add_argument(
+        "--data",
+        metavar="FILE.csv",
+        help="your own data: a CSV file with a header row and numeric columns",
+    )
+    src.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="with --data: the column to predict (all others are features)",
+    )
+    st = ev.add_argument_group("study")
+    st.add_argument(
+        "--model",
+        choices=("linear", "mlp"),
+        default="linear",
+        help="victim: linear regression or the paper's DNN (32 x 8, LeakyReLU)",
+    )
+    st.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=list(_PAPER_ALPHAS),
+        metavar="A",
+        help="attack stealth factors in (0, 1]; 1 = most effective",
+    )
+    st.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=list(_PAPER_RATIOS),
+        metavar="R",
+        help="poisoning ratios in [0, 1), multiples of one step",
+    )
+    st.add_argument(
+        "--defenses",
+        nargs="+",
+        default=list(_DEFAULT_DEFENSES),
+        metavar="NAME",
+        help=f"defenses among {', '.join(_ALL_DEFENSES)}, or 'all'; "
+        "'none' is always included (reference of the gain)",
+    )
+    st.add_argument(
+        "--reps", type=_positive_int, default=10, help="repetitions (random splits)"
+    )
+    st.add_argument(
+        "--n-outer-steps",
+        type=_positive_int,
+        default=None,
+        metavar="T_OUT",
+        help="override the attack's T_out (Table II) - fewer is faster, weaker",
+    )
+    st.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _add_run_options(ev)
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="the paper's studies (or --quick: a reduced one in minutes)",
+        description=(
+            "Reproduce the paper's experiments: LR on Loan, Heart, Boston Housing "
+            "and Appliances (alphas 1, 0.5, 0.3, 0.1; ratios 0-45%%; all defenses "
+            "plus BayesClean's literal Alg. 5 rule; 10 repetitions) and, without "
+            "--quick, the DNN on Loan and Heart; then Fig. 9. Loan is downloaded "
+            "once (fetch_loan) and skipped with a message when that is impossible. "
+            "--quick runs Boston Housing only, 2 repetitions, alphas 1 and 0.1 "
+            "(under 3 minutes on 2 cores). Each study goes to its own subfolder "
+            "of --out with the files of 'skpoison evaluate'."
+        ),
+        formatter_class=_Formatter,
+    )
+    rp.add_argument(
+        "--quick", action="store_true", help="reduced study on Boston Housing"
+    )
+    rp.add_argument(
+        "--out", default="skpoison-reproduction", metavar="DIR", help="output folder"
+    )
+    rp.add_argument(
+        "--reps",
+        type=_positive_int,
+        default=None,
+        help="repetitions (default: 10, or 2 with --quick)",
+    )
+    rp.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        choices=_DATASET_CHOICES[:-1],
+        help="restrict the LR study to these datasets",
+    )
+    rp.add_argument("--no-dnn", action="store_true", help="skip the DNN study")
+    _add_run_options(rp)
+
+    f9 = sub.add_parser(
+        "figure-9",
+        help="the paper's Fig. 9: BayesClean vs TRIM at 20/24/30%% poisoning",
+        description=(
+            "Synthetic set (x ~ U(-5, 5), y = 0.8 x + N(0, 1.2^2)), 100 training "
+            "points, linear regression by gradient descent (eta 0.1, 40 epochs); "
+            "the attack replaces 20%%, 24%% and 30%% of the points (cumulative "
+            "batches of 2); TRIM is told the true number of poison points. Writes "
+            "figure9.png and figure9.csv (per ratio and defense: poison and clean "
+            "points rejected, fitted slope, test NMSE) to --out."
+        ),
+        formatter_class=_Formatter,
+    )
+    f9.add_argument(
+        "--out", default="skpoison-figure9", metavar="DIR", help="output folder"
+    )
+    f9.add_argument(
+        "--alpha",
+        type=float,
+        default=1.0,
+        help="the attack's stealth factor (the paper's figure: see the docs)",
+    )
+    f9.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=[0.20, 0.24, 0.30],
+        metavar="R",
+        help="poisoning ratios",
+    )
+    f9.add_argument(
+        "--n-outer-steps",
+        type=_positive_int,
+        default=100,
+        metavar="T_OUT",
+        help="the attack's T_out",
+    )
+    f9.add_argument(
+        "--random-state", type=int, default=0, help="seed of data and attack"
+    )
+    f9.add_argument(
+        "--reps",
+        type=_positive_int,
+        default=1,
+        help="seeds to run (random-state, +1, ...); the figure shows the first",
+    )
+    return parser
+
+
+@contextlib.contextmanager
+def _dask_client(backend, scheduler):
+    if backend != "dask":
+        if scheduler:
+            raise ValueError("--scheduler needs --backend dask.")
+        yield
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError(
+            "--backend dask needs dask.distributed: pip install 'skpoison[dask]'."
+        ) from None
+    client = Client(scheduler) if scheduler else Client(processes=False)
+    try:
+        yield
+    finally:
+        client.close()
+
+
+def _read_csv(path: str, target: str | None):
+    import numpy as np
+    import pandas as pd
+
+    if not target:
+        raise ValueError("--data needs --target COLUMN (the column to predict).")
+    frame = pd.read_csv(path)
+    if target not in frame.columns:
+        raise ValueError(
+            f"--target {target!r} is not a column of {path}; columns: {list(frame.columns)}."
+        )
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise ValueError(f"{path}: non-numeric columns {bad}; encode them first.")
+    if frame.isna().to_numpy().any():
+        cols = frame.columns[frame.isna().any()].tolist()
+        raise ValueError(f"{path}: missing values in columns {cols}.")
+    y = frame[target].to_numpy(dtype=np.float64)
+    X = frame.drop(columns=[target]).to_numpy(dtype=np.float64)
+    if X.shape[1] == 0:
+        raise ValueError(f"{path}: no feature column besides {target!r}.")
+    return X, y
+
+
+def _write_outputs(
+    df, out: Path, *, title, command, wall_time, notes=None
+) -> list[str]:
+    from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._curve import RESULT_COLUMNS
+    from .evaluation._plots import plot_poisoning_curve
+    from .evaluation._report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    # results.csv holds only what the arguments decide (bit-identical on a
+    # resumed run); run times go to timings.csv.
+    atomic_write_text(out / "results.csv", df[list(RESULT_COLUMNS)].to_csv(index=False))
+    timing_cols = ["repetition", "alpha", "ratio", "defense", "fit_time", "attack_time"]
+    atomic_write_text(out / "timings.csv", df[timing_cols].to_csv(index=False))
+    figures = plot_poisoning_curve(df, out)
+    write_report(
+        df,
+        out / "report.md",
+        title=title,
+        command=command,
+        wall_time=wall_time,
+        figures=figures,
+        notes=notes,
+    )
+    return ["results.csv", "timings.csv", "report.md", *figures]
+
+
+def _run_study(
+    data,
+    *,
+    out,
+    model,
+    alphas,
+    ratios,
+    defenses,
+    reps,
+    args,
+    title,
+    n_outer_steps=None,
+    command=None,
+):
+    from .evaluation import poisoning_curve
+
+    attack_params = {} if n_outer_steps is None else {"n_outer_steps": n_outer_steps}
+    t0 = time.perf_counter()
+    with _dask_client(args.backend, args.scheduler):
+        df = poisoning_curve(
+            data,
+            model=model,
+            alphas=alphas,
+            ratios=ratios,
+            defenses=defenses,
+            n_repetitions=reps,
+            attack_params=attack_params,
+            random_state=args.random_state,
+            n_jobs=args.n_jobs,
+            backend=args.backend,
+            out_dir=out,
+            overwrite=args.overwrite,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    wall = time.perf_counter() - t0
+    files = _write_outputs(df, Path(out), title=title, command=command, wall_time=wall)
+    n_div = int(df["diverged"].sum())
+    print(
+        f"{title}: {len(df)} rows, {n_div} diverged, {wall:.1f} s -> "
+        f"{Path(out) / 'report.md'} ({', '.join(files)})"
+    )
+    return df, wall
+
+
+def _defense_list(names):
+    names = list(_ALL_DEFENSES) if names == ["all"] else list(names)
+    unknown = [n for n in names if n not in _ALL_DEFENSES]
+    if unknown:
+        raise ValueError(
+            f"unknown defenses {unknown}; choose among {list(_ALL_DEFENSES)} or 'all'."
+        )
+    return names
+
+
+def _cmd_evaluate(args, argv) -> int:
+    if args.data is not None:
+        data = _read_csv(args.data, args.target)
+        name = Path(args.data).stem
+    else:
+        if args.target:
+            raise ValueError("--target goes with --data, not with --dataset.")
+        data = name = args.dataset
+    _run_study(
+        data,
+        out=args.out,
+        model=args.model,
+        alphas=args.alphas,
+        ratios=args.ratios,
+        defenses=_defense_list(args.defenses),
+        reps=args.reps,
+        args=args,
+        title=f"Poisoning study: {name} ({args.model})",
+        n_outer_steps=args.n_outer_steps,
+        command="skpoison " + shlex.join(argv),
+    )
+    return 0
+
+
+def _loan_available() -> str | None:
+    """None if Loan can be loaded, else why not."""
+    from .datasets import fetch_loan
+
+    try:
+        fetch_loan(download_if_missing=True)
+    except (OSError, ConnectionError) as exc:  # offline, or a damaged download
+        return str(exc)
+    return None
+
+
+def _cmd_reproduce(args, argv) -> int:
+    from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._report import markdown_table
+
+    out = Path(args.out)
+    command = "skpoison " + shlex.join(argv)
+    if args.quick:
+        lr_sets = [QUICK["dataset"]]
+        alphas, reps = QUICK["alphas"], args.reps or QUICK["n_repetitions"]
+    else:
+        lr_sets = ["loan", "heart", "boston_housing", "appliances"]
+        alphas, reps = _PAPER_ALPHAS, args.reps or 10
+    if args.datasets:
+        lr_sets = [d for d in args.datasets if d != "synthetic"]
+    studies = [(d, "linear") for d in lr_sets]
+    if not (args.quick or args.no_dnn):
+        studies += [("loan", "mlp"), ("heart", "mlp")]
+    index, skipped = [], []
+    loan_problem = _loan_available() if any(d == "loan" for d, _ in studies) else None
+    for dataset, model in studies:
+        if dataset == "loan" and loan_problem is not None:
+            msg = (
+                f"Loan ({model}) skipped: fetch_loan could not find or download "
+                f"the file ({loan_problem})"
+            )
+            print(msg, file=sys.stderr)
+            skipped.append(msg)
+            continue
+        folder = out / f"{dataset}-{model}"
+        _, wall = _run_study(
+            dataset,
+            out=folder,
+            model=model,
+            alphas=alphas,
+            ratios=_PAPER_RATIOS,
+            defenses=_ALL_DEFENSES,
+            reps=reps,
+            args=args,
+            title=f"Reproduction: {dataset} ({model})",
+            command=command,
+        )
+        index.append(
+            [f"[{dataset} ({model})]({folder.name}/report.md)", f"{wall:.0f} s"]
+        )
+    t0 = time.perf_counter()
+    table, fig = _figure9(
+        out / "figure9", args.random_state, 1.0, (0.20, 0.24, 0.30), 100, 1
+    )
+    index.append(["[Fig. 9](figure9/figure9.png)", f"{time.perf_counter() - t0:.0f} s"])
+    text = [
+        f"# skpoison reproduction{' (quick)' if args.quick else ''}",
+        "",
+        "Produced by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        markdown_table(["study", "wall time"], index),
+        "",
+    ]
+    text += [f"- {s}" for s in skipped]
+    atomic_write_text(out / "README.md", "\n".join(text) + "\n")
+    print(f"index: {out / 'README.md'}")
+    return 0
+
+
+def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps):
+    import pandas as pd
+
+    from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._figure9 import figure_9
+
+    out.mkdir(parents=True, exist_ok=True)
+    tables, first_fig = [], None
+    for k in range(reps):
+        table, fig = figure_9(
+            ratios=ratios,
+            alpha=alpha,
+            n_outer_steps=n_outer_steps,
+            random_state=random_state + k,
+            plot=(k == 0),
+        )
+        table.insert(0, "random_state", random_state + k)
+        tables.append(table)
+        first_fig = first_fig or fig
+    table = pd.concat(tables, ignore_index=True)
+    atomic_write_text(out / "figure9.csv", table.to_csv(index=False))
+    first_fig.savefig(out / "figure9.png", dpi=80)
+    return table, first_fig
+
+
+def _cmd_figure9(args, argv) -> int:
+    table, _ = _figure9(
+        Path(args.out),
+        args.random_state,
+        args.alpha,
+        tuple(args.ratios),
+        args.n_outer_steps,
+        args.reps,
+    )
+    cols = [
+        "ratio",
+        "defense",
+        "poison_rejected",
+        "clean_rejected",
+        "slope",
+        "test_nmse",
+    ]
+    summary = table.groupby(["ratio", "defense"], sort=False)[cols[2:]].mean()
+    print(summary.round(3).to_string())
+    print(f"-> {Path(args.out) / 'figure9.png'}, {Path(args.out) / 'figure9.csv'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``skpoison`` command; returns the exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {
+        "evaluate": _cmd_evaluate,
+        "reproduce": _cmd_reproduce,
+        "figure-9": _cmd_figure9,
+    }
+    try:
+        return commands[args.command](args, argv)
+    except (ValueError, OSError) as exc:
+        print(f"skpoison {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted; finished units are saved, rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

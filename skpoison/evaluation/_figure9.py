@@ -1,0 +1,186 @@
+"""The paper's Fig. 9: BayesClean against TRIM at 20 %, 24 % and 30 % poisoning.
+
+Setting (Appendix E and Section V-C). The clean points follow the paper's
+synthetic set (x ~ U(-5, 5), y = 0.8 x + N(0, 1.2^2)), in the data's own units;
+the victim is linear regression trained by full-batch gradient descent with
+eta = 0.1 for 40 epochs, and so is every defended model. TRIM is told the
+true number of poison points (``reject_fraction`` = the poisoning ratio), as
+in the paper ("although unrealistic, favors it"); BayesClean keeps its fixed
+c1 = 0.5, c2 = 1.5.
+
+Choices the paper leaves open, and ours:
+
+- ``alpha = 1``. The figure isolates the effect of the *ratio* of poisoning on
+  the two defenses: TRIM is said to fail above about 24 % "even though it
+  knows the number of poisoning points", a failure of the residual criterion
+  once the model is pulled toward the poison, not one of stealth (the effect
+  of small alpha on TRIM is the subject of Figs. 1 and 4). An ``alpha`` option
+  lets one draw it for stealthier attacks.
+- 100 clean training points and 100 validation points for the attacker; the
+  poison replaces training points in batches of 2 (2 %), so the three ratios
+  are cumulative prefixes of one run (the protocol of Appendix E), with Boston
+  Housing's attack settings (T_out = 100, gamma = 0.9, T = 40, eta = 0.1), the
+  preset whose victim matches the paper's synthetic setting.
+- A clean test set of 1000 points measures each model's test NMSE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FIGURE9_RATIOS", "figure_9"]
+
+FIGURE9_RATIOS = (0.20, 0.24, 0.30)
+
+
+def _victim():
+    from ..models import TorchLinearRegressor
+
+    return TorchLinearRegressor(learning_rate=0.1, n_epochs=40)
+
+
+def _line(model):
+    xs = np.array([[-5.0], [5.0]])
+    return xs.ravel(), model.predict(xs)
+
+
+def figure_9(
+    *,
+    ratios=FIGURE9_RATIOS,
+    alpha: float = 1.0,
+    n_train: int = 100,
+    n_outer_steps: int = 100,
+    random_state: int = 0,
+    n_test: int = 1000,
+    plot: bool = True,
+):
+    """Compare BayesClean and TRIM on the synthetic set at large poisoning ratios.
+
+    Parameters
+    ----------
+    ratios : sequence of float, default=(0.20, 0.24, 0.30)
+        Poisoning ratios, multiples of 2 / ``n_train`` ... rounded to whole points.
+    alpha : float, default=1.0
+        The attack's stealth factor (see the module docstring for the choice).
+    n_train : int, default=100
+        Clean training points (the attacker's validation set has as many).
+    n_outer_steps : int, default=100
+        ``T_out`` of the attack.
+    random_state : int, default=0
+        Seeds the data and the attack.
+    n_test : int, default=1000
+        Size of the clean test set.
+    plot : bool, default=True
+        Also draw the 2 x len(ratios) figure.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per ratio and defense (``"none"``, ``"bayesclean"``,
+        ``"trim"``): ``poison_rejected``, ``clean_rejected`` (fractions),
+        ``slope``, ``intercept`` of the fitted line and ``test_nmse`` on the
+        clean test set; the clean model's slope and NMSE in ``clean_slope``,
+        ``clean_test_nmse``.
+    fig : matplotlib Figure or None
+        Rows BayesClean and TRIM, one column per ratio: clean points (blue),
+        poison points (green), rejected points (red crosses), the clean
+        (black dashed), poisoned (green dotted) and defended (red) lines.
+    """
+    import pandas as pd
+
+    from ..attacks import StealthyPoisoner
+    from ..datasets import make_poisoning_regression_1d
+    from ..defenses import BayesCleanFilter, DefendedRegressor, TrimRegressor
+    from ..metrics import nmse
+
+    ratios = tuple(float(r) for r in ratios)
+    rng = np.random.SeedSequence(random_state).generate_state(3)
+    X, y = make_poisoning_regression_1d(n_train, random_state=int(rng[0]))
+    X_val, y_val = make_poisoning_regression_1d(n_train, random_state=int(rng[1]))
+    X_test, y_test = make_poisoning_regression_1d(n_test, random_state=int(rng[2]))
+    counts = [int(np.floor(r * n_train + 0.5)) for r in ratios]
+    attack = StealthyPoisoner(
+        poison_fraction=max(counts) / n_train,
+        alpha=alpha,
+        n_inner_steps=40,
+        inner_lr=0.1,
+        n_outer_steps=n_outer_steps,
+        outer_lr=0.9,
+        batch_size=2,
+        device="cpu",
+        random_state=random_state,
+    ).fit(X, y, X_val=X_val, y_val=y_val)
+    clean = _victim().fit(X, y)
+    clean_nmse = nmse(y_test, clean.predict(X_test))
+    rows, panels = [], []
+    for ratio, n_p in zip(ratios, counts):
+        Xp, yp = attack.resample_at(n_p)
+        is_poison = np.zeros(n_train, dtype=bool)
+        is_poison[attack.poison_indices_[:n_p]] = True
+        poisoned = _victim().fit(Xp, yp)
+        defended = {
+            "none": (poisoned, np.ones(n_train, dtype=bool)),
+        }
+        bc = DefendedRegressor(BayesCleanFilter(), _victim()).fit(Xp, yp)
+        defended["bayesclean"] = (bc, bc.inlier_mask_)
+        trim = TrimRegressor(
+            estimator=_victim(), reject_fraction=n_p, random_state=random_state
+        ).fit(Xp, yp)
+        defended["trim"] = (trim, trim.inlier_mask_)
+        for name, (model, mask) in defended.items():
+            xs, line = _line(model)
+            rows.append(
+                dict(
+                    ratio=ratio,
+                    n_poison=n_p,
+                    alpha=alpha,
+                    defense=name,
+                    poison_rejected=float((~mask & is_poison).sum() / max(n_p, 1)),
+                    clean_rejected=float(
+                        (~mask & ~is_poison).sum() / (~is_poison).sum()
+                    ),
+                    slope=float((line[1] - line[0]) / (xs[1] - xs[0])),
+                    intercept=float(model.predict(np.zeros((1, 1)))[0]),
+                    test_nmse=nmse(y_test, model.predict(X_test)),
+                    clean_slope=float(
+                        (_line(clean)[1][1] - _line(clean)[1][0]) / (xs[1] - xs[0])
+                    ),
+                    clean_test_nmse=clean_nmse,
+                )
+            )
+        panels.append((ratio, Xp, yp, is_poison, clean, defended))
+    table = pd.DataFrame(rows)
+    fig = _draw(panels) if plot else None
+    return table, fig
+
+
+def _draw(panels):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.3 * len(panels), 5.6), layout="constrained")
+    axes = fig.subplots(2, len(panels), squeeze=False, sharex=True, sharey=True)
+    for col, (ratio, Xp, yp, is_poison, clean, defended) in enumerate(panels):
+        for row, name in enumerate(("bayesclean", "trim")):
+            ax = axes[row, col]
+            model, mask = defended[name]
+            x = Xp[:, 0]
+            ax.scatter(x[~is_poison], yp[~is_poison], s=8, c="tab:blue", label="clean")
+            ax.scatter(x[is_poison], yp[is_poison], s=8, c="tab:green", label="poison")
+            ax.scatter(
+                x[~mask], yp[~mask], s=22, c="red", marker="x", lw=0.8, label="rejected"
+            )
+            for m, style, color, label in (
+                (clean, "--", "k", "clean"),
+                (defended["none"][0], ":", "tab:green", "poisoned"),
+                (model, "-", "red", "defended"),
+            ):
+                xs, line = _line(m)
+                ax.plot(xs, line, style, color=color, lw=1.3, label=label)
+            title = "BayesClean" if name == "bayesclean" else "TRIM"
+            ax.set_title(f"{title}, {100 * ratio:g}%", fontsize="medium")
+    axes[0, 0].legend(fontsize="x-small", loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("x")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("y")
+    return fig

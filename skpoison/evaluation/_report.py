@@ -1,0 +1,227 @@
+"""Summaries of a poisoning study: mean +- std, medians, diverged counts, Markdown.
+
+Diverged rows (``diverged=True``) carry no NMSE; they are counted, and left
+out of the means, standard deviations and medians. Medians sit next to means
+because one near-divergent run (a finite but huge NMSE) can move a mean of ten
+repetitions by orders of magnitude while the median shows the typical run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["summarize", "write_report"]
+
+_KEYS = ["dataset", "model", "alpha", "ratio", "defense"]
+
+
+def summarize(results):
+    """Aggregate a :func:`poisoning_curve` table over repetitions.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The output of :func:`~skpoison.evaluation.poisoning_curve`.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per dataset x model x alpha x ratio x defense with ``n_runs``,
+        ``n_diverged`` and, for ``test_nmse``, ``defense_gain``,
+        ``poison_rejected`` and ``clean_rejected``, the ``_mean``, ``_std``
+        (sample standard deviation; NaN for a single run) and ``_median`` over
+        the runs that did not diverge.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(dataset="d", model="linear", alpha=1.0, ratio=0.1,
+    ...     defense="none", test_nmse=[1.0, 3.0, float("nan")],
+    ...     defense_gain=0.0, poison_rejected=float("nan"),
+    ...     clean_rejected=float("nan"), diverged=[False, False, True]))
+    >>> s = summarize(df)
+    >>> row = s.iloc[0]
+    >>> int(row.n_runs), int(row.n_diverged), float(row.test_nmse_mean)
+    (3, 1, 2.0)
+    >>> float(row.test_nmse_median)
+    2.0
+    """
+    ok = results[~results["diverged"].astype(bool)]
+    grouped = ok.groupby(_KEYS, sort=False, observed=True)
+    stats = grouped[
+        ["test_nmse", "defense_gain", "poison_rejected", "clean_rejected"]
+    ].agg(["mean", "std", "median"])
+    stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
+    counts = results.groupby(_KEYS, sort=False, observed=True).agg(
+        n_runs=("diverged", "size"), n_diverged=("diverged", "sum")
+    )
+    out = counts.join(stats, how="left").reset_index()
+    out["n_diverged"] = out["n_diverged"].astype(int)
+    return out
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.2e}"
+
+
+def _cell(row, col, digits=3, percent=False) -> str:
+    mean, std, med = (row[f"{col}_{s}"] for s in ("mean", "std", "median"))
+    scale = 100.0 if percent else 1.0
+    if mean is None or math.isnan(mean):
+        return "-"
+    text = f"{_fmt(mean * scale, digits)} ± {_fmt(std * scale, 2)} ({_fmt(med * scale, digits)})"
+    if row["n_diverged"]:
+        text += f" [{row['n_diverged']} div.]"
+    return text
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table.
+
+    Examples
+    --------
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _pivot_table(summary, column, *, row_key, col_key, percent=False, digits=3):
+    cols = list(dict.fromkeys(summary[col_key]))
+    rows = []
+    for rv, part in summary.groupby(row_key, sort=True):
+        by_col = {r[col_key]: r for _, r in part.iterrows()}
+        label = f"{100 * rv:g}%" if row_key == "ratio" else f"{rv:g}"
+        rows.append(
+            [label]
+            + [
+                _cell(by_col[c], column, digits, percent) if c in by_col else "-"
+                for c in cols
+            ]
+        )
+    header = [row_key] + [
+        f"{col_key}={c}" if col_key == "alpha" else str(c) for c in cols
+    ]
+    return markdown_table(header, rows)
+
+
+def write_report(
+    results,
+    path,
+    *,
+    title: str = "Poisoning study",
+    command: str | None = None,
+    wall_time: float | None = None,
+    figures: Sequence[str] = (),
+    notes: str | None = None,
+) -> str:
+    """Write a Markdown report of a :func:`poisoning_curve` table.
+
+    Tables: the undefended test NMSE per ratio and alpha (the paper's Fig. 5),
+    the defense gain per ratio and defense for each alpha (Figs. 6, 7, 10),
+    and the fraction of poison points each defense rejected. Each cell is
+    ``mean ± std (median)`` over repetitions, with ``[k div.]`` when ``k`` runs
+    diverged.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The output of :func:`~skpoison.evaluation.poisoning_curve`.
+    path : path-like
+        Where to write the report.
+    title : str, default="Poisoning study"
+        The report's heading.
+    command : str, default=None
+        The command that produced the results, quoted in the report.
+    wall_time : float, default=None
+        Seconds the study took, reported if given.
+    figures : sequence of str, default=()
+        Image paths (relative to the report) to embed.
+    notes : str, default=None
+        Free text added after the summary.
+
+    Returns
+    -------
+    text : str
+        The Markdown written.
+    """
+    summary = summarize(results)
+    n_rows = len(results)
+    n_div = int(results["diverged"].astype(bool).sum())
+    reps = results["repetition"].nunique()
+    parts = [f"# {title}", ""]
+    if command:
+        parts += ["Produced by:", "", "```", command, "```", ""]
+    meta = [
+        f"- dataset(s): {', '.join(map(str, results['dataset'].unique()))}; "
+        f"model: {', '.join(map(str, results['model'].unique()))}",
+        f"- repetitions: {reps}; alphas: {', '.join(f'{a:g}' for a in results['alpha'].unique())}; "
+        f"ratios: {', '.join(f'{100 * r:g}%' for r in sorted(results['ratio'].unique()))}",
+        f"- rows: {n_rows}; diverged runs: {n_div}",
+    ]
+    if wall_time is not None:
+        meta.append(f"- wall time: {wall_time:.1f} s")
+    parts += meta + [""]
+    if n_div:
+        div = results[results["diverged"].astype(bool)]
+        counts = div.groupby(["alpha", "defense"], observed=True).size()
+        parts += ["Diverged runs per alpha and defense:", ""]
+        parts += [
+            markdown_table(
+                ["alpha", "defense", "diverged"],
+                [[f"{a:g}", d, str(n)] for (a, d), n in counts.items()],
+            ),
+            "",
+        ]
+    if notes:
+        parts += [notes, ""]
+    parts += [
+        "Cells: mean ± std (median) over repetitions; diverged runs are counted "
+        "(`[k div.]`) and left out of the statistics. NMSE on the standardised "
+        "targets (Eq. 7); defense gain in percent against no defense (Eq. 8).",
+        "",
+    ]
+    for fig in figures:
+        parts += [f"![{Path(fig).stem}]({fig})", ""]
+    for (dataset, model), sub in summary.groupby(["dataset", "model"], sort=False):
+        parts += [f"## {dataset} ({model})", ""]
+        none = sub[sub["defense"] == "none"]
+        parts += ["### Test NMSE without defense (Fig. 5)", ""]
+        parts += [_pivot_table(none, "test_nmse", row_key="ratio", col_key="alpha"), ""]
+        defended = sub[sub["defense"] != "none"]
+        if defended.empty:
+            continue
+        for alpha, part in defended.groupby("alpha", sort=False):
+            parts += [f"### Defense gain [%], alpha = {alpha:g} (Figs. 6, 7, 10)", ""]
+            parts += [
+                _pivot_table(part, "defense_gain", row_key="ratio", col_key="defense"),
+                "",
+            ]
+        for alpha, part in defended.groupby("alpha", sort=False):
+            part = part[part["ratio"] > 0]
+            if part["poison_rejected_mean"].notna().any():
+                parts += [f"### Poison points rejected [%], alpha = {alpha:g}", ""]
+                parts += [
+                    _pivot_table(
+                        part,
+                        "poison_rejected",
+                        row_key="ratio",
+                        col_key="defense",
+                        percent=True,
+                    ),
+                    "",
+                ]
+    text = "\n".join(parts)
+    Path(path).write_text(text, encoding="utf-8")
+    return text

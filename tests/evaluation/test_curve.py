@@ -1,0 +1,223 @@
+"""poisoning_curve: the paper's protocol as a tidy table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skpoison.evaluation import poisoning_curve
+from skpoison.evaluation._curve import (
+    RESULT_COLUMNS,
+    TIME_COLUMNS,
+    _batch_plan,
+    _unit_seeds,
+)
+
+# Tiny attacks: the protocol is what is tested here, not the attack's strength.
+FAST = dict(
+    ratios=[0.0, 0.1, 0.2],
+    alphas=[1.0, 0.5],
+    defenses=["none", "bayesclean", "huber"],
+    n_repetitions=2,
+    attack_params={"n_outer_steps": 3},
+)
+
+
+@pytest.fixture(scope="module")
+def curve():
+    return poisoning_curve("synthetic", **FAST)
+
+
+def _without_times(df):
+    return df.drop(columns=list(TIME_COLUMNS))
+
+
+def test_columns_and_one_row_per_combination(curve):
+    assert list(curve.columns) == [*RESULT_COLUMNS, *TIME_COLUMNS]
+    assert len(curve) == 2 * 2 * 3 * 3
+    keys = curve[["repetition", "alpha", "ratio", "defense"]]
+    assert not keys.duplicated().any()
+    assert set(curve["defense"]) == {"none", "bayesclean", "huber"}
+    assert set(curve["ratio"]) == {0.0, 0.1, 0.2}
+
+
+def test_values(curve):
+    ok = curve[~curve["diverged"]]
+    assert np.all(ok["test_nmse"] >= 0) and np.isfinite(ok["test_nmse"]).all()
+    # synthetic: 200 points -> 100 for training; batches of 10% are 10 points
+    assert curve.groupby("ratio")["n_poison"].unique().map(list).to_dict() == {
+        0.0: [0],
+        0.1: [10],
+        0.2: [20],
+    }
+    np.testing.assert_allclose(curve["poison_fraction"], curve["ratio"])
+    none = curve[curve["defense"] == "none"]
+    np.testing.assert_array_equal(none["defense_gain"], 0.0)
+    # Eq. (8) against the undefended row of the same repetition, alpha and ratio
+    ref = none.set_index(["repetition", "alpha", "ratio"])["test_nmse"]
+    for _, row in curve.iterrows():
+        base = ref[(row["repetition"], row["alpha"], row["ratio"])]
+        expected = 100 * (base - row["test_nmse"]) / base
+        assert row["defense_gain"] == pytest.approx(expected, rel=1e-12)
+    filters = curve[curve["defense"] == "bayesclean"]
+    assert filters["clean_rejected"].between(0, 1).all()
+    poisoned = filters[filters["ratio"] > 0]
+    assert poisoned["poison_rejected"].between(0, 1).all()
+    assert filters[filters["ratio"] == 0]["poison_rejected"].isna().all()
+    assert (filters["n_kept"] <= 100).all()
+
+
+def test_clean_rows_do_not_depend_on_alpha(curve):
+    clean = curve[curve["ratio"] == 0].set_index(["repetition", "defense", "alpha"])
+    a1 = clean.xs(1.0, level="alpha")["test_nmse"]
+    a05 = clean.xs(0.5, level="alpha")["test_nmse"]
+    pd.testing.assert_series_equal(a1, a05)
+
+
+def test_stealthy_attacks_reuse_the_reference_risk(curve):
+    # Alg. 1: alpha < 1 is normalised by the alpha = 1 run's R_ref of the same split.
+    per_rep = curve.groupby("repetition")["risk_ref"].nunique()
+    assert (per_rep == 1).all()
+    assert curve.groupby("repetition")["risk_ref"].first().nunique() == 2
+
+
+def test_seeds_depend_on_the_repetition_only(curve):
+    seeds = ["split_seed", "attack_seed", "victim_seed", "trusted_seed"]
+    per_rep = curve.groupby("repetition")[seeds].nunique()
+    assert (per_rep == 1).all().all()
+    first = curve.groupby("repetition")[seeds].first()
+    assert first.iloc[0].tolist() != first.iloc[1].tolist()
+    assert first.iloc[1].tolist() == list(_unit_seeds(0, 1).values())
+
+
+def test_a_row_can_be_recomputed_from_its_seeds(curve):
+    from skpoison.attacks import StealthyPoisoner
+    from skpoison.datasets import split_and_standardize
+    from skpoison.evaluation import load_dataset
+    from skpoison.metrics import nmse
+    from skpoison.models import TorchLinearRegressor
+
+    row = curve[
+        (curve["repetition"] == 1)
+        & (curve["alpha"] == 0.5)
+        & (curve["ratio"] == 0.2)
+        & (curve["defense"] == "none")
+    ].iloc[0]
+    X, y = load_dataset("synthetic", random_state=0)
+    split = split_and_standardize(X, y, random_state=int(row["split_seed"]))
+    attack = StealthyPoisoner.from_preset(
+        "boston",
+        alpha=0.5,
+        poison_fraction=0.2,
+        batch_size=10,
+        n_outer_steps=3,
+        risk_ref=row["risk_ref"],
+        device="cpu",
+        random_state=int(row["attack_seed"]),
+    )
+    Xp, yp = attack.fit_resample(
+        split.X_train, split.y_train, X_val=split.X_val, y_val=split.y_val
+    )
+    victim = TorchLinearRegressor(learning_rate=0.1, n_epochs=40).fit(Xp, yp)
+    score = nmse(split.y_test, victim.predict(split.X_test))
+    assert score == pytest.approx(row["test_nmse"], rel=1e-9)
+
+
+def test_n_jobs_does_not_change_the_results(curve):
+    parallel = poisoning_curve("synthetic", n_jobs=2, **FAST)
+    pd.testing.assert_frame_equal(_without_times(curve), _without_times(parallel))
+
+
+def test_resume_skips_finished_units_and_gives_the_same_table(curve, tmp_path):
+    first = poisoning_curve("synthetic", out_dir=tmp_path, **FAST)
+    units = sorted((tmp_path / "units").glob("*.json"))
+    assert len(units) == 4  # 2 repetitions x 2 alphas
+    # Lose half the units, as if the run had been killed.
+    for path in units[::2]:
+        path.unlink()
+    resumed = poisoning_curve("synthetic", out_dir=tmp_path, **FAST)
+    pd.testing.assert_frame_equal(_without_times(first), _without_times(resumed))
+    pd.testing.assert_frame_equal(_without_times(curve), _without_times(resumed))
+    kept = units[1]
+    assert kept.exists() and not list(tmp_path.glob("units/.*.tmp"))
+
+
+def test_a_different_study_in_the_same_folder_is_refused(tmp_path):
+    small = dict(FAST, alphas=[1.0], n_repetitions=1, defenses=["none"])
+    poisoning_curve("synthetic", out_dir=tmp_path, **small)
+    with pytest.raises(ValueError, match="different study"):
+        poisoning_curve("synthetic", out_dir=tmp_path, **dict(small, random_state=1))
+    df = poisoning_curve(
+        "synthetic", out_dir=tmp_path, overwrite=True, **dict(small, random_state=1)
+    )
+    assert df["split_seed"].iloc[0] == _unit_seeds(1, 0)["split_seed"]
+    assert len(list((tmp_path / "units").glob("*.json"))) == 1
+
+
+def test_divergence_is_a_result_not_a_crash():
+    # eta = 50 breaks the stability limit of gradient descent on any of these sets.
+    df = poisoning_curve(
+        "synthetic",
+        **dict(FAST, alphas=[1.0], n_repetitions=1, defenses=["none", "bayesclean"]),
+        victim_params={"learning_rate": 50.0},
+    )
+    assert df["diverged"].all()
+    assert df["test_nmse"].isna().all() and df["defense_gain"].isna().all()
+    assert df["error"].str.contains("DivergenceError").all()
+
+
+def test_alpha_one_reference_runs_even_when_not_asked_for():
+    df = poisoning_curve("synthetic", **dict(FAST, alphas=[0.5], n_repetitions=1))
+    assert set(df["alpha"]) == {0.5}
+    assert df["risk_ref"].notna().all()
+
+
+def test_user_arrays_and_estimators():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = X @ [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=120)
+    X_copy = X.copy()
+    df = poisoning_curve(
+        (X, y),
+        **dict(FAST, alphas=[1.0], n_repetitions=1, defenses=["none", Ridge()]),
+    )
+    assert set(df["defense"]) == {"none", "Ridge"}
+    assert set(df["dataset"]) == {"custom"}
+    np.testing.assert_array_equal(X, X_copy)
+
+
+def test_batch_plan_follows_the_paper_presets():
+    ratios = (0.0, 0.075, 0.15, 0.225, 0.3, 0.375, 0.45)
+    assert _batch_plan(ratios, 253, "boston") == (19, (0, 1, 2, 3, 4, 5, 6))
+    assert _batch_plan(ratios, 9868, "appliances") == (740, (0, 1, 2, 3, 4, 5, 6))
+    assert _batch_plan((0.0, 0.1, 0.3), 100, None) == (10, (0, 1, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(alphas=[0.0]), "alphas"),
+        (dict(alphas=[1.5]), "alphas"),
+        (dict(ratios=[0.0, -0.1]), "ratios"),
+        (dict(ratios=[0.1, 0.1]), "duplicates"),
+        (
+            dict(ratios=[0.1, 0.12], attack_params={"batch_size": 10}),
+            "distinct whole batches",
+        ),
+        (dict(ratios=[0.001]), "below one poisoning batch"),
+        (dict(defenses=["nope"]), "Unknown defense"),
+        (dict(defenses=["none", "none"]), "unique"),
+        (dict(model="tree"), "model"),
+        (dict(n_repetitions=0), "n_repetitions"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    params = dict(FAST, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        poisoning_curve("synthetic", **params)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        poisoning_curve("iris")

@@ -1,0 +1,89 @@
+"""Defenses by name: what each builds, seeds, trusted items."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression, Ridge
+
+from skpoison.defenses import BayesCleanFilter, DefendedRegressor, TrimRegressor
+from skpoison.evaluation import DEFENSE_NAMES, build_defense, n_trusted_items
+from skpoison.evaluation._registry import inlier_mask
+from skpoison.models import TorchLinearRegressor
+
+VICTIM = TorchLinearRegressor(learning_rate=0.1, n_epochs=40)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = X @ [1.0, -1.0, 0.5] + 0.1 * rng.normal(size=120)
+    y[:10] += 8.0  # gross outliers
+    X_t = rng.normal(size=(10, 3))
+    return X, y, X_t, X_t @ [1.0, -1.0, 0.5]
+
+
+@pytest.mark.parametrize("name", DEFENSE_NAMES)
+def test_every_name_builds_a_regressor_that_fits(name, data):
+    X, y, X_t, y_t = data
+    est, wants_trusted = build_defense(name, VICTIM, random_state=0)
+    assert wants_trusted == (name == "duti")
+    fit_params = {"X_trusted": X_t, "y_trusted": y_t} if wants_trusted else {}
+    est.fit(X, y, **fit_params)
+    assert est.predict(X).shape == (120,)
+    mask = inlier_mask(est, 120)
+    if name == "none":
+        assert mask is None
+    else:
+        assert mask is not None and mask.dtype == bool
+    if name in {"trim", "sever", "proda", "duti"}:
+        assert mask.sum() == 120 - 48  # 40% rejected, as in the paper
+
+
+def test_the_victim_is_what_is_trained_on_the_kept_points(data):
+    X, y, *_ = data
+    est, _ = build_defense("bayesclean", VICTIM)
+    assert isinstance(est, DefendedRegressor)
+    assert isinstance(est.defense, BayesCleanFilter) and est.defense.rule == "residual"
+    assert est.estimator.get_params() == VICTIM.get_params()
+    paper, _ = build_defense("bayesclean_paper", VICTIM)
+    assert paper.defense.rule == "paper"
+    trim, _ = build_defense("trim", VICTIM)
+    assert isinstance(trim, TrimRegressor)
+    assert trim.estimator.get_params() == VICTIM.get_params()
+
+
+def test_seeds_go_to_the_defense_not_to_the_victim():
+    victim = clone(VICTIM).set_params(random_state=7)
+    trim, _ = build_defense("trim", victim, random_state=3)
+    assert trim.random_state == 3 and trim.estimator.random_state == 7
+    proda, _ = build_defense("proda", victim, random_state=3)
+    assert proda.defense.random_state == 3 and proda.estimator.random_state == 7
+    none, _ = build_defense("none", victim, random_state=3)
+    assert none.random_state == 7
+
+
+def test_user_objects(data):
+    X, y, *_ = data
+    est, trusted = build_defense(Ridge(alpha=2.0), VICTIM)
+    assert isinstance(est, Ridge) and est.alpha == 2.0 and not trusted
+    est, _ = build_defense(BayesCleanFilter(c1=1.0, c2=2.0), VICTIM)
+    assert isinstance(est, DefendedRegressor) and est.defense.c1 == 1.0
+    # a defense that also predicts is used as a filter before the victim
+    est, _ = build_defense(TrimRegressor(LinearRegression()), VICTIM)
+    assert isinstance(est, DefendedRegressor)
+    with pytest.raises(ValueError, match="Unknown defense 'magic'"):
+        build_defense("magic", VICTIM)
+    with pytest.raises(TypeError, match="name, a regressor or a defense"):
+        build_defense(42, VICTIM)
+
+
+def test_trusted_items_follow_the_paper():
+    assert n_trusted_items("loan", 3361, 1008) == 101
+    assert n_trusted_items("heart", 1599, 480) == 48
+    assert n_trusted_items("boston", 253, 76) == 8
+    assert n_trusted_items("appliances", 9868, 2960) == 296
+    # other data: the paper's ratio (about 3% of the training set)
+    assert n_trusted_items(None, 10_000, 3000) == 300
+    assert n_trusted_items(None, 10, 3) == 2
+    assert n_trusted_items(None, 100_000, 50) == 50

@@ -1,0 +1,73 @@
+"""Reports and figures of a study."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skpoison.evaluation import plot_poisoning_curve, summarize, write_report
+
+
+def _fake_results(seed=0):
+    """A study-shaped table with one diverged run."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for rep in range(3):
+        for alpha in (1.0, 0.1):
+            for ratio in (0.0, 0.15):
+                base = 0.3 + ratio * alpha * 5 + 0.01 * rng.normal()
+                for defense in ("none", "bayesclean", "trim"):
+                    nmse = base * (1 if defense == "none" else 0.8 + 0.4 * rng.random())
+                    rows.append(dict(dataset="d", model="linear", repetition=rep,
+                                     alpha=alpha, ratio=ratio, defense=defense,
+                                     test_nmse=nmse, diverged=False,
+                                     defense_gain=100 * (base - nmse) / base,
+                                     poison_rejected=np.nan if ratio == 0 or defense == "none"
+                                     else rng.random(),
+                                     clean_rejected=rng.random()))  # fmt: skip
+    df = pd.DataFrame(rows)
+    bad = (
+        (df.repetition == 2)
+        & (df.alpha == 0.1)
+        & (df.ratio == 0.15)
+        & (df.defense == "trim")
+    )
+    df.loc[bad, ["test_nmse", "defense_gain"]] = np.nan
+    df.loc[bad, "diverged"] = True
+    return df
+
+
+def test_summary_counts_divergence_and_leaves_it_out():
+    df = _fake_results()
+    s = summarize(df)
+    assert len(s) == 2 * 2 * 3
+    cell = s[(s.alpha == 0.1) & (s.ratio == 0.15) & (s.defense == "trim")].iloc[0]
+    assert cell["n_runs"] == 3 and cell["n_diverged"] == 1
+    ok = df[
+        (df.alpha == 0.1) & (df.ratio == 0.15) & (df.defense == "trim") & ~df.diverged
+    ]
+    assert cell["test_nmse_mean"] == pytest.approx(ok["test_nmse"].mean())
+    assert cell["test_nmse_median"] == pytest.approx(ok["test_nmse"].median())
+    assert cell["test_nmse_std"] == pytest.approx(ok["test_nmse"].std())
+    assert s["n_diverged"].sum() == 1
+
+
+def test_report_has_the_tables(tmp_path):
+    df = _fake_results()
+    text = write_report(df, tmp_path / "r.md", title="T", command="skpoison x",
+                        wall_time=12.0, figures=["nmse.png"])  # fmt: skip
+    assert (tmp_path / "r.md").read_text() == text
+    assert text.startswith("# T")
+    assert "skpoison x" in text and "12.0 s" in text and "![nmse](nmse.png)" in text
+    assert "diverged runs: 1" in text and "[1 div.]" in text
+    assert "Test NMSE without defense" in text
+    assert text.count("### Defense gain") == 2
+    assert "| ratio | bayesclean | trim |" in text
+    assert "| 15% |" in text
+
+
+def test_figures_are_written(tmp_path):
+    names = plot_poisoning_curve(_fake_results(), tmp_path)
+    assert names == ["nmse.png", "defense_gain.png", "detection.png"]
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 200_000

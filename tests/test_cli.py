@@ -1,0 +1,139 @@
+"""The skpoison command: help, outputs, bad input, and resuming a killed run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skpoison.cli import build_parser, main
+from skpoison.evaluation._curve import RESULT_COLUMNS
+
+SMALL = [
+    "--dataset", "synthetic", "--reps", "2", "--alphas", "1", "0.5",
+    "--ratios", "0", "0.1", "--defenses", "none", "bayesclean", "trim",
+    "--n-outer-steps", "3", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], ["evaluate"], ["reproduce"], ["figure-9"]])
+def test_help_is_complete(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: skpoison" in text
+    expected = {
+        (): ["evaluate", "reproduce", "figure-9"],
+        ("evaluate",): ["--dataset", "--data", "--target", "--model", "--alphas",
+                        "--ratios", "--defenses", "--reps", "--n-jobs", "--out",
+                        "--device", "--backend", "--scheduler", "results.csv"],
+        ("reproduce",): ["--quick", "--out", "Loan"],
+        ("figure-9",): ["--out", "--alpha", "TRIM"],
+    }[tuple(command)]  # fmt: skip
+    for word in expected:
+        assert word in text
+
+
+def test_evaluate_writes_every_file(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["evaluate", *SMALL, "--out", str(out)]) == 0
+    for name in ["results.csv", "timings.csv", "report.md", "study.json",
+                 "nmse.png", "defense_gain.png", "detection.png"]:  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == list(RESULT_COLUMNS)
+    assert len(df) == 2 * 2 * 2 * 3
+    report = (out / "report.md").read_text()
+    assert "skpoison evaluate" in report and "diverged runs: 0" in report
+    assert "Defense gain" in report and "trim" in report
+    assert "report.md" in capsys.readouterr().out
+
+
+def test_evaluate_on_a_csv_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "price": X @ [1.0, 2.0]})
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    args = ["evaluate", "--data", str(tmp_path / "mine.csv"), "--target", "price",
+            "--reps", "1", "--alphas", "1", "--ratios", "0", "0.1", "--defenses",
+            "none", "--n-outer-steps", "2", "--no-progress", "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(df["dataset"]) == {"custom"} and len(df) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{csv}"], "--target"),
+        (["--data", "{csv}", "--target", "nope"], "not a column"),
+        (["--dataset", "synthetic", "--target", "x"], "--target goes with --data"),
+        (["--dataset", "synthetic", "--defenses", "magic"], "unknown defenses"),
+        (["--dataset", "synthetic", "--alphas", "2"], "alphas"),
+        (["--dataset", "synthetic", "--scheduler", "tcp://x:1"], "--backend dask"),
+    ],
+)
+def test_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
+    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    args = [a.replace("{csv}", str(tmp_path / "d.csv")) for a in args]
+    assert main(["evaluate", *args, "--reps", "1", "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dataset_and_data_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--dataset", "heart", "--data", "x.csv",
+                                   "--out", "o"])  # fmt: skip
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_to_the_same_results(tmp_path):
+    args = ["evaluate", "--dataset", "synthetic", "--reps", "6", "--alphas", "1",
+            "--ratios", "0", "0.1", "0.2", "--defenses", "none", "bayesclean",
+            "--n-outer-steps", "30", "--no-progress"]  # fmt: skip
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main([*args, "--out", str(whole)]) == 0
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skpoison.cli", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    units = killed / "units"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if units.exists() and len(list(units.glob("*.json"))) >= 1:
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    n_done = len(list(units.glob("*.json")))
+    assert 1 <= n_done < 6, "the run should have been killed midway"
+    assert not (killed / "results.csv").exists()
+
+    assert main([*args, "--out", str(killed)]) == 0
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+
+
+def test_figure_9_writes_the_figure_and_table(tmp_path, capsys):
+    out = tmp_path / "f9"
+    assert main(["figure-9", "--out", str(out), "--n-outer-steps", "2"]) == 0
+    assert (out / "figure9.png").stat().st_size > 0
+    table = pd.read_csv(out / "figure9.csv")
+    assert set(table["defense"]) == {"none", "bayesclean", "trim"}
+    assert sorted(table["ratio"].unique()) == [0.2, 0.24, 0.3]
+    assert table["n_poison"].tolist()[::3] == [20, 24, 30]
+    assert table[["poison_rejected", "clean_rejected"]].stack().between(0, 1).all()
+    assert "figure9.png" in capsys.readouterr().out
