@@ -128,8 +128,13 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     ``I'`` is the identity with a zero in the last (intercept) entry, so the
     intercept is never penalised (as in :class:`~sklearn.linear_model.Ridge`).
     Cholesky is tried first; when it fails or the system is ill-conditioned,
-    the minimum-norm solution from a symmetric eigendecomposition is returned
-    (eigenvalues below ``max_eig * (d+1) * eps`` are treated as zero). The
+    the minimum-norm solution from a symmetric eigendecomposition is returned.
+    Both work on the Gram matrix scaled to unit diagonal; there, eigenvalues
+    below ``1e3 * p * eps * max_eig`` are treated as zero (a margin above the
+    rounding noise of an exactly singular matrix). Squaring the design squares
+    its condition number, so for designs with a (scaled) condition number above
+    about 1e5 the answer is this truncated solution and can differ from
+    ``numpy.linalg.lstsq`` on ``[X, 1]``, which resolves more directions. The
     result is always finite for finite input.
 
     Parameters
