@@ -129,7 +129,8 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     intercept is never penalised (as in :class:`~sklearn.linear_model.Ridge`).
     Cholesky is tried first; when it fails or the system is ill-conditioned,
     the minimum-norm solution from a symmetric eigendecomposition is returned.
-    Both work on the Gram matrix scaled to unit diagonal; there, eigenvalues
+    Both work on the Gram matrix scaled to unit diagonal; in the eigendecomposition,
+    eigenvalues
     below ``1e3 * p * eps * max_eig`` are treated as zero (a margin above the
     rounding noise of an exactly singular matrix). Squaring the design squares
     its condition number, so for designs with a (scaled) condition number above
