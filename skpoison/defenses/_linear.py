@@ -127,15 +127,15 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
 
     ``I'`` is the identity with a zero in the last (intercept) entry, so the
     intercept is never penalised (as in :class:`~sklearn.linear_model.Ridge`).
-    Cholesky is tried first; when it fails or the system is ill-conditioned,
-    the minimum-norm solution from a symmetric eigendecomposition is returned.
-    Both work on the Gram matrix scaled to unit diagonal; in the eigendecomposition,
-    eigenvalues
-    below ``1e3 * p * eps * max_eig`` are treated as zero (a margin above the
-    rounding noise of an exactly singular matrix). Squaring the design squares
-    its condition number, so for designs with a (scaled) condition number above
-    about 1e5 the answer is this truncated solution and can differ from
-    ``numpy.linalg.lstsq`` on ``[X, 1]``, which resolves more directions. The
+    Both steps work on the Gram matrix scaled to unit diagonal (so the units of
+    the features do not matter). Cholesky is tried first; when it fails or the
+    scaled system is ill-conditioned, the minimum-norm solution (in the scaled
+    coordinates) from a symmetric eigendecomposition is returned, with
+    eigenvalues below ``1e3 * p * eps * max_eig`` treated as zero: a margin
+    above the rounding noise of an exactly singular matrix. Forming the Gram
+    matrix squares the condition number of the design, so for designs with a
+    scaled condition number above about 1e5 the answer is this truncated
+    solution and can differ from ``numpy.linalg.lstsq`` on ``[X, 1]``. The
     result is always finite for finite input.
 
     Parameters
