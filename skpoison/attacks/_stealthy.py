@@ -187,6 +187,10 @@ class StealthyPoisoner(BaseEstimator):
         ``(low, high)`` of shape (n_features + 1,), the feasible box used.
     sigma_ : float
         Residual standard error of the clean model.
+    init_seed_ : int
+        Seed of the inner problem's initialisation (the MLP's Xavier draw):
+        ``TorchMLPRegressor(random_state=init_seed_)`` starts from the same
+        parameters as the model the attacker trained.
     risk_ref_ : float
         ``R_ref``: for ``alpha = 1`` the largest risk of a batch (Alg. 1), else
         the value used. NaN when nothing was poisoned.
@@ -700,6 +704,7 @@ class StealthyPoisoner(BaseEstimator):
         self.history_ = [b["history"] for b, _ in kept]
         self.bounds_ = st["bounds"]
         self.sigma_ = st["sigma"]
+        self.init_seed_ = st["seed"]
         if self.alpha >= 1:
             self.risk_ref_ = float(self.risk_.max()) if kept else float("nan")
         else:

@@ -19,7 +19,7 @@ from skpoison.datasets import (
     split_and_standardize,
 )
 from skpoison.exceptions import DivergenceError
-from skpoison.models import TorchLinearRegressor
+from skpoison.models import TorchLinearRegressor, TorchMLPRegressor
 
 FAST = dict(n_outer_steps=8, n_inner_steps=20, device="cpu")
 
@@ -260,6 +260,18 @@ def test_mlp_and_callable_models(synthetic):
         model=tanh_net, random_state=0, **{**kw, "poison_fraction": 0.3}
     )
     assert np.isfinite(att.fit(X, y, Xv, yv).X_poison_).all()
+
+
+def test_attacker_clean_mlp_is_the_victims_clean_mlp(synthetic):
+    # The clean model of Eq. (5) is what the victim learns (same init and steps).
+    X, y, Xv, yv = synthetic[:4]
+    att = StealthyPoisoner(0.1, model="mlp", hidden_layer_sizes=(4,), n_outer_steps=0,
+                           n_inner_steps=10, device="cpu", random_state=0)  # fmt: skip
+    att.fit(X, y, Xv, yv)
+    victim = TorchMLPRegressor(hidden_layer_sizes=(4,), learning_rate=0.1, n_epochs=10,
+                               random_state=att.init_seed_).fit(X, y)  # fmt: skip
+    r = victim.predict(X) - y
+    assert att.sigma_ == pytest.approx(np.sqrt(r @ r / (100 - 1 - 1)), rel=1e-10)
 
 
 def test_unrolled_engine_matches_spectral_engine(synthetic):
