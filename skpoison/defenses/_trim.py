@@ -274,7 +274,8 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         Maximum number of model fits per start (the reference code's limit).
     tol : float, default=1e-5
         Stop when the trimmed loss improves by at most ``tol`` times its previous
-        value.
+        value. (For least squares it never rises; for other models it may, and
+        the loop then stops too.)
     n_init : int, default=1
         Number of starts. The first fits on all points; the others start from
         random subsets of ``n - k`` points. The start with the lowest trimmed
