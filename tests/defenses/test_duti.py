@@ -49,8 +49,6 @@ def test_linear_operator_matches_explicit_bilevel(n, m, d, seed):
         problem.matvec(v), Q @ v, atol=1e-8 * scale * np.abs(v).max()
     )
     np.testing.assert_allclose(problem.b, b, atol=1e-8 * max(np.abs(b).max(), 1.0))
-    x = problem.solver(1.0)(v)
-    np.testing.assert_allclose((Q + np.eye(n)) @ x, v, atol=1e-6 * np.abs(v).max())
 
 
 def test_kernel_operator_matches_kernel_ridge():
@@ -78,9 +76,7 @@ def _trusted(n_trusted=20, seed=5):
 def test_kkt_at_the_end_of_the_path(outlier_data, kernel):
     X, y, _ = outlier_data
     X_t, y_t = _trusted()
-    duti = DutiFilter(kernel=kernel, tol=1e-8, max_iter=3000).fit(
-        X, y, X_trusted=X_t, y_trusted=y_t
-    )
+    duti = DutiFilter(kernel=kernel).fit(X, y, X_trusted=X_t, y_trusted=y_t)
     if kernel == "linear":
         problem = _LinearLasso(X, y, X_t, y_t, 0.1, 100.0)
     else:
