@@ -57,14 +57,30 @@ def residual_std(residuals, n_features: int) -> float:
     >>> residual_std(np.array([1.0, -1.0, 1.0, -1.0]), n_features=1)
     1.414...
     """
-    r = np.asarray(residuals, dtype=np.float64).ravel()
+    r = _check_residuals(residuals)
     df = r.shape[0] - int(n_features) - 1
     if df <= 0:
         raise ValueError(
             f"The residual standard error needs more training samples than "
             f"n_features + 1 = {int(n_features) + 1}; got {r.shape[0]}."
         )
-    return float(np.sqrt(np.sum(r**2) / df))
+    with np.errstate(over="ignore"):
+        sigma = float(np.sqrt(np.sum(r**2) / df))
+    if not np.isfinite(sigma):
+        # The squares overflowed although sigma itself fits: compute it scale-free.
+        largest = float(np.max(np.abs(r)))
+        sigma = largest * float(np.sqrt(np.sum((r / largest) ** 2) / df))
+    return sigma
+
+
+def _check_residuals(residuals) -> np.ndarray:
+    """Residuals as a finite float64 vector (a silent NaN would poison the attack)."""
+    r = np.asarray(residuals, dtype=np.float64)
+    if r.ndim != 1:
+        raise ValueError(f"residuals must be 1-d, got shape {r.shape}.")
+    if not np.isfinite(r).all():
+        raise ValueError("residuals contain NaN or infinity.")
+    return r
 
 
 def detectability_risk(residuals, sigma):
@@ -93,8 +109,14 @@ def detectability_risk(residuals, sigma):
     0.25
     """
     if isinstance(residuals, np.ndarray) or np.isscalar(residuals):
-        r = np.asarray(residuals, dtype=np.float64)
-        return float(0.25 * np.mean((r + sigma) ** 2) * np.mean((r - sigma) ** 2))
+        r = _check_residuals(np.atleast_1d(residuals))
+        if r.size == 0:
+            raise ValueError("residuals is empty: the risk of no points is undefined.")
+        if not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be finite and >= 0, got {sigma}.")
+        # May overflow to +inf (never NaN): R grows like r^4.
+        with np.errstate(over="ignore"):
+            return float(0.25 * np.mean((r + sigma) ** 2) * np.mean((r - sigma) ** 2))
     return 0.25 * ((residuals + sigma) ** 2).mean() * ((residuals - sigma) ** 2).mean()
 
 
