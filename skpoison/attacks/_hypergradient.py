@@ -92,6 +92,7 @@ from torch import nn
 from .._validation import resolve_device, resolve_dtype
 from ..exceptions import DivergenceError
 from ..models._training import (
+    RowBlocks,
     build_mlp,
     gradient_descent,
     init_paper_params,
@@ -281,7 +282,7 @@ class UnrolledEngine(_EngineBase):
         return self._train(X_p, y_p, differentiable=differentiable)
 
     def _train(self, X_p, y_p, *, differentiable):
-        X = torch.cat([self.X_fixed, X_p])
+        X = RowBlocks(self.X_fixed, X_p)
         y = torch.cat([self.y_fixed, y_p])
         params, _ = gradient_descent(
             self._loss_and_grad, self.init_params, X, y,

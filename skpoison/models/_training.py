@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..exceptions import DivergenceError
 
@@ -168,42 +169,114 @@ def _sequential_slopes(module: nn.Module) -> list[float] | None:
     return slopes
 
 
+class RowBlocks:
+    """Training inputs ``[X_fixed; X_poison]`` where only ``X_poison`` needs a gradient.
+
+    The rows are concatenated once (detached) and multiplied as one matrix; the
+    custom backward of :class:`_FirstLayer` and :class:`_FirstLayerGrad` then
+    forms the gradient for the ``n_p`` poison rows only, never the full
+    ``n x d`` one that plain autograd through ``torch.cat`` would compute.
+    """
+
+    def __init__(self, fixed: torch.Tensor, poison: torch.Tensor):
+        self.fixed, self.poison = fixed, poison
+        self.data = torch.cat([fixed, poison.detach()])
+        self.n_fixed = fixed.shape[0]
+        self.shape = self.data.shape
+        self._joined = None
+
+    def joined(self) -> torch.Tensor:
+        """The concatenation, differentiable in ``poison`` (for plain autograd)."""
+        if self._joined is None:
+            self._joined = torch.cat([self.fixed, self.poison])
+        return self._joined
+
+
+class _FirstLayer(torch.autograd.Function):
+    """``b + X W^T`` for ``X = RowBlocks``: gradients for ``b``, ``W`` and the poison rows."""
+
+    @staticmethod
+    def forward(ctx, b, W, data, poison, n_fixed):
+        ctx.save_for_backward(W, data)
+        ctx.n_fixed = n_fixed
+        return torch.addmm(b, data, W.T)
+
+    @staticmethod
+    def backward(ctx, dz):
+        W, data = ctx.saved_tensors
+        db = dz.sum(0) if ctx.needs_input_grad[0] else None
+        dW = dz.T @ data if ctx.needs_input_grad[1] else None
+        dP = dz[ctx.n_fixed :] @ W if ctx.needs_input_grad[3] else None
+        return db, dW, None, dP, None
+
+
+class _FirstLayerGrad(torch.autograd.Function):
+    """``delta^T X`` for ``X = RowBlocks``: gradients for ``delta`` and the poison rows."""
+
+    @staticmethod
+    def forward(ctx, delta, data, poison, n_fixed):
+        ctx.save_for_backward(delta, data)
+        ctx.n_fixed = n_fixed
+        return delta.T @ data
+
+    @staticmethod
+    def backward(ctx, dG):
+        delta, data = ctx.saved_tensors
+        dd = data @ dG.T if ctx.needs_input_grad[0] else None
+        dP = delta[ctx.n_fixed :] @ dG if ctx.needs_input_grad[2] else None
+        return dd, None, dP, None
+
+
+def _leaky_relu_backward(grad, z, slope):
+    return torch.ops.aten.leaky_relu_backward(grad, z, slope, False)
+
+
 def _chain_loss_and_grad(slopes: list[float]) -> LossGrad:
     """Hand-written loss and gradient of a Linear/LeakyReLU chain.
 
     Plain tensor algebra (no autograd inside), so differentiating it with
     autograd costs one ordinary backward pass per step instead of a double
-    backward: this is what makes the unrolled engine fast.
+    backward, and the LeakyReLU masks are computed once, detached (their
+    derivative is zero almost everywhere). With :class:`RowBlocks` inputs no
+    gradient is formed for the fixed rows. This is what makes the unrolled
+    engine fast.
     """
 
     def loss_and_grad(params, X, y, l2=0.0):
+        blocks = isinstance(X, RowBlocks)
         n = X.shape[0]
-        h = X
-        hs, zs = [], []
         n_layers = len(params) // 2
-        for k in range(n_layers):
-            W, b = params[2 * k], params[2 * k + 1]
+        if blocks:
+            z = _FirstLayer.apply(params[1], params[0], X.data, X.poison, X.n_fixed)
+        else:
+            z = torch.addmm(params[1], X, params[0].T)
+        hs, zs = [None], []
+        for k in range(1, n_layers):
+            # The LeakyReLU's derivative is piecewise constant: its backward
+            # below reads the detached pre-activation, so reverse mode through
+            # the step differentiates one op, not a mask computation.
+            zs.append(z.detach())
+            h = F.leaky_relu(z, slopes[k - 1])
             hs.append(h)
-            z = torch.addmm(b, h, W.T)
-            if k < n_layers - 1:
-                zs.append(z)
-                h = torch.where(z > 0, z, z * slopes[k])
-            else:
-                h = z
-        r = h[:, 0] - y
+            z = torch.addmm(params[2 * k + 1], h, params[2 * k].T)
+        r = z[:, 0] - y
         loss = 0.5 * torch.dot(r, r) / n
         delta = (r / n).unsqueeze(1)
         grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
         for k in range(n_layers - 1, -1, -1):
             W = params[2 * k]
-            gW = delta.T @ hs[k]
+            if k > 0:
+                gW = delta.T @ hs[k]
+            elif blocks:
+                gW = _FirstLayerGrad.apply(delta, X.data, X.poison, X.n_fixed)
+            else:
+                gW = delta.T @ X
             if l2:
                 gW = gW + l2 * W
             grads[2 * k] = gW
             grads[2 * k + 1] = delta.sum(0)
             if k > 0:
-                back = delta @ W
-                delta = torch.where(zs[k - 1] > 0, back, back * slopes[k - 1])
+                delta = _leaky_relu_backward(delta @ W, zs[k - 1], slopes[k - 1])
         if l2:
             loss = loss + 0.5 * l2 * sum(
                 torch.sum(params[2 * k] ** 2) for k in range(n_layers)
@@ -219,6 +292,8 @@ def _autograd_loss_and_grad(module: nn.Module) -> LossGrad:
     is_weight = [p.ndim >= 2 for _, p in module.named_parameters()]
 
     def loss_and_grad(params, X, y, l2=0.0):
+        if isinstance(X, RowBlocks):
+            X = X.joined()
         create_graph = torch.is_grad_enabled() and any(
             t.requires_grad for t in (*params, X, y)
         )
@@ -281,7 +356,9 @@ def gradient_descent(
         From :func:`loss_and_grad_fn`.
     params : sequence of Tensor
         Initial parameters (not modified).
-    X : Tensor of shape (n_samples, n_features)
+    X : Tensor of shape (n_samples, n_features) or RowBlocks
+        :class:`RowBlocks` (fixed points, then poison points) stand for their
+        concatenation; only the poison rows get a gradient.
     y : Tensor of shape (n_samples,)
     n_steps : int
         ``T`` in the paper (epochs for the victims).
@@ -308,8 +385,8 @@ def gradient_descent(
         for _ in range(n_steps):
             loss, grads = loss_and_grad(params, X, y, l2)
             losses.append(loss.detach())
-            params = [p - lr * g for p, g in zip(params, grads)]
-    curve = torch.stack(losses) if losses else X.new_zeros(0)
+            params = [torch.add(p, g, alpha=-lr) for p, g in zip(params, grads)]
+    curve = torch.stack(losses) if losses else y.new_zeros(0)
     return params, curve
 
 
