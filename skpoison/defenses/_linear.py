@@ -105,20 +105,29 @@ def gram_statistics(
             sample_mask = None
     # Row blocks bound the extra memory of X[sample_mask] to one block.
     step = X.shape[0] if sample_mask is None else _CHUNK_ROWS
-    for start in range(0, max(X.shape[0], 1), step):
-        Xb, yb = X[start : start + step], y[start : start + step]
-        if sample_mask is not None:
-            keep = sample_mask[start : start + step]
-            Xb, yb = Xb[keep], yb[keep]
-        col_sum = Xb.sum(axis=0)
-        ZtZ[:d, :d] += Xb.T @ Xb
-        ZtZ[:d, d] += col_sum
-        ZtZ[d, :d] += col_sum
-        ZtZ[d, d] += Xb.shape[0]
-        Zty[:d] += Xb.T @ yb
-        Zty[d] += yb.sum()
-        yty += float(yb @ yb)
-        n += int(Xb.shape[0])
+    # Overflow is checked once, below, with a message that says what to do.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, max(X.shape[0], 1), step):
+            Xb, yb = X[start : start + step], y[start : start + step]
+            if sample_mask is not None:
+                keep = sample_mask[start : start + step]
+                Xb, yb = Xb[keep], yb[keep]
+            col_sum = Xb.sum(axis=0)
+            ZtZ[:d, :d] += Xb.T @ Xb
+            ZtZ[:d, d] += col_sum
+            ZtZ[d, :d] += col_sum
+            ZtZ[d, d] += Xb.shape[0]
+            Zty[:d] += Xb.T @ yb
+            Zty[d] += yb.sum()
+            yty += float(yb @ yb)
+            n += int(Xb.shape[0])
+    if not (np.isfinite(ZtZ).all() and np.isfinite(Zty).all() and np.isfinite(yty)):
+        # Finite inputs whose squares overflow (|values| beyond ~1e154): every
+        # least-squares quantity downstream would be inf or NaN.
+        raise ValueError(
+            "X and y are too large for least squares in float64: their sums of "
+            "squares overflow. Standardise (or rescale) the data first."
+        )
     return ZtZ, Zty, yty, n
 
 
