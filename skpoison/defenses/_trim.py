@@ -113,13 +113,14 @@ class _GramEngine:
 
     def __init__(self, X, y, ridge, template):
         self.X, self.y, self.ridge, self.template = X, y, ridge, template
+        # First, so that data whose squares overflow fail with a clear error.
+        self._full = gram_statistics(X, y)
         # |z_i|^2 + y_i^2 per row: the size of what an update adds or removes.
         self.row_size = np.einsum("ij,ij->i", X, X) + 1.0 + y * y
         self.mask = None
         self.stats = None
         self.n_updates = 0
         self.touched = 0.0
-        self._full = None
 
     def _recompute(self, mask):
         if mask.all():
