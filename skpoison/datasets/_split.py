@@ -175,6 +175,17 @@ def _check_y(y) -> np.ndarray:
     return column_or_1d(y, warn=False)
 
 
+def _check_statistics(mean, scale, name: str) -> None:
+    """Finite data can still overflow float64 in the variance (|values| ~1e154+)."""
+    bad = ~(np.isfinite(mean) & np.isfinite(scale))
+    if bad.any():
+        raise ValueError(
+            f"{name} has values too large to standardise in float64 (the variance "
+            f"overflows at columns {np.flatnonzero(bad)[:5].tolist()}); rescale "
+            f"{name} first."
+        )
+
+
 class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Standardise features and target with statistics of the clean training data.
 
@@ -244,6 +255,7 @@ class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._x_scaler = StandardScaler().fit(X)
         self.mean_ = self._x_scaler.mean_
         self.scale_ = self._x_scaler.scale_
+        _check_statistics(self.mean_, self.scale_, "X")
         # A refit without y must not keep the target statistics of an earlier fit.
         for name in ("y_mean_", "y_scale_"):
             if hasattr(self, name):
@@ -254,6 +266,7 @@ class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             y_scaler = StandardScaler().fit(y.reshape(-1, 1))
             self.y_mean_ = float(y_scaler.mean_[0])
             self.y_scale_ = float(y_scaler.scale_[0])
+            _check_statistics(y_scaler.mean_, y_scaler.scale_, "y")
         return self
 
     def _check_y_fitted(self):
