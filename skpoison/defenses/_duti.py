@@ -141,12 +141,12 @@ class _LinearLasso:
         for sel, sign in ((old != 0, -1.0), (new != 0, 1.0)):
             if not sel.any():
                 continue
-            r = rows[sel]
-            dG, db, _, _ = gram_statistics(self.X[r], self.b[r])
-            _, ds, _, _ = gram_statistics(self.X[r], (old if sign < 0 else new)[sel])
+            Xr = self.X[rows[sel]]
+            dG, db, _, _ = gram_statistics(Xr, self.b[rows[sel]])
+            signs = (old if sign < 0 else new)[sel].astype(np.float64)
             self.G_A += sign * dG
             self.zb_A += sign * db
-            self.zs_A += sign * ds
+            self.zs_A += sign * np.append(Xr.T @ signs, signs.sum())
 
     def solve(self, kappa, max_iter):
         """Solve at penalty ``kappa``; return ``(delta, gradient of the smooth part)``."""
