@@ -72,7 +72,6 @@ import scipy.linalg
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import rbf_kernel
-from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, validate_data
 
@@ -422,9 +421,8 @@ class DutiFilter(BaseDefense):
         y_kept : array-like of shape (n_kept,)
             The matching targets.
         """
-        self.fit(X, y, X_trusted=X_trusted, y_trusted=y_trusted)
-        keep = np.flatnonzero(self.inlier_mask_)
-        return _safe_indexing(X, keep), _safe_indexing(y, keep)
+        # Named arguments (not **kwargs) so that set_fit_resample_request exists.
+        return super().fit_resample(X, y, X_trusted=X_trusted, y_trusted=y_trusted)
 
     def _check_trusted(self, X_trusted, y_trusted):
         if X_trusted is None or y_trusted is None:

@@ -55,13 +55,12 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from .._validation import check_n_from_fraction
-from ._base import BaseDefense
+from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
     gram_statistics,
-    predict_linear,
     solve_gram,
     squared_residuals,
     trimmed_sum_of_squares,
@@ -107,7 +106,7 @@ def proda_n_groups(epsilon: float, poison_fraction: float, group_size: int) -> i
     return max(1, math.ceil(math.log(epsilon) / math.log1p(-p_clean)))
 
 
-class ProdaRegressor(RegressorMixin, BaseDefense):
+class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     """Proda (Wen et al., 2021): least squares refitted from many small random groups.
 
     Each of ``n_groups_`` random groups of ``group_size`` points gives a small
@@ -325,20 +324,3 @@ class ProdaRegressor(RegressorMixin, BaseDefense):
         if loss < best[0]:
             return (loss, g, theta, mask)
         return best
-
-    def predict(self, X):
-        """Predict with the returned least-squares model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Predictions.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return predict_linear(X, np.append(self.coef_, self.intercept_))
