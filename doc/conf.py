@@ -159,3 +159,9 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 html_context = {"default_mode": "light"}
+
+# MathJax comes from Sphinx's default CDN. To check the pages offline (for
+# example in a headless browser), point SKPOISON_DOCS_MATHJAX at a local copy of
+# MathJax 3, e.g. file:///path/to/mathjax/es5/tex-mml-svg.js.
+if os.environ.get("SKPOISON_DOCS_MATHJAX"):
+    mathjax_path = os.environ["SKPOISON_DOCS_MATHJAX"]
