@@ -72,6 +72,14 @@ Two engines compute it, with one interface
     eigenvalues (duplicated or constant columns) are all exact to rounding; the
     diagonal is ``F'(l_i)`` automatically. Likewise ``F(l_i) = c sum_{s<T} V_is``.
 
+    *Without eigenvectors.* In the original basis the same sums read
+    ``U (G o sym(g^ b^T)) U^T = -c^2 sym(sum_{s+t<=T-2} M^s g b^T M^t)`` with
+    ``M = I - c A``, i.e. ``-c^2 sym(P_g^T K P_b)`` for the Krylov rows
+    ``P_v = [v, M v, ..., M^(T-2) v]``, and ``w = c sum_{k<T} M^k b``,
+    ``u = c sum_{k<T} M^k g``. This costs ``2 T`` matrix-vector products of
+    size ``p`` instead of an eigendecomposition (``method="krylov"``), cheaper
+    when ``p^3`` dominates ``T p^2``; it is exact too (the same polynomial).
+
     *Cost per call.* ``Z_p^T Z_p`` and ``Z_p S`` (``O(n_p p^2)``), one symmetric
     eigendecomposition (``O(p^3)``) and ``O(p T^2 + p^2 T)`` for ``V K V^T``,
     independent of ``n_fixed`` and of the validation-set size. The stability
@@ -360,16 +368,22 @@ def _seed_from(random_state) -> int:
 
 
 class LinearSpectralEngine(_EngineBase):
-    """Exact hypergradients for linear regression from one eigendecomposition.
+    """Exact hypergradients for linear regression from ``(d+1) x (d+1)`` Gram algebra.
 
     Same result as :class:`UnrolledEngine` with ``model="linear"`` (to rounding)
-    at a cost independent of the number of training points and of ``T``; see
-    the module docstring for the derivation.
+    at a cost independent of the number of training points; see the module
+    docstring for the derivation.
 
     Parameters
     ----------
     X_fixed, y_fixed, X_val, y_val, n_steps, lr, l2, dtype, device
         As for :class:`UnrolledEngine`.
+    method : {"auto", "eigh", "krylov"}, default="auto"
+        How ``F(A)`` and its Daleckii-Krein derivative are evaluated: from one
+        eigendecomposition (``O(p^3)``, independent of ``T``), or from the
+        Krylov vectors ``M^k b`` and ``M^k g`` with ``M = I - c A``, which give
+        the same sums without eigenvectors (``O(T p^2)``). Both are exact;
+        ``"auto"`` takes the cheaper.
 
     Examples
     --------
@@ -386,12 +400,25 @@ class LinearSpectralEngine(_EngineBase):
 
     def __init__(
         self, X_fixed, y_fixed, X_val, y_val, *, n_steps: int, lr: float, l2: float = 0.0,
-        dtype=torch.float64, device="cpu",
+        dtype=torch.float64, device="cpu", method: str = "auto",
     ):  # fmt: skip
         super().__init__(
             X_fixed, y_fixed, X_val, y_val, n_steps=n_steps, lr=lr, l2=l2,
             dtype=dtype, device=device,
         )  # fmt: skip
+        if method not in ("auto", "eigh", "krylov"):
+            raise ValueError(
+                f"method must be 'auto', 'eigh' or 'krylov', got {method!r}."
+            )
+        p = self.n_features + 1
+        T = self.n_steps
+        if method == "auto":
+            # Measured break-even on CPUs: an eigendecomposition costs about as
+            # much as 2 T matrix-vector products when p^3 ~ 3000 T; on GPUs the
+            # T sequential launches cost more than one batched solver call.
+            cheap_eigh = p**3 < 3000 * T or self.device.type == "cuda"
+            method = "eigh" if cheap_eigh else "krylov"
+        self.method = method
         Z0 = self._augment(self.X_fixed)
         self._A0 = Z0.T @ Z0
         self._b0 = Z0.T @ self.y_fixed
@@ -400,10 +427,8 @@ class LinearSpectralEngine(_EngineBase):
         self._H = Zv.T @ Zv / m
         self._h = Zv.T @ self.y_val / m
         self._s = torch.dot(self.y_val, self.y_val) / m
-        p = self.n_features + 1
         self._penalty = torch.ones(p, dtype=self.dtype, device=self.device)
         self._penalty[-1] = 0.0
-        T = self.n_steps
         idx = torch.arange(max(T - 1, 0), device=self.device)
         self._K = (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype)
 
@@ -411,35 +436,61 @@ class LinearSpectralEngine(_EngineBase):
     def _augment(X):
         return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
 
-    def _spectrum(self, Z_p, y_p):
-        """Eigen-decomposition of A, the step size c and ``F`` at the eigenvalues."""
+    def _gram(self, Z_p, y_p):
         n = self.X_fixed.shape[0] + Z_p.shape[0]
-        A = self._A0 + Z_p.T @ Z_p
+        A = torch.addmm(self._A0, Z_p.T, Z_p)
         if self.l2:
             A = A + torch.diag(n * self.l2 * self._penalty)
-        b = self._b0 + Z_p.T @ y_p
+        b = torch.addmv(self._b0, Z_p.T, y_p)
+        return A, b, self.lr / n
+
+    def _diverges(self, c, lam_max):
+        raise DivergenceError(
+            f"The inner gradient descent diverges: lr * lambda_max(Z^T Z / n) = "
+            f"{c * lam_max:.3g} >= 2. Lower the inner learning rate or keep the "
+            "poison points within the scale of the data."
+        )
+
+    def _check_stable(self, A, c):
+        """Raise unless ``c * lambda_max(A) < 2`` (cheap norm bound first)."""
+        bound = float(torch.linalg.matrix_norm(A, ord=float("inf")))
+        if np.isfinite(bound) and c * bound < 2.0:
+            return
+        lam_max = float(torch.linalg.eigvalsh(A)[-1])
+        if not np.isfinite(lam_max) or c * lam_max >= 2.0:
+            self._diverges(c, lam_max)
+
+    def _eig(self, A, c):
+        """Eigenvectors and ``V[i, s] = mu_i ** s`` (``s < T``), ``mu = 1 - c lam``."""
         lam, U = torch.linalg.eigh(A)
-        c = self.lr / n
         lam_max = float(lam[-1])
         if not np.isfinite(lam_max) or c * lam_max >= 2.0:
-            raise DivergenceError(
-                f"The inner gradient descent diverges: lr * lambda_max(Z^T Z / n) = "
-                f"{c * lam_max:.3g} >= 2. Lower the inner learning rate or keep the "
-                "poison points within the scale of the data."
-            )
+            self._diverges(c, lam_max)
         mu = 1.0 - c * lam
-        T = self.n_steps
-        # V[:, s] = mu ** s for s < T, by cumulative products (exact for mu < 0).
-        V = torch.cumprod(mu[:, None].expand(-1, T), dim=1)
+        # Cumulative products, exact for mu < 0 as well (no pow of negatives).
+        V = torch.cumprod(mu[:, None].expand(-1, self.n_steps), dim=1)
         V = torch.cat([torch.ones_like(mu)[:, None], V[:, :-1]], dim=1)
-        F = c * V.sum(dim=1)
-        return U, F, b, c, V
+        return U, V
+
+    def _krylov(self, A, v, c):
+        """Rows ``v, M v, ..., M^(T-1) v`` with ``M = I - c A``."""
+        out = v.new_empty(self.n_steps, v.shape[0])
+        out[0] = v
+        for k in range(self.n_steps - 1):
+            torch.addmv(out[k], A, out[k], alpha=-c, out=out[k + 1])
+        return out
 
     def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
         """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
         X_p, y_p = self._poison(X_p, y_p)
-        U, F, b, _, _ = self._spectrum(self._augment(X_p), y_p)
-        w = U @ (F * (U.T @ b))
+        with _small_cpu_threads(self.device):
+            A, b, c = self._gram(self._augment(X_p), y_p)
+            if self.method == "eigh":
+                U, V = self._eig(A, c)
+                w = U @ ((c * V.sum(1)) * (U.T @ b))
+            else:
+                self._check_stable(A, c)
+                w = c * self._krylov(A, b, c).sum(0)
         return self._as_params(w)
 
     def _as_params(self, w):
@@ -465,26 +516,64 @@ class LinearSpectralEngine(_EngineBase):
         grad_y_p : Tensor of shape (n_p,)
         """
         X_p, y_p = self._poison(X_p, y_p)
-        Z_p = self._augment(X_p)
-        U, F, b, c, V = self._spectrum(Z_p, y_p)
-        b_hat = U.T @ b
-        w = U @ (F * b_hat)
-        Hw = self._H @ w
-        val = 0.5 * torch.dot(w, Hw) - torch.dot(self._h, w) + 0.5 * self._s
-        g = Hw - self._h
-        g_hat = U.T @ g
-        u = U @ (F * g_hat)
-        Vt = V[:, :-1]
-        G = -(c * c) * (Vt @ self._K @ Vt.T)
-        outer = g_hat[:, None] * b_hat[None, :]
-        S = U @ (G * (0.5 * (outer + outer.T))) @ U.T
-        grad_Z = 2.0 * (Z_p @ S) + y_p[:, None] * u[None, :]
-        grad_y = Z_p @ u
-        if not bool(torch.isfinite(val)):
-            raise DivergenceError(
-                "The inner training diverged (non-finite validation loss)."
-            )
+        with _small_cpu_threads(self.device):
+            Z_p = self._augment(X_p)
+            A, b, c = self._gram(Z_p, y_p)
+            if self.method == "eigh":
+                U, V = self._eig(A, c)
+                F = c * V.sum(1)
+                b_hat = U.T @ b
+                w = U @ (F * b_hat)
+                g = torch.addmv(self._h, self._H, w, beta=-1.0)
+                g_hat = U.T @ g
+                u = U @ (F * g_hat)
+                Vt = V[:, :-1]
+                outer = g_hat[:, None] * b_hat[None, :]
+                # G o sym(g^ b^T) with G = -c^2 V K V^T (divided differences of F).
+                inner = (Vt @ self._K @ Vt.T) * (outer + outer.T)
+                S = (-0.5 * c * c) * (U @ inner @ U.T)
+            else:
+                self._check_stable(A, c)
+                Kb = self._krylov(A, b, c)
+                w = c * Kb.sum(0)
+                g = torch.addmv(self._h, self._H, w, beta=-1.0)
+                Kg = self._krylov(A, g, c)
+                u = c * Kg.sum(0)
+                # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
+                P = Kg[:-1].T @ self._K @ Kb[:-1]
+                S = (-0.5 * c * c) * (P + P.T)
+            val = 0.5 * (torch.dot(w, g - self._h) + self._s)
+            if not bool(torch.isfinite(val)):
+                raise DivergenceError(
+                    "The inner training diverged (non-finite validation loss)."
+                )
+            grad_Z = torch.addmm(y_p[:, None] * u[None, :], Z_p, S, alpha=2.0)
+            grad_y = Z_p @ u
         return val, grad_Z[:, :-1].contiguous(), grad_y
+
+
+class _small_cpu_threads:
+    """Run Gram-sized (``p x p``) CPU algebra on one thread.
+
+    These matrices are far too small to gain from threads, and on a busy
+    machine OpenMP threads that wait for each other make a 90 x 90
+    eigendecomposition a hundred times slower.
+    """
+
+    def __init__(self, device):
+        self.active = device.type == "cpu"
+
+    def __enter__(self):
+        if self.active:
+            self.saved = torch.get_num_threads()
+            if self.saved != 1:
+                torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active and self.saved != 1:
+            torch.set_num_threads(self.saved)
+        return False
 
 
 def make_engine(

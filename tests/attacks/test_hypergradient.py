@@ -54,7 +54,8 @@ def _tanh_net(d):
 
 
 ENGINES = {
-    "spectral": lambda *a, **k: LinearSpectralEngine(*a, **k),
+    "spectral": lambda *a, **k: LinearSpectralEngine(*a, method="eigh", **k),
+    "spectral-krylov": lambda *a, **k: LinearSpectralEngine(*a, method="krylov", **k),
     "unrolled-linear": lambda *a, **k: UnrolledEngine("linear", *a, **k),
     "unrolled-mlp": lambda *a, **k: UnrolledEngine(
         "mlp", *a, hidden_layer_sizes=(5, 3), random_state=0, **k
@@ -67,7 +68,8 @@ ENGINES = {
 
 @pytest.mark.parametrize(
     "name, l2",
-    [(name, 0.0) for name in ENGINES] + [("spectral", 0.05), ("unrolled-mlp", 0.05)],
+    [(name, 0.0) for name in ENGINES]
+    + [("spectral", 0.05), ("spectral-krylov", 0.05), ("unrolled-mlp", 0.05)],
 )
 def test_hypergradient_matches_finite_differences(name, l2):
     X, y, Xv, yv, Xp, yp = _problem(0, n_p=3)
@@ -106,13 +108,14 @@ def linear_problems(draw):
     return (X[n_p:], y[n_p:], Xv, yv), (X[:n_p], y[:n_p]), dict(n_steps=T, lr=lr, l2=l2)
 
 
-@given(linear_problems())
-def test_spectral_equals_unrolled(problem):
+@given(linear_problems(), st.sampled_from(["eigh", "krylov"]))
+def test_spectral_equals_unrolled(problem, method):
     data, (Xp, yp), kw = problem
     if kw["l2"]:
         # Keep the penalised problem stable too.
         kw["lr"] /= 1.0 + kw["l2"] * kw["lr"]
-    fast = LinearSpectralEngine(*data, **kw).value_and_grad(Xp, yp)
+    engine = LinearSpectralEngine(*data, method=method, **kw)
+    fast = engine.value_and_grad(Xp, yp)
     slow = UnrolledEngine("linear", *data, **kw).value_and_grad(Xp, yp)
     assert float(fast[0]) == pytest.approx(float(slow[0]), rel=1e-8, abs=1e-300)
     for a, b in zip(fast[1:], slow[1:]):
@@ -120,9 +123,20 @@ def test_spectral_equals_unrolled(problem):
             assert float(torch.linalg.norm(a)) <= 1e-12
         else:
             assert _rel(a, b) < 1e-8
+    trained = engine.train(Xp, yp)
+    np.testing.assert_allclose(
+        engine.predict(trained, data[2]).numpy(),
+        UnrolledEngine("linear", *data, **kw)
+        .predict(UnrolledEngine("linear", *data, **kw).train(Xp, yp), data[2])
+        .numpy(),
+        rtol=1e-8,
+        atol=1e-10,
+    )
 
 
-@pytest.mark.parametrize("engine_cls", ["spectral", "unrolled-linear"])
+@pytest.mark.parametrize(
+    "engine_cls", ["spectral", "spectral-krylov", "unrolled-linear"]
+)
 def test_engine_trains_what_the_linear_victim_learns(engine_cls):
     X, y, Xv, yv, Xp, yp = _problem(1)
     engine = ENGINES[engine_cls](X, y, Xv, yv, n_steps=17, lr=0.3)
@@ -184,8 +198,12 @@ def test_fast_mlp_gradient_equals_plain_autograd():
 
 def test_divergence_is_an_error_not_nan():
     X, y, Xv, yv, Xp, yp = _problem(5)
-    with pytest.raises(DivergenceError, match="lambda_max"):
-        LinearSpectralEngine(X, y, Xv, yv, n_steps=10, lr=50.0).value_and_grad(Xp, yp)
+    for method in ("eigh", "krylov"):
+        engine = LinearSpectralEngine(X, y, Xv, yv, n_steps=10, lr=50.0, method=method)
+        with pytest.raises(DivergenceError, match="lambda_max"):
+            engine.value_and_grad(Xp, yp)
+        with pytest.raises(DivergenceError, match="lambda_max"):
+            engine.train(Xp, yp)
     with pytest.raises(DivergenceError, match="diverged"):
         UnrolledEngine("linear", X, y, Xv, yv, n_steps=2000, lr=50.0).value_and_grad(
             Xp, yp
@@ -206,6 +224,8 @@ def test_make_engine_choices_and_errors():
         make_engine("linear", X, y, Xv, yv, engine="fast", **kw)
     with pytest.raises(ValueError, match="model"):
         make_engine("svm", X, y, Xv, yv, **kw)
+    with pytest.raises(ValueError, match="method"):
+        LinearSpectralEngine(X, y, Xv, yv, method="qr", **kw)
     engine = make_engine("linear", X, y, Xv, yv, **kw)
     with pytest.raises(ValueError, match="X_p"):
         engine.value_and_grad(Xp[:, :2], yp)
