@@ -303,7 +303,10 @@ class SeverFilter(BaseDefense):
         """Squared projections ``tau`` of the active points' centred gradients."""
         if self.estimator is None:
             theta = solve_gram(gram[0], gram[1], ridge=self.alpha)
-            return _linear_scores(X, y, active, idx, theta)
+            # tau only ranks and is normalised, so y and theta may share a scale:
+            # residuals of order 1 keep the fourth moments of huge data finite.
+            c = max(float(np.abs(y[idx]).max(initial=0.0)), 1.0)
+            return _linear_scores(X, y / c, active, idx, theta / c)
         model = clone(self.estimator).fit(X[idx], y[idx])
         module = getattr(model, "module_", None)
         if module is not None and _is_torch_module(module):
