@@ -447,9 +447,11 @@ def _loan_available() -> str | None:
 
 def _cmd_reproduce(args, argv) -> int:
     from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._findings import paper_findings
     from .evaluation._report import markdown_table
 
     out = Path(args.out)
+    results = {}
     command = "skpoison " + shlex.join(argv)
     if args.quick:
         lr_sets = [QUICK["dataset"]]
@@ -474,7 +476,7 @@ def _cmd_reproduce(args, argv) -> int:
             skipped.append(msg)
             continue
         folder = out / f"{dataset}-{model}"
-        _, wall = _run_study(
+        results[(dataset, model)], wall = _run_study(
             dataset,
             out=folder,
             model=model,
@@ -491,7 +493,7 @@ def _cmd_reproduce(args, argv) -> int:
         )
     t0 = time.perf_counter()
     fig9_reps = 1 if args.quick else 5
-    _figure9(
+    fig9, _ = _figure9(
         out / "figure9", args.random_state, 1.0, (0.20, 0.24, 0.30), 100, fig9_reps
     )
     index.append(
@@ -513,6 +515,9 @@ def _cmd_reproduce(args, argv) -> int:
         "",
     ]
     text += [f"- {s}" for s in skipped]
+    findings = paper_findings(results, fig9)
+    text += ["", "## The paper's findings", "", findings]
+    atomic_write_text(out / "findings.md", findings)
     atomic_write_text(out / "README.md", "\n".join(text) + "\n")
     print(f"index: {out / 'README.md'}")
     return 0
