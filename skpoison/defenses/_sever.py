@@ -22,7 +22,7 @@ moment is ``sum_i r_i^2 z_i z_i^T = Z^T diag(r^2) Z``, so the centred covariance
 
 a ``(d+1) x (d+1)`` matrix built from one ``n x d`` block ``r * X`` (the
 gradients are never stored in any other form) and whose top eigenvector is the
-top right singular vector of the centred gradients (``scipy.linalg.eigh`` on
+top right singular vector of the centred gradients (``numpy.linalg.eigh`` on
 the small matrix, never an SVD of an ``n x p`` one). The scores are then
 ``(r_i z_i^T v + mu^T v)^2``, one matrix-vector product. The least-squares fits
 of the rounds use Gram statistics (:mod:`skpoison.defenses._linear`) that are
@@ -48,7 +48,6 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import scipy.linalg
 from sklearn.base import _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
@@ -350,7 +349,8 @@ def _linear_scores(X, y, active, idx, theta) -> np.ndarray:
     del rX
     mu = np.append(X.T @ r, r.sum()) / m  # mean of r_i z_i (the sign is irrelevant)
     S = M / m - np.outer(mu, mu)
-    _, V = scipy.linalg.eigh(S, subset_by_index=[d, d], check_finite=False)
-    v = V[:, 0]
+    # Full eigendecomposition of the small (d+1) x (d+1) matrix: cheap and robust.
+    _, V = np.linalg.eigh(S)
+    v = V[:, -1]
     proj = (r * (X @ v[:d] + v[d]))[idx] - mu @ v
     return proj**2
