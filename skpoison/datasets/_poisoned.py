@@ -139,7 +139,7 @@ def save_poisoned_dataset(
         for both layouts). An existing file is replaced atomically.
     X : array-like of shape (n_samples, n_features)
         The poisoned training features (finite).
-    y : array-like of shape (n_samples,)
+    y : array-like of shape (n_samples,) or (n_samples, 1)
         The poisoned training targets (finite).
     poison_indices : array-like of int, or of bool with shape (n_samples,)
         Rows of ``X`` that are poison points (for example
@@ -188,6 +188,8 @@ def save_poisoned_dataset(
     suffix = _suffix(path)
     X = check_array(X, dtype=np.float64, input_name="X")
     y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
+    if y.ndim == 2 and y.shape[1] == 1:  # a single column, as sklearn accepts
+        y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"y must be 1-d, got shape {y.shape}.")
     check_consistent_length(X, y)
