@@ -32,7 +32,7 @@ import csv
 import io
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,10 @@ def _check_feature_names(feature_names, n_features: int) -> list[str]:
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for any
+    # ordinary file (tempfile.mkstemp would make it private, 0o600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
