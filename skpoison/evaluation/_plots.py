@@ -105,7 +105,8 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent):
         ax.set_xlabel("poisoning points [%]")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
-    axes[-1].legend(fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     return fig
 
 
