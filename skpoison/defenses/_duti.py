@@ -33,8 +33,9 @@ than the rest, so ``Q`` is badly conditioned.)
 
 Feature maps (``kernel``).
 
-- ``"linear"`` (the default): ``f(x) = theta^T [x, 1]``, ridge on the
-  coefficients only. With ``Z = [X, 1]``, ``G = Z^T Z`` and
+- ``"linear"`` (the default, because the paper's victim is linear
+  regression and its largest training set, Appliances, is beyond the RBF size
+  limit): ``f(x) = theta^T [x, 1]``, ridge on the coefficients only. With ``Z = [X, 1]``, ``G = Z^T Z`` and
   ``P = (G + n lambda I')^{-1}`` (``I'`` without the intercept entry),
   ``H = Z P Z^T`` and ``A = Z~ P Z^T``, so ``Q = I - Z M Z^T`` with the
   ``(d+1) x (d+1)`` matrix ``M = 2P - PGP - w P Z~^T Z~ P``. With
