@@ -132,7 +132,8 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
-    "within_subsection_order": "FileNameSortKey",
+    # From a first attack to the paper's figures (doc/sphinxext/skpoison_docs.py).
+    "within_subsection_order": "skpoison_docs.ExampleOrder",
     "show_memory": False,
     "min_reported_time": 1,
     "abort_on_example_error": True,

@@ -61,3 +61,29 @@ def setup(app):
     app.connect("source-read", _expand_optional_pages)
     app.connect("autodoc-process-docstring", _clean_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+class ExampleOrder:
+    """Gallery order: from a first attack to the paper's figures, then the rest.
+
+    A sort key for sphinx-gallery's ``within_subsection_order``.
+    """
+
+    ORDER = (
+        "plot_attack_ridge_pipeline.py",
+        "plot_stealth_tradeoff.py",
+        "plot_bayesclean_grid_search.py",
+        "plot_compare_defenses_boston.py",
+        "plot_figure_9.py",
+    )
+
+    def __init__(self, src_dir):
+        self.src_dir = src_dir
+
+    def __call__(self, filename):
+        name = Path(filename).name
+        rank = self.ORDER.index(name) if name in self.ORDER else len(self.ORDER)
+        return (rank, name)
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
