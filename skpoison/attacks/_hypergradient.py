@@ -197,7 +197,10 @@ class UnrolledEngine(_EngineBase):
     model : {"linear", "mlp"} or callable
         The victim's architecture. A callable is called as ``model(n_features)``
         and must return an ``nn.Module`` mapping ``(n, n_features)`` to ``(n,)``
-        or ``(n, 1)``.
+        or ``(n, 1)``; its ``nn.Linear`` layers get the paper's initialisation
+        (:func:`~skpoison.models._training.init_paper_params`). The same integer
+        ``random_state`` gives the same initial parameters as
+        :class:`~skpoison.models.TorchMLPRegressor`.
     X_fixed, y_fixed : array-like of shape (n_fixed, n_features), (n_fixed,)
         The training points that stay fixed (the clean ones and earlier poison
         batches).
@@ -384,6 +387,10 @@ class LinearSpectralEngine(_EngineBase):
         Krylov vectors ``M^k b`` and ``M^k g`` with ``M = I - c A``, which give
         the same sums without eigenvectors (``O(T p^2)``). Both are exact;
         ``"auto"`` takes the cheaper.
+    backend : {"auto", "numpy", "torch"}, default="auto"
+        Array library for the small ``p x p`` algebra. ``"auto"`` uses NumPy on
+        the CPU (less overhead per operation) and torch on CUDA. Inputs and
+        outputs are torch tensors either way.
 
     Examples
     --------
@@ -400,7 +407,7 @@ class LinearSpectralEngine(_EngineBase):
 
     def __init__(
         self, X_fixed, y_fixed, X_val, y_val, *, n_steps: int, lr: float, l2: float = 0.0,
-        dtype=torch.float64, device="cpu", method: str = "auto",
+        dtype=torch.float64, device="cpu", method: str = "auto", backend: str = "auto",
     ):  # fmt: skip
         super().__init__(
             X_fixed, y_fixed, X_val, y_val, n_steps=n_steps, lr=lr, l2=l2,
@@ -410,39 +417,53 @@ class LinearSpectralEngine(_EngineBase):
             raise ValueError(
                 f"method must be 'auto', 'eigh' or 'krylov', got {method!r}."
             )
+        if backend not in ("auto", "numpy", "torch"):
+            raise ValueError(
+                f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}."
+            )
+        on_cuda = self.device.type == "cuda"
+        if backend == "numpy" and on_cuda:
+            raise ValueError("backend='numpy' runs on the CPU only; use device='cpu'.")
+        if backend == "auto":
+            backend = "torch" if on_cuda else "numpy"
+        self.backend = backend
+        self._ops = _TorchOps if backend == "torch" else _NumpyOps
         p = self.n_features + 1
         T = self.n_steps
         if method == "auto":
             # Measured break-even on CPUs: an eigendecomposition costs about as
             # much as 2 T matrix-vector products when p^3 ~ 3000 T; on GPUs the
             # T sequential launches cost more than one batched solver call.
-            cheap_eigh = p**3 < 3000 * T or self.device.type == "cuda"
-            method = "eigh" if cheap_eigh else "krylov"
+            method = "eigh" if p**3 < 3000 * T or on_cuda else "krylov"
         self.method = method
         Z0 = self._augment(self.X_fixed)
-        self._A0 = Z0.T @ Z0
-        self._b0 = Z0.T @ self.y_fixed
         Zv = self._augment(self.X_val)
         m = Zv.shape[0]
-        self._H = Zv.T @ Zv / m
-        self._h = Zv.T @ self.y_val / m
-        self._s = torch.dot(self.y_val, self.y_val) / m
-        self._penalty = torch.ones(p, dtype=self.dtype, device=self.device)
-        self._penalty[-1] = 0.0
         idx = torch.arange(max(T - 1, 0), device=self.device)
-        self._K = (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype)
+        penalty = torch.ones(p, dtype=self.dtype, device=self.device)
+        penalty[-1] = 0.0
+        stats = {
+            "A0": Z0.T @ Z0,
+            "b0": Z0.T @ self.y_fixed,
+            "H": Zv.T @ Zv / m,
+            "h": Zv.T @ self.y_val / m,
+            "s": torch.dot(self.y_val, self.y_val) / m,
+            "K": (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype),
+            "penalty": penalty,
+            "eye": torch.eye(p, dtype=self.dtype, device=self.device),
+        }
+        self._stats = {k: self._ops.from_torch(v) for k, v in stats.items()}
 
     @staticmethod
     def _augment(X):
         return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
 
     def _gram(self, Z_p, y_p):
-        n = self.X_fixed.shape[0] + Z_p.shape[0]
-        A = torch.addmm(self._A0, Z_p.T, Z_p)
+        st, n = self._stats, self.X_fixed.shape[0] + Z_p.shape[0]
+        A = st["A0"] + Z_p.T @ Z_p
         if self.l2:
-            A = A + torch.diag(n * self.l2 * self._penalty)
-        b = torch.addmv(self._b0, Z_p.T, y_p)
-        return A, b, self.lr / n
+            A = A + st["eye"] * (n * self.l2 * st["penalty"])
+        return A, st["b0"] + Z_p.T @ y_p, self.lr / n
 
     def _diverges(self, c, lam_max):
         raise DivergenceError(
@@ -453,45 +474,78 @@ class LinearSpectralEngine(_EngineBase):
 
     def _check_stable(self, A, c):
         """Raise unless ``c * lambda_max(A) < 2`` (cheap norm bound first)."""
-        bound = float(torch.linalg.matrix_norm(A, ord=float("inf")))
+        ops = self._ops
+        bound = float(ops.abs(A).sum(1).max())
         if np.isfinite(bound) and c * bound < 2.0:
             return
-        lam_max = float(torch.linalg.eigvalsh(A)[-1])
+        lam_max = float(ops.eigvalsh(A)[-1])
         if not np.isfinite(lam_max) or c * lam_max >= 2.0:
             self._diverges(c, lam_max)
 
     def _eig(self, A, c):
-        """Eigenvectors and ``V[i, s] = mu_i ** s`` (``s < T``), ``mu = 1 - c lam``."""
-        lam, U = torch.linalg.eigh(A)
+        """Eigenvectors and ``V[s, i] = mu_i ** s`` (``s < T``), ``mu = 1 - c lam``."""
+        lam, U = self._ops.eigh(A)
         lam_max = float(lam[-1])
         if not np.isfinite(lam_max) or c * lam_max >= 2.0:
             self._diverges(c, lam_max)
         mu = 1.0 - c * lam
-        # Cumulative products, exact for mu < 0 as well (no pow of negatives).
-        V = torch.cumprod(mu[:, None].expand(-1, self.n_steps), dim=1)
-        V = torch.cat([torch.ones_like(mu)[:, None], V[:, :-1]], dim=1)
-        return U, V
+        # Rows mu^0, ..., mu^(T-1) by cumulative products (exact for mu < 0 too).
+        V = self._ops.empty((self.n_steps, mu.shape[0]), mu)
+        V[0] = 1.0
+        V[1:] = mu
+        return U, self._ops.cumprod_rows(V)
 
-    def _krylov(self, A, v, c):
-        """Rows ``v, M v, ..., M^(T-1) v`` with ``M = I - c A``."""
-        out = v.new_empty(self.n_steps, v.shape[0])
+    def _krylov(self, M, v):
+        """Rows ``v, M v, ..., M^(T-1) v``."""
+        out = self._ops.empty((self.n_steps, v.shape[0]), v)
         out[0] = v
         for k in range(self.n_steps - 1):
-            torch.addmv(out[k], A, out[k], alpha=-c, out=out[k + 1])
+            self._ops.mv_into(M, out[k], out[k + 1])
         return out
+
+    def _weights(self, Z_p, y_p, *, with_grad):
+        """``w`` and, with ``with_grad``, the validation loss, ``grad_X`` and ``grad_y``."""
+        st = self._stats
+        A, b, c = self._gram(Z_p, y_p)
+        if self.method == "eigh":
+            U, V = self._eig(A, c)
+            F = c * V.sum(0)
+            b_hat = U.T @ b
+            w = U @ (F * b_hat)
+        else:
+            self._check_stable(A, c)
+            M = st["eye"] - c * A
+            Kb = self._krylov(M, b)
+            w = c * Kb.sum(0)
+        if not with_grad:
+            return w, None
+        g = st["H"] @ w - st["h"]
+        val = 0.5 * ((w * (g - st["h"])).sum() + st["s"])
+        if self.method == "eigh":
+            g_hat = U.T @ g
+            u = U @ (F * g_hat)
+            outer = g_hat[:, None] * b_hat[None, :]
+            # G o sym(g^ b^T) with G = -c^2 V^T K V (divided differences of F).
+            inner = (V[:-1].T @ st["K"] @ V[:-1]) * (outer + outer.T)
+            S = (-0.5 * c * c) * (U @ inner @ U.T)
+        else:
+            Kg = self._krylov(M, g)
+            u = c * Kg.sum(0)
+            # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
+            P = Kg[:-1].T @ st["K"] @ Kb[:-1]
+            S = (-0.5 * c * c) * (P + P.T)
+        # grad_Z = 2 Z_p S + y_p u^T; only its first d columns (the features).
+        grad_X = 2.0 * (Z_p @ S[:, :-1]) + y_p[:, None] * u[None, :-1]
+        return w, (val, grad_X, Z_p @ u)
 
     def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
         """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
         X_p, y_p = self._poison(X_p, y_p)
-        with _small_cpu_threads(self.device):
-            A, b, c = self._gram(self._augment(X_p), y_p)
-            if self.method == "eigh":
-                U, V = self._eig(A, c)
-                w = U @ ((c * V.sum(1)) * (U.T @ b))
-            else:
-                self._check_stable(A, c)
-                w = c * self._krylov(A, b, c).sum(0)
-        return self._as_params(w)
+        ops = self._ops
+        with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
+            Z_p = ops.from_torch(self._augment(X_p))
+            w, _ = self._weights(Z_p, ops.from_torch(y_p), with_grad=False)
+        return self._as_params(ops.to_torch(w, self.device))
 
     def _as_params(self, w):
         d = self.n_features
@@ -516,61 +570,114 @@ class LinearSpectralEngine(_EngineBase):
         grad_y_p : Tensor of shape (n_p,)
         """
         X_p, y_p = self._poison(X_p, y_p)
-        with _small_cpu_threads(self.device):
-            Z_p = self._augment(X_p)
-            A, b, c = self._gram(Z_p, y_p)
-            if self.method == "eigh":
-                U, V = self._eig(A, c)
-                F = c * V.sum(1)
-                b_hat = U.T @ b
-                w = U @ (F * b_hat)
-                g = torch.addmv(self._h, self._H, w, beta=-1.0)
-                g_hat = U.T @ g
-                u = U @ (F * g_hat)
-                Vt = V[:, :-1]
-                outer = g_hat[:, None] * b_hat[None, :]
-                # G o sym(g^ b^T) with G = -c^2 V K V^T (divided differences of F).
-                inner = (Vt @ self._K @ Vt.T) * (outer + outer.T)
-                S = (-0.5 * c * c) * (U @ inner @ U.T)
-            else:
-                self._check_stable(A, c)
-                Kb = self._krylov(A, b, c)
-                w = c * Kb.sum(0)
-                g = torch.addmv(self._h, self._H, w, beta=-1.0)
-                Kg = self._krylov(A, g, c)
-                u = c * Kg.sum(0)
-                # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
-                P = Kg[:-1].T @ self._K @ Kb[:-1]
-                S = (-0.5 * c * c) * (P + P.T)
-            val = 0.5 * (torch.dot(w, g - self._h) + self._s)
-            if not bool(torch.isfinite(val)):
-                raise DivergenceError(
-                    "The inner training diverged (non-finite validation loss)."
-                )
-            grad_Z = torch.addmm(y_p[:, None] * u[None, :], Z_p, S, alpha=2.0)
-            grad_y = Z_p @ u
-        return val, grad_Z[:, :-1].contiguous(), grad_y
+        ops = self._ops
+        with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
+            Z_p = ops.from_torch(self._augment(X_p))
+            _, (val, grad_X, grad_y) = self._weights(
+                Z_p, ops.from_torch(y_p), with_grad=True
+            )
+        val = ops.to_torch(val, self.device)
+        if not bool(torch.isfinite(val)):
+            raise DivergenceError(
+                "The inner training diverged (non-finite validation loss)."
+            )
+        return val, ops.to_torch(grad_X, self.device), ops.to_torch(grad_y, self.device)
+
+
+class _NumpyOps:
+    """NumPy versions of the few array functions the spectral algebra uses."""
+
+    eigh = staticmethod(np.linalg.eigh)
+    eigvalsh = staticmethod(np.linalg.eigvalsh)
+    abs = staticmethod(np.abs)
+
+    @staticmethod
+    def from_torch(t):
+        return t.detach().cpu().numpy()
+
+    @staticmethod
+    def to_torch(a, device):
+        a = np.asarray(a)  # keeps 0-d values 0-d (ascontiguousarray would not)
+        return torch.from_numpy(a if a.flags.c_contiguous else a.copy())
+
+    @staticmethod
+    def empty(shape, like):
+        return np.empty(shape, dtype=like.dtype)
+
+    @staticmethod
+    def cumprod_rows(V):
+        return np.cumprod(V, axis=0)
+
+    @staticmethod
+    def mv_into(M, v, out):
+        np.matmul(M, v, out=out)
+
+
+class _TorchOps:
+    """The torch versions (any device)."""
+
+    eigh = staticmethod(torch.linalg.eigh)
+    eigvalsh = staticmethod(torch.linalg.eigvalsh)
+    abs = staticmethod(torch.abs)
+
+    @staticmethod
+    def from_torch(t):
+        return t
+
+    @staticmethod
+    def to_torch(t, device):
+        return t.contiguous()
+
+    @staticmethod
+    def empty(shape, like):
+        return like.new_empty(shape)
+
+    @staticmethod
+    def cumprod_rows(V):
+        return torch.cumprod(V, dim=0)
+
+    @staticmethod
+    def mv_into(M, v, out):
+        torch.mv(M, v, out=out)
 
 
 class _small_cpu_threads:
-    """Run Gram-sized (``p x p``) CPU algebra on one thread.
+    """Run Gram-sized (``p x p``) CPU algebra on one thread (torch and NumPy's BLAS).
 
     These matrices are far too small to gain from threads, and on a busy
-    machine OpenMP threads that wait for each other make a 90 x 90
-    eigendecomposition a hundred times slower.
+    machine threads that wait for each other make a 90 x 90
+    eigendecomposition ten to a hundred times slower.
     """
 
-    def __init__(self, device):
+    _controller = None
+
+    def __init__(self, device, blas: bool = False):
         self.active = device.type == "cpu"
+        self.blas = blas and self.active
+        self.limit = None
 
     def __enter__(self):
         if self.active:
             self.saved = torch.get_num_threads()
             if self.saved != 1:
                 torch.set_num_threads(1)
+        if self.blas:
+            if _small_cpu_threads._controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                ctl = ThreadpoolController().select(user_api="blas")
+                _small_cpu_threads._controller = ctl.lib_controllers
+            self.limit = []
+            for lib in _small_cpu_threads._controller:
+                n = lib.num_threads
+                if n != 1:
+                    lib.set_num_threads(1)
+                    self.limit.append((lib, n))
         return self
 
     def __exit__(self, *exc):
+        for lib, n in self.limit or ():
+            lib.set_num_threads(n)
         if self.active and self.saved != 1:
             torch.set_num_threads(self.saved)
         return False

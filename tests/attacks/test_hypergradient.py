@@ -56,6 +56,12 @@ def _tanh_net(d):
 ENGINES = {
     "spectral": lambda *a, **k: LinearSpectralEngine(*a, method="eigh", **k),
     "spectral-krylov": lambda *a, **k: LinearSpectralEngine(*a, method="krylov", **k),
+    "spectral-torch": lambda *a, **k: LinearSpectralEngine(
+        *a, method="eigh", backend="torch", **k
+    ),
+    "spectral-krylov-torch": lambda *a, **k: LinearSpectralEngine(
+        *a, method="krylov", backend="torch", **k
+    ),
     "unrolled-linear": lambda *a, **k: UnrolledEngine("linear", *a, **k),
     "unrolled-mlp": lambda *a, **k: UnrolledEngine(
         "mlp", *a, hidden_layer_sizes=(5, 3), random_state=0, **k
@@ -108,13 +114,17 @@ def linear_problems(draw):
     return (X[n_p:], y[n_p:], Xv, yv), (X[:n_p], y[:n_p]), dict(n_steps=T, lr=lr, l2=l2)
 
 
-@given(linear_problems(), st.sampled_from(["eigh", "krylov"]))
-def test_spectral_equals_unrolled(problem, method):
+@given(
+    linear_problems(),
+    st.sampled_from(["eigh", "krylov"]),
+    st.sampled_from(["numpy", "torch"]),
+)
+def test_spectral_equals_unrolled(problem, method, backend):
     data, (Xp, yp), kw = problem
     if kw["l2"]:
         # Keep the penalised problem stable too.
         kw["lr"] /= 1.0 + kw["l2"] * kw["lr"]
-    engine = LinearSpectralEngine(*data, method=method, **kw)
+    engine = LinearSpectralEngine(*data, method=method, backend=backend, **kw)
     fast = engine.value_and_grad(Xp, yp)
     slow = UnrolledEngine("linear", *data, **kw).value_and_grad(Xp, yp)
     assert float(fast[0]) == pytest.approx(float(slow[0]), rel=1e-8, abs=1e-300)
@@ -149,27 +159,31 @@ def test_engine_trains_what_the_linear_victim_learns(engine_cls):
 
 
 def test_engine_trains_what_the_mlp_victim_learns():
+    # The same integer random_state draws the same paper initialisation in both.
     X, y, Xv, yv, Xp, yp = _problem(2)
     victim = TorchMLPRegressor(
         hidden_layer_sizes=(5, 3), learning_rate=0.1, n_epochs=20, random_state=3
     ).fit(np.vstack([X, Xp]), np.r_[y, yp])
-    # Same initial parameters: the engine accepts the victim's init explicitly.
-    init = TorchMLPRegressor(
-        hidden_layer_sizes=(5, 3), learning_rate=0.1, n_epochs=1, random_state=3
-    )
-    module = init._build_module(3, torch.Generator().manual_seed(_victim_seed(3)))
     engine = UnrolledEngine(
-        "mlp", X, y, Xv, yv, n_steps=20, lr=0.1, hidden_layer_sizes=(5, 3),
-        init_params=list(module.parameters()),
-    )  # fmt: skip
+        "mlp",
+        X,
+        y,
+        Xv,
+        yv,
+        n_steps=20,
+        lr=0.1,
+        hidden_layer_sizes=(5, 3),
+        random_state=3,
+    )
     pred = engine.predict(engine.train(Xp, yp), Xv).cpu().numpy()
     np.testing.assert_allclose(pred, victim.predict(Xv), rtol=1e-10, atol=1e-12)
-
-
-def _victim_seed(random_state):
-    from sklearn.utils import check_random_state
-
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    # init_params overrides the draw.
+    zeros = [torch.zeros_like(p) for p in engine.init_params]
+    other = UnrolledEngine("mlp", X, y, Xv, yv, n_steps=1, lr=0.1, hidden_layer_sizes=(5, 3),
+                           init_params=zeros)  # fmt: skip
+    assert all(torch.equal(p, q) for p, q in zip(other.init_params, zeros))
+    with pytest.raises(ValueError, match="init_params"):
+        UnrolledEngine("mlp", X, y, Xv, yv, n_steps=1, lr=0.1, init_params=zeros)
 
 
 def test_unrolled_objective_is_deterministic():
@@ -198,8 +212,12 @@ def test_fast_mlp_gradient_equals_plain_autograd():
 
 def test_divergence_is_an_error_not_nan():
     X, y, Xv, yv, Xp, yp = _problem(5)
-    for method in ("eigh", "krylov"):
-        engine = LinearSpectralEngine(X, y, Xv, yv, n_steps=10, lr=50.0, method=method)
+    for method, backend in [
+        (m, b) for m in ("eigh", "krylov") for b in ("numpy", "torch")
+    ]:
+        engine = LinearSpectralEngine(
+            X, y, Xv, yv, n_steps=10, lr=50.0, method=method, backend=backend
+        )
         with pytest.raises(DivergenceError, match="lambda_max"):
             engine.value_and_grad(Xp, yp)
         with pytest.raises(DivergenceError, match="lambda_max"):
@@ -226,6 +244,8 @@ def test_make_engine_choices_and_errors():
         make_engine("svm", X, y, Xv, yv, **kw)
     with pytest.raises(ValueError, match="method"):
         LinearSpectralEngine(X, y, Xv, yv, method="qr", **kw)
+    with pytest.raises(ValueError, match="backend"):
+        LinearSpectralEngine(X, y, Xv, yv, backend="jax", **kw)
     engine = make_engine("linear", X, y, Xv, yv, **kw)
     with pytest.raises(ValueError, match="X_p"):
         engine.value_and_grad(Xp[:, :2], yp)
@@ -258,6 +278,7 @@ def test_devices_agree(name, device):
     got = ENGINES[name](X, y, Xv, yv, n_steps=10, lr=0.2, device=device)
     out = got.value_and_grad(torch.tensor(Xp, device=device), yp)
     assert all(t.device.type == device for t in out)
+    assert out[0].shape == () and out[1].shape == Xp.shape and out[2].shape == yp.shape
     for a, b in zip(out, ref):
         assert _rel(a, b) < 1e-10
     f32 = ENGINES[name](
