@@ -106,6 +106,20 @@ def proda_n_groups(epsilon: float, poison_fraction: float, group_size: int) -> i
     return max(1, math.ceil(math.log(epsilon) / math.log1p(-p_clean)))
 
 
+def _group_fits(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Least squares with intercept on every group at once (min-norm when underdetermined).
+
+    Returns an array of shape ``(n_groups, n_features + 1)``: coefficients then
+    intercept, ``pinv(Z_g) y_g`` for each group by one batched pseudo-inverse.
+    """
+    n_groups, size = groups.shape
+    d = X.shape[1]
+    Zg = np.empty((n_groups, size, d + 1))
+    Zg[..., :d] = X[groups]
+    Zg[..., d] = 1.0
+    return (np.linalg.pinv(Zg) @ y[groups][..., None])[..., 0]
+
+
 class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     """Proda (Wen et al., 2021): least squares refitted from many small random groups.
 
@@ -256,11 +270,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
             [rng.choice(n, self.group_size, replace=False) for _ in range(n_groups)]
         )
 
-        # All small fits at once: min-norm least squares by a batched pinv.
-        Zg = np.empty((n_groups, self.group_size, d + 1))
-        Zg[..., :d] = X[groups]
-        Zg[..., d] = 1.0
-        Theta = (np.linalg.pinv(Zg) @ y[groups][..., None])[..., 0].T  # (d+1, N)
+        Theta = _group_fits(X, y, groups).T  # (d+1, N)
 
         full = gram_statistics(X, y) if n_reject else None
         literal = self.n_refits is None

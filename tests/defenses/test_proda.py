@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression
 
 from skpoison.defenses import ProdaRegressor, proda_n_groups
+from skpoison.defenses._proda import _group_fits
 
 
 @given(
@@ -116,3 +117,21 @@ def test_group_larger_than_data_is_an_error():
     X = np.arange(8.0).reshape(4, 2)
     with pytest.raises(ValueError, match="group_size"):
         ProdaRegressor(group_size=5).fit(X, np.arange(4.0))
+
+
+@given(
+    n_groups=st.integers(1, 6),
+    size=st.integers(1, 8),
+    d=st.integers(1, 8),
+    seed=st.integers(0, 999),
+)
+def test_batched_group_fits_equal_lstsq(n_groups, size, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, d))
+    y = rng.normal(size=30)
+    groups = np.stack([rng.choice(30, size, replace=False) for _ in range(n_groups)])
+    thetas = _group_fits(X, y, groups)
+    for g, theta in zip(groups, thetas):
+        Z = np.c_[X[g], np.ones(size)]
+        expected = np.linalg.lstsq(Z, y[g], rcond=None)[0]
+        np.testing.assert_allclose(theta, expected, atol=1e-8)
