@@ -543,6 +543,8 @@ class StealthyPoisoner(BaseEstimator):
         predict = _predictor(engine, params)
         with torch.no_grad():
             pred = predict(_tensor(X_tr, engine)).cpu().numpy()
+        if not np.isfinite(pred).all():  # the clean model's own training diverged
+            raise _diverged(self.inner_lr, None)
         st["clean_params"] = _detach(params)
         st["sigma"] = residual_std(pred - y_tr, d)
         return st
