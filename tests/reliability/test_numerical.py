@@ -1,0 +1,217 @@
+"""Numerical faults: divergent gradient descent and near-singular X^T X.
+
+Divergence. Fixed-step gradient descent diverges when the step is too large
+for the data. Guarantee: the victims and the attack raise
+:class:`~skpoison.exceptions.DivergenceError` (a ``ValueError``) naming the
+learning rate, leave no half-fitted state behind, and never return NaN or inf
+poison points; wherever they return, every poison point is finite and inside
+the feasible box. ``poisoning_curve`` recovers: a diverging victim becomes a
+row with ``diverged=True`` and NaN NMSE, and the study goes on.
+
+Near-singular X^T X (duplicated columns, an all-zero column, nearly collinear
+columns, fewer samples than features): every defense returns finite masks,
+scores and predictions, rejects the number of points it promises, and the
+least-squares ones (TRIM, Proda) fit the same values as on the de-duplicated
+data (the minimum-norm solution).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reliability_helpers import assert_finite_outputs, record
+from reliability_subjects import BY_NAME, make_data
+
+from skpoison.exceptions import DivergenceError
+
+LRS = [0.01, 0.3, 1.0, 1.5, 3.0, 30.0]
+
+
+def _attack(model, lr, **kw):
+    from skpoison.attacks import StealthyPoisoner
+
+    params = dict(
+        hidden_layer_sizes=(4,), n_inner_steps=10, n_outer_steps=5, batch_size=3,
+        device="cpu", random_state=0,
+    )  # fmt: skip
+    return StealthyPoisoner(0.15, model=model, inner_lr=lr, **{**params, **kw})
+
+
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+@pytest.mark.parametrize("lr", LRS)
+def test_attack_diverges_loudly_or_returns_feasible_points(model, lr):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = make_data(40)
+    X[:, 0] *= 3.0  # a wider spectrum: some learning rates cross the edge
+    attack = _attack(model, lr)
+    try:
+        attack.fit(X, y)
+    except DivergenceError as exc:
+        record("StealthyPoisoner", "inner learning rate", "DivergenceError")
+        assert f"inner_lr (now {lr})" in str(exc)
+        with pytest.raises(NotFittedError):
+            attack.resample_at()
+        return
+    record("StealthyPoisoner", "inner learning rate", "finite")
+    low, high = attack.bounds_
+    Xp, yp = attack.X_poison_, attack.y_poison_
+    assert np.isfinite(Xp).all() and np.isfinite(yp).all()
+    assert ((Xp >= low[:-1]) & (Xp <= high[:-1])).all()
+    assert ((yp >= low[-1]) & (yp <= high[-1])).all()
+    for h in attack.history_:
+        assert all(np.isfinite(v).all() for v in h.values())
+
+
+def test_attack_divergence_boundary_is_the_stability_condition():
+    """For the linear model, divergence is raised exactly when eta * lambda_max >= 2."""
+    X, y = make_data(40)
+    attack = _attack("linear", 0.1).fit(X, y)
+    n_tr = attack.train_indices_.size
+    Z = np.column_stack([X[attack.train_indices_], np.ones(n_tr)])
+    lam = np.linalg.eigvalsh(Z.T @ Z / n_tr)[-1]
+    # Poison points move within the box, so the bound is checked on the clean
+    # set that the first batch starts from: just below it must not raise.
+    _attack("linear", 0.9 * 2.0 / lam, n_outer_steps=0).fit(X, y)
+    with pytest.raises(DivergenceError, match="inner_lr"):
+        _attack("linear", 1.01 * 2.0 / lam, n_outer_steps=0).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["TorchLinearRegressor", "TorchMLPRegressor"])
+@pytest.mark.parametrize("lr", [5.0, 50.0])
+def test_victim_divergence_is_an_error_and_leaves_no_model(name, lr):
+    from sklearn.exceptions import NotFittedError
+
+    from skpoison.models import TorchLinearRegressor, TorchMLPRegressor
+
+    cls = {
+        "TorchLinearRegressor": TorchLinearRegressor,
+        "TorchMLPRegressor": TorchMLPRegressor,
+    }[name]
+    X, y = make_data(40)
+    est = cls(learning_rate=lr, n_epochs=50, random_state=0)
+    with pytest.raises(DivergenceError, match="learning_rate|Lower learning_rate"):
+        est.fit(X, y)
+    record(name, "learning rate", "DivergenceError")
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    # A fitted model stays usable after a failed refit? No: sklearn semantics
+    # refit from scratch; a failed refit must not leave a NaN model behind.
+    good = cls(learning_rate=0.05, n_epochs=5, random_state=0).fit(X, y)
+    pred = good.predict(X)
+    with pytest.raises(DivergenceError):
+        good.set_params(learning_rate=lr, n_epochs=50).fit(X, y)
+    assert np.isfinite(good.predict(X)).all()
+    assert np.array_equal(good.predict(X), pred)
+
+
+def test_poisoning_curve_records_divergence_and_goes_on():
+    """The documented recovery: diverged rows are flagged, never NaN silently."""
+    from skpoison.evaluation import poisoning_curve
+
+    X, y = make_data(60)
+    df = poisoning_curve(
+        (X, y),
+        alphas=[1.0],
+        ratios=[0.0, 0.2],
+        defenses=["none", "trim"],
+        n_repetitions=1,
+        attack_params={"n_outer_steps": 2, "n_inner_steps": 5},
+        victim_params={"learning_rate": 50.0, "n_epochs": 20},
+    )
+    record("poisoning_curve", "victim learning rate", "diverged rows")
+    assert df["diverged"].all()
+    assert df["test_nmse"].isna().all() and df["defense_gain"].isna().all()
+    assert df["error"].str.contains("DivergenceError").all()
+    # And nothing is flagged on a well-posed study.
+    ok = poisoning_curve(
+        (X, y), alphas=[1.0], ratios=[0.0, 0.2], defenses=["none"], n_repetitions=1,
+        attack_params={"n_outer_steps": 2, "n_inner_steps": 5},
+        victim_params={"n_epochs": 5},
+    )  # fmt: skip
+    assert not ok["diverged"].any() and np.isfinite(ok["test_nmse"]).all()
+
+
+# --------------------------------------------------------- near-singular X^T X
+def _near_singular(kind):
+    X, y = make_data(40)
+    if kind == "duplicated_columns":
+        return np.column_stack([X, X[:, 0], X[:, 0]]), y, [0, 1, 2]
+    if kind == "zero_column":
+        return np.column_stack([X, np.zeros(len(y))]), y, [0, 1, 2]
+    if kind == "nearly_collinear":
+        noise = 1e-12 * np.random.default_rng(1).normal(size=len(y))
+        return np.column_stack([X, X[:, 1] + noise]), y, None
+    if kind == "scaled_copy":
+        return np.column_stack([X, 1e6 * X[:, 2]]), y, [0, 1, 2]
+    if kind == "fewer_samples_than_features":
+        X, y = make_data(12, 20)
+        return X, y, None
+    raise ValueError(kind)
+
+
+KINDS = [
+    "duplicated_columns",
+    "zero_column",
+    "nearly_collinear",
+    "scaled_copy",
+    "fewer_samples_than_features",
+]
+DEFENSES = [
+    "BayesCleanFilter",
+    "TrimRegressor",
+    "SeverFilter",
+    "ProdaRegressor",
+    "DutiFilter",
+    "DefendedRegressor",
+    "make_huber_baseline",
+    "StealthyPoisoner",
+]
+
+
+#: Not singularity failures: a 1e6-scaled column breaks the step-size condition
+#: of gradient descent (the victims, the attack's inner problem), which says so;
+#: the attack's risk (Eq. 5) needs n_tr >= n_features + 2.
+EXPECTED_ERRORS = {
+    ("DefendedRegressor", "scaled_copy"): (DivergenceError, "learning_rate"),
+    ("StealthyPoisoner", "scaled_copy"): (DivergenceError, "inner_lr"),
+    ("StealthyPoisoner", "fewer_samples_than_features"): (
+        ValueError,
+        r"n_features \+ 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", DEFENSES)
+def test_near_singular_gram_gives_finite_results(name, kind):
+    subject = BY_NAME[name]
+    X, y, _ = _near_singular(kind)
+    if (name, kind) in EXPECTED_ERRORS:
+        exc, match = EXPECTED_ERRORS[name, kind]
+        with pytest.raises(exc, match=match):
+            subject.run(X, y)
+        record(subject, "near-singular X^T X", exc.__name__)
+        return
+    out = subject.run(X, y)
+    record(subject, "near-singular X^T X", "finite")
+    assert_finite_outputs(subject, out)
+    if "inlier_mask_" in out and name != "BayesCleanFilter":
+        # reject_fraction=0.2 of the subjects (floor), whatever the conditioning
+        assert (~out["inlier_mask_"]).sum() == int(np.floor(0.2 * len(y)))
+
+
+@pytest.mark.parametrize("kind", ["duplicated_columns", "zero_column", "scaled_copy"])
+@pytest.mark.parametrize("name", ["TrimRegressor", "ProdaRegressor"])
+def test_least_squares_defenses_ignore_redundant_columns(name, kind):
+    """Redundant columns change the coefficients, not the fitted values."""
+    subject = BY_NAME[name]
+    X, y, keep = _near_singular(kind)
+    y = y.copy()
+    y[:5] += 8.0  # something to reject
+    full = subject.fit(X, y)
+    reduced = subject.fit(X[:, keep], y)
+    assert np.array_equal(full.inlier_mask_, reduced.inlier_mask_)
+    np.testing.assert_allclose(
+        full.predict(X), reduced.predict(X[:, keep]), rtol=1e-7, atol=1e-9
+    )
