@@ -165,6 +165,15 @@ def bench_linear(name, shape, device, args):
         "y": rel(a[2], b[2]),
     }
     t_fast = timeit(lambda: fast.value_and_grad(Xp, yp), device, args.repeats_fast)
+    t_fast["method"], t_fast["backend"] = fast.method, fast.backend
+    variants = {}
+    for method in ("eigh", "krylov"):
+        for backend in ("numpy", "torch") if device.type == "cpu" else ("torch",):
+            eng = LinearSpectralEngine(*data, method=method, backend=backend, **kw)
+            t = timeit(
+                lambda e=eng: e.value_and_grad(Xp, yp), device, args.repeats_fast
+            )
+            variants[f"{method}/{backend}"] = t["wall_s"]
     t_slow = timeit(lambda: slow.value_and_grad(Xp, yp), device, args.repeats_slow)
     full = np.vstack([data[0], Xp.cpu().numpy()])
     bounds = np.column_stack([full, np.r_[data[1], yp.cpu().numpy()]])
@@ -187,6 +196,7 @@ def bench_linear(name, shape, device, args):
         "scale": args.scale,
         "agreement_rel_err": agree,
         "spectral": t_fast,
+        "spectral_variants_wall_s": variants,
         "unrolled": t_slow,
         "ratio_wall": t_slow["wall_s"] / t_fast["wall_s"],
         "ratio_cpu": t_slow["cpu_s"] / max(t_fast["cpu_s"], 1e-9),
@@ -202,6 +212,10 @@ def bench_linear(name, shape, device, args):
         f"linear {name:11s} spectral {1e3 * t_fast['wall_s']:9.3f} ms  unrolled "
         f"{1e3 * t_slow['wall_s']:9.2f} ms  ratio {res['ratio_wall']:7.1f}x (cpu-time "
         f"{res['ratio_cpu']:.1f}x, goal {goal}x)  max rel diff {max(agree.values()):.1e}"
+    )
+    print(
+        f"       spectral variants (auto = {fast.method}/{fast.backend}): "
+        + ", ".join(f"{k_} {1e3 * v:.3f} ms" for k_, v in variants.items())
     )
     extra = f" (extrapolated from {k} steps)" if k < n_outer else ""
     print(
