@@ -34,6 +34,16 @@ _STUDY_FILE = "study.json"
 _UNITS_DIR = "units"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: os.umask can only be read by setting it.
+_UMASK = _current_umask()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, os.replace).
 
@@ -49,6 +59,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp's file is private (0o600); give the result the permissions of
+        # any file made by open(): 0o666 less the umask.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -121,6 +134,12 @@ class StudyStore:
                     )
                 shutil.rmtree(self.units_dir, ignore_errors=True)
         self.units_dir.mkdir(parents=True, exist_ok=True)
+        # A write killed (SIGKILL) between mkstemp and os.replace leaves its
+        # temporary file behind; one process writes a study folder, so any such
+        # file found now is stale.
+        for folder in (self.out_dir, self.units_dir):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         atomic_write_text(
             study_file,
             json.dumps({"hash": self.hash, "config": self.config}, indent=2) + "\n",
