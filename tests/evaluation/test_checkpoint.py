@@ -47,3 +47,12 @@ def test_same_config_resumes_other_config_is_refused(tmp_path):
 def test_hash_is_order_independent_and_sensitive():
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "r.md", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.md").stat().st_mode & 0o777 == 0o644
