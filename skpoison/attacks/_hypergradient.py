@@ -164,6 +164,10 @@ class _EngineBase:
             raise ValueError(
                 f"X_p must have shape (len(y_p), {self.n_features}), got {tuple(X_p.shape)}."
             )
+        if self.X_fixed.shape[0] + X_p.shape[0] == 0:
+            raise ValueError(
+                "The training set is empty: no fixed and no poison points."
+            )
         return X_p, y_p
 
     def _input(self, X) -> torch.Tensor:

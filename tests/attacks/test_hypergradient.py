@@ -251,6 +251,8 @@ def test_make_engine_choices_and_errors():
         engine.value_and_grad(Xp[:, :2], yp)
     with pytest.raises(ValueError, match="X_val"):
         make_engine("linear", X, y, Xv[:, :2], yv, **kw)
+    with pytest.raises(ValueError, match="empty"):
+        make_engine("linear", X[:0], y[:0], Xv, yv, **kw).value_and_grad(Xp[:0], yp[:0])
     with pytest.raises(ValueError, match="NaN"):
         make_engine("linear", X, np.r_[np.nan, y[1:]], Xv, yv, **kw)
 
