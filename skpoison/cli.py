@@ -14,6 +14,9 @@ Subcommands
 ``skpoison figure-9``
     The paper's Fig. 9: BayesClean against TRIM on the synthetic set at 20 %,
     24 % and 30 % poisoning.
+``skpoison findings``
+    Each of the paper's findings against finished studies: measured, criterion,
+    verdict.
 
 Run ``skpoison <subcommand> --help`` for the options.
 """
@@ -51,6 +54,7 @@ examples:
   skpoison evaluate --data mydata.csv --target price --alphas 1 0.3 --out results/mine
   skpoison reproduce --quick --out results/quick
   skpoison figure-9 --out results/fig9
+  skpoison findings results/boston results/heart --figure9 results/fig9
 """
 
 
@@ -280,6 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help="seeds to run (random-state, +1, ...); the figure shows the first",
+    )
+
+    fi = sub.add_parser(
+        "findings",
+        help="check the paper's findings against finished studies",
+        description=(
+            "Read the results.csv of finished studies (folders written by "
+            "'skpoison evaluate' or 'skpoison reproduce') and the figure9.csv of "
+            "'skpoison figure-9', and print for each of the paper's findings what "
+            "was measured, the criterion and the verdict, then BayesClean's two "
+            "accept rules side by side."
+        ),
+        formatter_class=_Formatter,
+    )
+    fi.add_argument(
+        "studies", nargs="+", metavar="DIR", help="study folders holding results.csv"
+    )
+    fi.add_argument(
+        "--figure9", metavar="DIR", default=None, help="folder holding figure9.csv"
+    )
+    fi.add_argument(
+        "--out",
+        metavar="FILE.md",
+        default=None,
+        help="also write the table to this file",
     )
     return parser
 
@@ -571,6 +600,33 @@ def _cmd_figure9(args, argv) -> int:
     return 0
 
 
+def _cmd_findings(args, argv) -> int:
+    import pandas as pd
+
+    from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._findings import paper_findings
+
+    studies = {}
+    for folder in args.studies:
+        path = Path(folder) / "results.csv"
+        if not path.exists():
+            raise ValueError(f"{folder} holds no results.csv (not a finished study).")
+        df = pd.read_csv(path)
+        key = (str(df["dataset"].iloc[0]), str(df["model"].iloc[0]))
+        studies[key] = df
+    fig9 = None
+    if args.figure9:
+        path = Path(args.figure9) / "figure9.csv"
+        if not path.exists():
+            raise ValueError(f"{args.figure9} holds no figure9.csv.")
+        fig9 = pd.read_csv(path)
+    text = paper_findings(studies, fig9)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``skpoison`` command; returns the exit status."""
     import matplotlib
@@ -583,6 +639,7 @@ def main(argv=None) -> int:
         "evaluate": _cmd_evaluate,
         "reproduce": _cmd_reproduce,
         "figure-9": _cmd_figure9,
+        "findings": _cmd_findings,
     }
     try:
         return commands[args.command](args, argv)

@@ -137,3 +137,27 @@ def test_figure_9_writes_the_figure_and_table(tmp_path, capsys):
     assert table["n_poison"].tolist()[::3] == [20, 24, 30]
     assert table[["poison_rejected", "clean_rejected"]].stack().between(0, 1).all()
     assert "figure9.png" in capsys.readouterr().out
+
+
+def test_findings_reads_finished_studies(tmp_path, capsys):
+    study = tmp_path / "study"
+    assert main(["evaluate", *SMALL, "--out", str(study)]) == 0
+    assert (
+        main(["figure-9", "--out", str(tmp_path / "f9"), "--n-outer-steps", "2"]) == 0
+    )
+    capsys.readouterr()
+    out = tmp_path / "findings.md"
+    args = [
+        "findings",
+        str(study),
+        "--figure9",
+        str(tmp_path / "f9"),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert out.read_text() in text
+    assert "TRIM breaks above ~24%" in text and "synthetic (linear)" in text
+    assert main(["findings", str(tmp_path / "nothing")]) == 2
+    assert "no results.csv" in capsys.readouterr().err

@@ -136,7 +136,7 @@ def _finding_alpha01(studies):
 
 def _finding_huber(studies):
     rows, flags = [], []
-    for (dataset, _model), df in studies.items():
+    for (dataset, model), df in studies.items():
         if "huber" not in set(df["defense"]):
             continue
         poisoned = df[df["ratio"] > 0]
@@ -145,7 +145,8 @@ def _finding_huber(studies):
         ranked = sorted(gains, key=lambda d: -gains[d])
         rank = ranked.index("huber") + 1
         rows.append(
-            f"{dataset}: Huber {_f(gains['huber'])}% (rank {rank}/{len(ranked)})"
+            f"{dataset} ({model}): Huber {_f(gains['huber'])}% "
+            f"(rank {rank}/{len(ranked)})"
         )
         poor = gains["huber"] < 0 or rank == len(ranked)
         flags.append(not poor if dataset == "appliances" else poor)
@@ -161,7 +162,7 @@ def _finding_huber(studies):
 
 def _finding_bayesclean(studies):
     rows, flags = [], []
-    for (dataset, _model), df in studies.items():
+    for (dataset, model), df in studies.items():
         if "bayesclean" not in set(df["defense"]):
             continue
         names = [d for d in _OTHERS if d in set(df["defense"])]
@@ -184,7 +185,8 @@ def _finding_bayesclean(studies):
         competitive = bc_low >= best_low - 10.0
         flags.append(competitive and wins == len(alphas))
         rows.append(
-            f"{dataset}: at alpha=1, ratios 7.5-15%: BayesClean {_f(bc_low)}% vs best "
+            f"{dataset} ({model}): at alpha=1, ratios 7.5-15%: BayesClean "
+            f"{_f(bc_low)}% vs best "
             f"other {_f(best_low)}%; ratios 30-45%: " + ", ".join(per_alpha)
         )
     if not rows:
@@ -200,7 +202,7 @@ def _finding_bayesclean(studies):
 
 def _finding_stealth(studies):
     rows, flags = [], []
-    for (dataset, _model), df in studies.items():
+    for (dataset, model), df in studies.items():
         alphas = sorted(set(df["alpha"]), reverse=True)
         if len(alphas) < 2:
             continue
@@ -214,7 +216,7 @@ def _finding_stealth(studies):
         det = [detected.get(a, math.nan) for a in alphas]
         flags.append(eff[0] > eff[-1] and det[0] > det[-1])
         rows.append(
-            f"{dataset}: alpha "
+            f"{dataset} ({model}): alpha "
             + "/".join(f"{a:g}" for a in alphas)
             + ": NMSE (no defense) "
             + "/".join(_f(v, 2) for v in eff)
