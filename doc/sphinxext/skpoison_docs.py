@@ -5,7 +5,9 @@ developers and may not exist yet when the documentation is built. The toctree
 line ``.. skpoison-optional-pages:: reproduction reliability`` in a page is
 replaced by toctree entries for those of the named pages that exist, so the
 build stays warning-free either way (a missing document in a toctree is a
-warning; an existing one outside every toctree is a warning too).
+warning; an existing one outside every toctree is a warning too). Likewise
+``:optdoc:`the report <reproduction>``` becomes a ``:doc:`` link when the page
+exists and plain text otherwise.
 """
 
 from __future__ import annotations
@@ -29,18 +31,29 @@ _MARKER = re.compile(
 )
 
 
+_OPTDOC = re.compile(r":optdoc:`(?P<title>[^`<]*?)\s*<(?P<target>[^`>]+)>`")
+
+
+def _page_exists(srcdir: Path, name: str) -> bool:
+    name = name.lstrip("/")
+    return any((srcdir / f"{name}{suffix}").exists() for suffix in (".md", ".rst"))
+
+
 def _expand_optional_pages(app, docname, source):
     srcdir = Path(app.srcdir)
 
     def replace(match):
         entries = [
-            name
-            for name in match["names"].split()
-            if any((srcdir / f"{name}{suffix}").exists() for suffix in (".md", ".rst"))
+            name for name in match["names"].split() if _page_exists(srcdir, name)
         ]
         return "\n".join(match["indent"] + name for name in entries)
 
-    source[0] = _MARKER.sub(replace, source[0])
+    def link(match):
+        if _page_exists(srcdir, match["target"]):
+            return f":doc:`{match['title']} <{match['target']}>`"
+        return match["title"]
+
+    source[0] = _OPTDOC.sub(link, _MARKER.sub(replace, source[0]))
 
 
 def _clean_docstring(app, what, name, obj, options, lines):
