@@ -283,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reps",
         type=_positive_int,
         default=1,
-        help="seeds to run (random-state, +1, ...); the figure shows the first",
+        help="seeds to run (random-state, +1, ...); figure9.csv holds them all",
+    )
+    f9.add_argument(
+        "--plot-rep",
+        type=int,
+        default=0,
+        help="which of the --reps seeds the figure draws (0 = random-state)",
     )
 
     fi = sub.add_parser(
@@ -552,29 +558,32 @@ def _cmd_reproduce(args, argv) -> int:
     return 0
 
 
-def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps):
+def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_rep=0):
     import pandas as pd
 
     from .evaluation._checkpoint import atomic_write_text
     from .evaluation._figure9 import figure_9
 
+    if not 0 <= plot_rep < reps:
+        raise ValueError(f"--plot-rep must be in [0, {reps - 1}], got {plot_rep}.")
     out.mkdir(parents=True, exist_ok=True)
-    tables, first_fig = [], None
+    tables, drawn = [], None
     for k in range(reps):
         table, fig = figure_9(
             ratios=ratios,
             alpha=alpha,
             n_outer_steps=n_outer_steps,
             random_state=random_state + k,
-            plot=(k == 0),
+            plot=(k == plot_rep),
         )
         table.insert(0, "random_state", random_state + k)
         tables.append(table)
-        first_fig = first_fig or fig
+        drawn = fig if k == plot_rep else drawn
     table = pd.concat(tables, ignore_index=True)
     atomic_write_text(out / "figure9.csv", table.to_csv(index=False))
-    first_fig.savefig(out / "figure9.png", dpi=80)
-    return table, first_fig
+    drawn.suptitle(f"random_state={random_state + plot_rep}", fontsize="small")
+    drawn.savefig(out / "figure9.png", dpi=80)
+    return table, drawn
 
 
 def _cmd_figure9(args, argv) -> int:
@@ -585,6 +594,7 @@ def _cmd_figure9(args, argv) -> int:
         tuple(args.ratios),
         args.n_outer_steps,
         args.reps,
+        args.plot_rep,
     )
     cols = [
         "ratio",
