@@ -125,12 +125,6 @@ def test_code_on_page_runs(page):
 # XPASS as a failure, and the name must be removed from this set.
 MISSING_EXAMPLES = {
     "skpoison.defenses.BaseDefense",
-    "skpoison.evaluation.figure_9",
-    "skpoison.evaluation.plot_defense_gain",
-    "skpoison.evaluation.plot_detection",
-    "skpoison.evaluation.plot_nmse",
-    "skpoison.evaluation.plot_poisoning_curve",
-    "skpoison.evaluation.write_report",
 }
 
 

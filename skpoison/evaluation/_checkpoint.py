@@ -59,10 +59,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp creates the file private (0600); give it the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         # mkstemp's file is private (0o600); give the result the permissions of
         # any file made by open(): 0o666 less the umask.
         os.chmod(tmp, 0o666 & ~_UMASK)

@@ -85,6 +85,12 @@ def figure_9(
         Rows BayesClean and TRIM, one column per ratio: clean points (blue),
         poison points (green), rejected points (red crosses), the clean
         (black dashed), poisoned (green dotted) and defended (red) lines.
+
+    Examples
+    --------
+    >>> table, _ = figure_9(n_outer_steps=2, plot=False)
+    >>> table[["ratio", "defense", "n_poison"]].head(3).values.tolist()
+    [[0.2, 'none', 20], [0.2, 'bayesclean', 20], [0.2, 'trim', 20]]
     """
     import pandas as pd
 

@@ -53,6 +53,17 @@ def plot_nmse(results, ax=None):
     Returns
     -------
     fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(alpha=1.0, ratio=[0.0, 0.0, 0.1, 0.1],
+    ...     defense=["none", "trim"] * 2, test_nmse=[0.3, 0.35, 0.9, 0.4],
+    ...     defense_gain=[0.0, -16.7, 0.0, 55.6],
+    ...     poison_rejected=[float("nan")] * 3 + [0.8], diverged=False))
+    >>> fig = plot_nmse(df)
+    >>> fig.axes[0].get_ylabel()
+    'test NMSE (no defense)'
     """
     if ax is None:
         fig, (ax,) = _figure(1)
@@ -116,6 +127,17 @@ def plot_defense_gain(results):
     Returns
     -------
     fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(alpha=1.0, ratio=[0.0, 0.0, 0.1, 0.1],
+    ...     defense=["none", "trim"] * 2, test_nmse=[0.3, 0.35, 0.9, 0.4],
+    ...     defense_gain=[0.0, -16.7, 0.0, 55.6],
+    ...     poison_rejected=[float("nan")] * 3 + [0.8], diverged=False))
+    >>> fig = plot_defense_gain(df)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['α = 1']
     """
     return _per_alpha(
         results,
@@ -132,6 +154,17 @@ def plot_detection(results):
     Returns
     -------
     fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(alpha=1.0, ratio=[0.0, 0.0, 0.1, 0.1],
+    ...     defense=["none", "trim"] * 2, test_nmse=[0.3, 0.35, 0.9, 0.4],
+    ...     defense_gain=[0.0, -16.7, 0.0, 55.6],
+    ...     poison_rejected=[float("nan")] * 3 + [0.8], diverged=False))
+    >>> fig = plot_detection(df)
+    >>> fig.axes[0].get_ylabel()
+    'poison points rejected [%]'
     """
     poisoned = results[results["ratio"] > 0]
     return _per_alpha(
@@ -160,6 +193,17 @@ def plot_poisoning_curve(results, out_dir, *, prefix: str = "") -> list[str]:
     paths : list of str
         File names written (relative to ``out_dir``): ``nmse.png``,
         ``defense_gain.png``, ``detection.png``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(alpha=1.0, ratio=[0.0, 0.0, 0.1, 0.1],
+    ...     defense=["none", "trim"] * 2, test_nmse=[0.3, 0.35, 0.9, 0.4],
+    ...     defense_gain=[0.0, -16.7, 0.0, 55.6],
+    ...     poison_rejected=[float("nan")] * 3 + [0.8], diverged=False))
+    >>> import tempfile
+    >>> plot_poisoning_curve(df, tempfile.mkdtemp())
+    ['nmse.png', 'defense_gain.png', 'detection.png']
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,21 @@ def write_report(
     -------
     text : str
         The Markdown written.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, pathlib
+    >>> df = pd.DataFrame(dict(dataset="d", model="linear", repetition=0, alpha=1.0,
+    ...     ratio=[0.0, 0.0, 0.1, 0.1], defense=["none", "trim"] * 2,
+    ...     test_nmse=[0.3, 0.35, 0.9, 0.4], defense_gain=[0.0, -16.7, 0.0, 55.6],
+    ...     poison_rejected=[float("nan")] * 3 + [0.8], clean_rejected=0.4,
+    ...     diverged=False))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "report.md"
+    >>> text = write_report(df, path, title="Demo")
+    >>> print(text.splitlines()[0])
+    # Demo
+    >>> "| 10% | 55.6 ± - (55.6) |" in text
+    True
     """
     summary = summarize(results)
     n_rows = len(results)
