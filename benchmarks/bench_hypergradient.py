@@ -169,7 +169,7 @@ def bench_linear(name, shape, device, args):
     t_fast["method"], t_fast["backend"] = fast.method, fast.backend
     variants = {}
     for method in ("eigh", "krylov"):
-        for backend in ("numpy", "torch") if device.type == "cpu" else ("torch",):
+        for backend in ("numpy", "torch"):
             eng = LinearSpectralEngine(*data, method=method, backend=backend, **kw)
             t = timeit(
                 lambda e=eng: e.value_and_grad(Xp, yp), device, args.repeats_fast

@@ -392,9 +392,12 @@ class LinearSpectralEngine(_EngineBase):
         the same sums without eigenvectors (``O(T p^2)``). Both are exact;
         ``"auto"`` takes the cheaper.
     backend : {"auto", "numpy", "torch"}, default="auto"
-        Array library for the small ``p x p`` algebra. ``"auto"`` uses NumPy on
-        the CPU (less overhead per operation) and torch on CUDA. Inputs and
-        outputs are torch tensors either way.
+        Where the small ``p x p`` algebra runs: NumPy on the host, or torch on
+        ``device``. The ``n_p x p`` products with the poison points always run
+        in torch on ``device``, and inputs and outputs are torch tensors either
+        way. ``"auto"`` takes NumPy up to ``p = 512`` (less overhead per
+        operation; on CUDA, one round trip of ``A`` instead of a small GPU
+        eigensolver or ``T`` sequential kernel launches).
 
     Examples
     --------
@@ -426,19 +429,24 @@ class LinearSpectralEngine(_EngineBase):
                 f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}."
             )
         on_cuda = self.device.type == "cuda"
-        if backend == "numpy" and on_cuda:
-            raise ValueError("backend='numpy' runs on the CPU only; use device='cpu'.")
-        if backend == "auto":
-            backend = "torch" if on_cuda else "numpy"
-        self.backend = backend
-        self._ops = _TorchOps if backend == "torch" else _NumpyOps
         p = self.n_features + 1
         T = self.n_steps
+        if backend == "auto":
+            # The p x p algebra is tiny: on the host, NumPy's per-operation cost
+            # is lower than torch's, and on CUDA one round trip of A (p x p)
+            # should beat a small GPU eigensolver or T sequential kernel launches.
+            backend = "numpy" if p <= 512 else "torch"
+        self.backend = backend
+        self._ops = _TorchOps if backend == "torch" else _NumpyOps
+        # The n_p x p products run where the data lives: in NumPy too when the
+        # whole computation is on the host, else in torch on the device.
+        self._data_ops = _NumpyOps if backend == "numpy" and not on_cuda else _TorchOps
         if method == "auto":
             # Measured break-even on CPUs: an eigendecomposition costs about as
-            # much as 2 T matrix-vector products when p^3 ~ 3000 T; on GPUs the
-            # T sequential launches cost more than one batched solver call.
-            method = "eigh" if p**3 < 3000 * T or on_cuda else "krylov"
+            # much as 2 T matrix-vector products when p^3 ~ 3000 T; with torch
+            # on CUDA the T sequential launches cost more than one solver call.
+            cheap_eigh = p**3 < 3000 * T or (on_cuda and backend == "torch")
+            method = "eigh" if cheap_eigh else "krylov"
         self.method = method
         Z0 = self._augment(self.X_fixed)
         Zv = self._augment(self.X_val)
@@ -446,9 +454,12 @@ class LinearSpectralEngine(_EngineBase):
         idx = torch.arange(max(T - 1, 0), device=self.device)
         penalty = torch.ones(p, dtype=self.dtype, device=self.device)
         penalty[-1] = 0.0
+        # The clean Gram statistics stay on the device, where the poison Gram
+        # is added; the p x p algebra runs in the backend's arrays.
+        self._Ab0 = self._data_ops.from_torch(
+            Z0.T @ torch.cat([Z0, self.y_fixed[:, None]], dim=1)
+        )
         stats = {
-            "A0": Z0.T @ Z0,
-            "b0": Z0.T @ self.y_fixed,
             "H": Zv.T @ Zv / m,
             "h": Zv.T @ self.y_val / m,
             "s": torch.dot(self.y_val, self.y_val) / m,
@@ -462,12 +473,28 @@ class LinearSpectralEngine(_EngineBase):
     def _augment(X):
         return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
 
-    def _gram(self, Z_p, y_p):
-        st, n = self._stats, self.X_fixed.shape[0] + Z_p.shape[0]
-        A = st["A0"] + Z_p.T @ Z_p
+    def _augment_xy(self, X_p, y_p):
+        """``[X_p, 1, y_p]`` in the data's arrays; its first ``p`` columns are ``Z_p``."""
+        Zy = torch.cat([X_p, X_p.new_ones(X_p.shape[0], 1), y_p[:, None]], dim=1)
+        return self._data_ops.from_torch(Zy)
+
+    def _to_ops(self, a):
+        """A data-side array as the backend's array (one transfer at most)."""
+        return a if self._ops is self._data_ops else self._ops.from_torch(a)
+
+    def _to_data(self, a):
+        """A backend array as a data-side array."""
+        return a if self._ops is self._data_ops else self._ops.to_torch(a, self.device)
+
+    def _gram(self, Zy):
+        """``A``, ``b`` (in the backend's arrays) and ``c`` from ``[Z_p, y_p]``."""
+        st, n = self._stats, self.X_fixed.shape[0] + Zy.shape[0]
+        # One (p, p + 1) block: a host backend needs one device transfer.
+        Ab = self._to_ops(self._Ab0 + Zy[:, :-1].T @ Zy)
+        A, b = Ab[:, :-1], Ab[:, -1]
         if self.l2:
             A = A + st["eye"] * (n * self.l2 * st["penalty"])
-        return A, st["b0"] + Z_p.T @ y_p, self.lr / n
+        return A, b, self.lr / n
 
     def _diverges(self, c, lam_max):
         raise DivergenceError(
@@ -507,10 +534,9 @@ class LinearSpectralEngine(_EngineBase):
             self._ops.mv_into(M, out[k], out[k + 1])
         return out
 
-    def _weights(self, Z_p, y_p, *, with_grad):
-        """``w`` and, with ``with_grad``, the validation loss, ``grad_X`` and ``grad_y``."""
+    def _weights(self, A, b, c, *, with_grad):
+        """``w`` and, with ``with_grad``, the validation loss, ``S`` and ``u``."""
         st = self._stats
-        A, b, c = self._gram(Z_p, y_p)
         if self.method == "eigh":
             U, V = self._eig(A, c)
             F = c * V.sum(0)
@@ -538,17 +564,16 @@ class LinearSpectralEngine(_EngineBase):
             # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
             P = Kg[:-1].T @ st["K"] @ Kb[:-1]
             S = (-0.5 * c * c) * (P + P.T)
-        # grad_Z = 2 Z_p S + y_p u^T; only its first d columns (the features).
-        grad_X = 2.0 * (Z_p @ S[:, :-1]) + y_p[:, None] * u[None, :-1]
-        return w, (val, grad_X, Z_p @ u)
+        return w, (val, S, u)
 
     def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
         """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
         X_p, y_p = self._poison(X_p, y_p)
         ops = self._ops
         with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
-            Z_p = ops.from_torch(self._augment(X_p))
-            w, _ = self._weights(Z_p, ops.from_torch(y_p), with_grad=False)
+            w, _ = self._weights(
+                *self._gram(self._augment_xy(X_p, y_p)), with_grad=False
+            )
         return self._as_params(ops.to_torch(w, self.device))
 
     def _as_params(self, w):
@@ -576,16 +601,24 @@ class LinearSpectralEngine(_EngineBase):
         X_p, y_p = self._poison(X_p, y_p)
         ops = self._ops
         with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
-            Z_p = ops.from_torch(self._augment(X_p))
-            _, (val, grad_X, grad_y) = self._weights(
-                Z_p, ops.from_torch(y_p), with_grad=True
-            )
-        val = ops.to_torch(val, self.device)
-        if not bool(torch.isfinite(val)):
-            raise DivergenceError(
-                "The inner training diverged (non-finite validation loss)."
-            )
-        return val, ops.to_torch(grad_X, self.device), ops.to_torch(grad_y, self.device)
+            Zy = self._augment_xy(X_p, y_p)
+            _, (val, S, u) = self._weights(*self._gram(Zy), with_grad=True)
+            val = ops.to_torch(val, self.device)
+            if not bool(torch.isfinite(val)):
+                raise DivergenceError(
+                    "The inner training diverged (non-finite validation loss)."
+                )
+            S, u = self._to_data(S), self._to_data(u)
+            Z_p, y_p = Zy[:, :-1], Zy[:, -1]
+            # grad_Z = 2 Z_p S + y_p u^T; only its first d columns (the features).
+            grad_X = 2.0 * (Z_p @ S[:, :-1]) + y_p[:, None] * u[None, :-1]
+            grad_y = Z_p @ u
+        dops = self._data_ops
+        return (
+            val,
+            dops.to_torch(grad_X, self.device),
+            dops.to_torch(grad_y, self.device),
+        )
 
 
 class _NumpyOps:
@@ -602,7 +635,7 @@ class _NumpyOps:
     @staticmethod
     def to_torch(a, device):
         a = np.asarray(a)  # keeps 0-d values 0-d (ascontiguousarray would not)
-        return torch.from_numpy(a if a.flags.c_contiguous else a.copy())
+        return torch.from_numpy(a if a.flags.c_contiguous else a.copy()).to(device)
 
     @staticmethod
     def empty(shape, like):
@@ -657,7 +690,7 @@ class _small_cpu_threads:
 
     def __init__(self, device, blas: bool = False):
         self.active = device.type == "cpu"
-        self.blas = blas and self.active
+        self.blas = blas
         self.limit = None
 
     def __enter__(self):

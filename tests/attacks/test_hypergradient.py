@@ -296,3 +296,23 @@ def test_cuda_without_gpu_is_a_clear_error():
     X, y, Xv, yv, _, _ = _problem(9)
     with pytest.raises(ValueError, match="no CUDA GPU"):
         LinearSpectralEngine(X, y, Xv, yv, n_steps=3, lr=0.1, device="cuda")
+
+
+def test_host_algebra_with_device_data_path():
+    # On CUDA the p x p algebra runs in NumPy on the host while the poison
+    # products stay in torch on the device; emulate that split on the CPU.
+    from skpoison.attacks._hypergradient import _TorchOps
+
+    X, y, Xv, yv, Xp, yp = _problem(10)
+    kw = dict(n_steps=9, lr=0.2, l2=0.01)
+    ref = LinearSpectralEngine(X, y, Xv, yv, backend="torch", **kw)
+    for method in ("eigh", "krylov"):
+        split = LinearSpectralEngine(X, y, Xv, yv, backend="numpy", method=method, **kw)
+        split._data_ops = _TorchOps
+        split._Ab0 = torch.as_tensor(split._Ab0)
+        got, want = split.value_and_grad(Xp, yp), ref.value_and_grad(Xp, yp)
+        assert all(isinstance(t, torch.Tensor) for t in got)
+        for a, b in zip(got, want):
+            assert _rel(a, b) < 1e-12
+        w = split.train(Xp, yp)
+        torch.testing.assert_close(w["weight"], ref.train(Xp, yp)["weight"])
