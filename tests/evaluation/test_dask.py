@@ -26,3 +26,15 @@ def test_dask_backend_gives_the_same_results(tmp_path):
     drop = list(TIME_COLUMNS)
     pd.testing.assert_frame_equal(local.drop(columns=drop), remote.drop(columns=drop))
     assert len(list((tmp_path / "units").glob("*.json"))) == 4
+
+
+def test_cli_backend_dask_starts_a_local_cluster(tmp_path):
+    from skpoison.cli import main
+
+    args = ["evaluate", "--dataset", "synthetic", "--reps", "1", "--alphas", "1",
+            "--ratios", "0", "0.1", "--defenses", "none", "--n-outer-steps", "2",
+            "--no-progress"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--backend", "dask", "--out", str(tmp_path / "b")]) == 0
+    a = (tmp_path / "a" / "results.csv").read_bytes()
+    assert a == (tmp_path / "b" / "results.csv").read_bytes()
