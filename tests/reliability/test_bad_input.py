@@ -731,7 +731,12 @@ def regression_data(draw):
 
 
 @pytest.mark.parametrize("subject", FAST, ids=str)
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,  # the same examples every run: counts in the docs hold
+    suppress_health_check=list(HealthCheck),
+)
 @given(data=regression_data())
 def test_random_finite_data_gives_finite_output_or_clear_error(subject, data):
     X, y = data

@@ -149,7 +149,7 @@ def test_poisoned_dataset_export_and_reuse(poisoned, suffix, tmp_path):
         bounds=[b.tolist() for b in attack.bounds_],
     )
     data = load_poisoned_dataset(path)
-    record("save/load_poisoned_dataset", f"export {suffix}", "finite")
+    record("save_poisoned_dataset", f"export {suffix}", "finite")
     # Bit for bit, whatever the format.
     assert np.array_equal(data.data, X_p) and np.array_equal(data.target, y_p)
     assert data.data.dtype == np.float64
