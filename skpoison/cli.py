@@ -61,7 +61,12 @@ examples:
 class _Formatter(
     argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
 ):
-    pass
+    """Show defaults, except the uninformative None and False."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _positive_int(text: str) -> int:
@@ -83,7 +88,7 @@ def _add_run_options(p: argparse.ArgumentParser, n_jobs: int = 1) -> None:
         "--backend",
         default=None,
         choices=("loky", "threading", "multiprocessing", "dask"),
-        help="joblib backend (default: joblib's, i.e. loky processes)",
+        help="joblib backend (if not given: joblib's, i.e. loky processes)",
     )
     g.add_argument(
         "--scheduler",
@@ -212,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
             "once (fetch_loan) and skipped with a message when that is impossible. "
             "--quick runs Boston Housing only, 2 repetitions, alphas 1, 0.3 and 0.1 "
             "(under 3 minutes on 2 cores). Each study goes to its own subfolder "
-            "of --out with the files of 'skpoison evaluate'."
+            "of --out with the files of 'skpoison evaluate'; --out also gets "
+            "README.md (an index with wall times) and findings.md (each of the "
+            "paper's findings, what was measured, agree or not)."
         ),
         formatter_class=_Formatter,
     )
@@ -226,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reps",
         type=_positive_int,
         default=None,
-        help="repetitions (default: 10, or 2 with --quick)",
+        help="repetitions: 10, or 2 with --quick",
     )
     rp.add_argument(
         "--datasets",
