@@ -570,6 +570,7 @@ def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_r
 
     from .evaluation._checkpoint import atomic_write_text
     from .evaluation._figure9 import figure_9
+    from .evaluation._plots import save_small_png
 
     if not 0 <= plot_rep < reps:
         raise ValueError(f"--plot-rep must be in [0, {reps - 1}], got {plot_rep}.")
@@ -589,7 +590,7 @@ def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_r
     table = pd.concat(tables, ignore_index=True)
     atomic_write_text(out / "figure9.csv", table.to_csv(index=False))
     drawn.suptitle(f"random_state={random_state + plot_rep}", fontsize="small")
-    drawn.savefig(out / "figure9.png", dpi=80)
+    save_small_png(drawn, out / "figure9.png")
     return table, drawn
 
 

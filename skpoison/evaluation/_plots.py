@@ -215,6 +215,24 @@ def plot_poisoning_curve(results, out_dir, *, prefix: str = "") -> list[str]:
             figures["detection"] = plot_detection(results)
     for name, fig in figures.items():
         fname = f"{prefix}{name}.png"
-        fig.savefig(out_dir / fname, dpi=_DPI)
+        save_small_png(fig, out_dir / fname)
         written.append(fname)
     return written
+
+
+def save_small_png(fig, path, *, dpi: int = _DPI, colors: int = 128) -> None:
+    """Save ``fig`` as a palette PNG (a third of the RGBA file for line plots).
+
+    Line plots use few colours, so quantising to ``colors`` palette entries
+    (with Pillow, which matplotlib depends on) loses nothing visible.
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        small = image.convert("RGB").quantize(colors=colors)
+        small.save(path, format="PNG", optimize=True)
