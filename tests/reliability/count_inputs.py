@@ -10,6 +10,7 @@ Usage (from the repository root)::
 
     python tests/reliability/count_inputs.py            # run, then count
     python tests/reliability/count_inputs.py --log F    # count an existing log
+    python tests/reliability/count_inputs.py --matrix   # and the fault matrix
 
 The numbers in ``doc/reliability.md`` come from this command.
 """
@@ -91,10 +92,47 @@ def summarise(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+ABBREV = {
+    "finite": "ok",
+    "ValueError": "VE",
+    "TypeError": "TE",
+    "DivergenceError": "DE",
+    "InvalidParameterError": "IPE",
+}
+
+
+def fault_matrix(records: list[dict]) -> str:
+    """Bad-data faults x subjects: what each call returned (one call per cell)."""
+    sys.path.insert(0, str(HERE))
+    from test_bad_input import FAULTS, KNOWN_BUGS
+
+    cells, subjects = {}, []
+    for rec in records:
+        if rec["category"] in FAULTS:
+            cells[rec["subject"], rec["category"]] = rec["outcome"]
+            if rec["subject"] not in subjects:
+                subjects.append(rec["subject"])
+    lines = [
+        "| fault | " + " | ".join(f"`{s}`" for s in subjects) + " |",
+        "|---" * (len(subjects) + 1) + "|",
+    ]
+    for fault in FAULTS:
+        row = []
+        for subject in subjects:
+            outcome = cells.get((subject, fault))
+            text = "-" if outcome is None else ABBREV.get(outcome, outcome)
+            row.append(text + (" (bug)" if (subject, fault) in KNOWN_BUGS else ""))
+        lines.append(f"| {fault} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", help="count an existing log instead of running pytest")
     parser.add_argument("--slow", action="store_true", help="include slow tests")
+    parser.add_argument(
+        "--matrix", action="store_true", help="also print faults x subjects outcomes"
+    )
     args = parser.parse_args(argv)
     if args.log:
         log = Path(args.log)
@@ -117,7 +155,11 @@ def main(argv=None) -> int:
         if proc.returncode != 0:
             print(proc.stdout[-3000:], file=sys.stderr)
             return proc.returncode
-    print(summarise(json.loads(log.read_text(encoding="utf-8"))))
+    records = json.loads(log.read_text(encoding="utf-8"))
+    print(summarise(records))
+    if args.matrix:
+        print()
+        print(fault_matrix(records))
     return 0
 
 

@@ -203,8 +203,9 @@ KNOWN_BUGS = {
         "inf Hessian: torch _LinAlgError (a RuntimeError) instead of DivergenceError"
     ),
     ("StealthyPoisoner", "huge_X_and_y"): (
-        "LinearSpectralEngine._spectrum calls torch.linalg.eigh on an inf matrix: "
-        "torch _LinAlgError instead of DivergenceError/ValueError"
+        "the spectral engine on |values| ~1e300 overflows (numpy RuntimeWarning "
+        "in skpoison.attacks._hypergradient, an error under setup.cfg; torch "
+        "_LinAlgError on the torch backend) before any clear error"
     ),
     ("make_engine(linear)", "huge_X_and_y"): "same as StealthyPoisoner-huge_X_and_y",
     ("make_engine(linear)", "huge_y"): (
