@@ -2,7 +2,8 @@
 
 ``doc/reproduction.md`` and ``doc/reliability.md`` are written by other
 developers and may not exist yet when the documentation is built. The toctree
-line ``.. skpoison-optional-pages:: reproduction reliability`` in a page is
+line ``.. skpoison-optional-pages:: Reproduction <reproduction>; reliability``
+(entries separated by ``;``, each ``name`` or ``Title <name>``) in a page is
 replaced by toctree entries for those of the named pages that exist, so the
 build stays warning-free either way (a missing document in a toctree is a
 warning; an existing one outside every toctree is a warning too). Likewise
@@ -43,10 +44,13 @@ def _expand_optional_pages(app, docname, source):
     srcdir = Path(app.srcdir)
 
     def replace(match):
-        entries = [
-            name for name in match["names"].split() if _page_exists(srcdir, name)
-        ]
-        return "\n".join(match["indent"] + name for name in entries)
+        entries = []
+        for item in filter(None, (i.strip() for i in match["names"].split(";"))):
+            titled = re.fullmatch(r"(?P<title>.*?)\s*<(?P<name>[^>]+)>", item)
+            name = titled["name"] if titled else item
+            if _page_exists(srcdir, name):
+                entries.append(item)
+        return "\n".join(match["indent"] + entry for entry in entries)
 
     def link(match):
         if _page_exists(srcdir, match["target"]):
