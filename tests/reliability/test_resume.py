@@ -31,7 +31,7 @@ from reliability_helpers import record
 COMMAND = [
     sys.executable, "-m", "skpoison.cli", "evaluate", "--dataset", "synthetic",
     "--alphas", "1", "0.5", "--ratios", "0", "0.1", "0.2", "--defenses", "none",
-    "trim", "--reps", "4", "--n-outer-steps", "3", "--no-progress",
+    "trim", "--reps", "3", "--n-outer-steps", "3", "--no-progress",
 ]  # fmt: skip
 
 
