@@ -458,6 +458,12 @@ def check_linear_stability(X: torch.Tensor, lr: float, l2: float = 0.0) -> float
     H = Z.T @ Z / n
     if l2:
         H = H + torch.diag(torch.cat([X.new_full((d,), l2), X.new_zeros(1)]))
+    if not bool(torch.isfinite(H).all()):
+        # |X| beyond ~1e154: Z^T Z overflows and eigvalsh would fail obscurely.
+        raise DivergenceError(
+            "X is too large for gradient descent in floating point: Z^T Z "
+            "overflows. Standardise the features."
+        )
     lam_max = float(torch.linalg.eigvalsh(H)[-1])
     if not math.isfinite(lam_max) or lr * lam_max >= 2.0:
         raise DivergenceError(
