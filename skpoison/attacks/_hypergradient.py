@@ -94,6 +94,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import scipy.sparse
 import torch
 from torch import nn
 
@@ -112,6 +113,8 @@ __all__ = ["LinearSpectralEngine", "UnrolledEngine", "make_engine"]
 
 
 def _as_tensor(a, dtype, device, name: str, ndim: int) -> torch.Tensor:
+    if scipy.sparse.issparse(a):
+        raise TypeError(f"{name} must be a dense array or tensor, got a sparse matrix.")
     if isinstance(a, torch.Tensor):
         t = a.detach().to(device=device, dtype=dtype)
     else:
@@ -156,6 +159,13 @@ class _EngineBase:
                         ("X_val", self.X_val), ("y_val", self.y_val)):  # fmt: skip
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name} contains NaN or infinity.")
+            # Finite values whose squares overflow (|t| ~1e154+) would make every
+            # loss and Gram matrix inf; say so instead of failing deep inside.
+            if not bool(torch.isfinite((t.double() ** 2).sum())):
+                raise ValueError(
+                    f"{name} is too large: its squares overflow float64. "
+                    "Standardise the data."
+                )
 
     def _poison(self, X_p, y_p):
         X_p = _as_tensor(X_p, self.dtype, self.device, "X_p", 2)
