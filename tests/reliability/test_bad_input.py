@@ -47,7 +47,7 @@ STRINGS = r"could not convert string to float"
 DIM3 = r"dim 3|must be 2-d"
 Y2D = r"(y\w*|residuals) (should|must) be (a )?1-?d"
 LENGTHS = r"inconsistent numbers of samples|different numbers of rows"
-SPARSE = r"Sparse data was passed for X"
+SPARSE = r"Sparse data was passed for X|X\w* must be a dense array"
 NFEAT = r"n_features \+ 2"
 DIVERGE = r"learning_rate|inner_lr|inner learning rate"
 
@@ -198,27 +198,6 @@ KNOWN_BUGS = {
             "make_huber_baseline",
         )
     },
-    ("TorchLinearRegressor", "huge_X_and_y"): (
-        "models/_training.check_linear_stability calls torch.linalg.eigvalsh on an "
-        "inf Hessian: torch _LinAlgError (a RuntimeError) instead of DivergenceError"
-    ),
-    ("StealthyPoisoner", "huge_X_and_y"): (
-        "the spectral engine on |values| ~1e300 overflows (numpy RuntimeWarning "
-        "in skpoison.attacks._hypergradient, an error under setup.cfg; torch "
-        "_LinAlgError on the torch backend) before any clear error"
-    ),
-    ("make_engine(linear)", "huge_X_and_y"): "same as StealthyPoisoner-huge_X_and_y",
-    ("make_engine(linear)", "huge_y"): (
-        "the spectral engine's NumPy backend (b33f9c4) overflows in numpy on "
-        "y ~1e300: RuntimeWarnings from skpoison.attacks._hypergradient (errors "
-        "under setup.cfg) before its DivergenceError; check finiteness first"
-    ),
-    ("StealthyPoisoner", "huge_y"): "same as make_engine(linear)-huge_y",
-    ("make_engine(linear)", "sparse_X"): (
-        "_hypergradient._as_tensor: np.asarray(sparse) gives 'setting an array "
-        "element with a sequence' instead of a TypeError naming X_fixed"
-    ),
-    ("make_engine(mlp)", "sparse_X"): "same as make_engine(linear)-sparse_X",
     ("BayesCleanFilter", "huge_X_and_y"): (
         "BayesianRidge overflows on |values| ~1e300: non-finite predictive_std_ "
         "and scores_ returned silently"
