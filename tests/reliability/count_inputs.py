@@ -94,6 +94,7 @@ def summarise(records: list[dict]) -> str:
 
 ABBREV = {
     "finite": "ok",
+    "non-finite": "NaN/inf",
     "ValueError": "VE",
     "TypeError": "TE",
     "DivergenceError": "DE",

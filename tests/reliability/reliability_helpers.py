@@ -34,8 +34,17 @@ def record(subject, category: str, outcome: str) -> None:
 
 
 def outcome_of(result) -> str:
+    """The exception's type name, or whether the numeric outputs are all finite."""
     if isinstance(result, BaseException):
         return type(result).__name__
+    values = result.values() if isinstance(result, dict) else [result]
+    for value in values:
+        try:
+            arr = np.asarray(value.toarray() if sp.issparse(value) else value)
+        except Exception:  # not array-like: nothing to check
+            continue
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            return "non-finite"
     return "finite"
 
 
