@@ -217,10 +217,7 @@ ESTIMATORS = [
     Subject(
         "TrimRegressor",
         _fit(_trim),
-        lambda est, X: {
-            "predict": est.predict(X),
-            **_arrays(est, ("inlier_mask_", "scores_")),
-        },
+        _predict_outputs(("inlier_mask_", "scores_")),
         min_samples=2,
         random=True,
     ),
@@ -230,10 +227,7 @@ ESTIMATORS = [
     Subject(
         "ProdaRegressor",
         _fit(_proda),
-        lambda est, X: {
-            "predict": est.predict(X),
-            **_arrays(est, ("inlier_mask_", "scores_")),
-        },
+        _predict_outputs(("inlier_mask_", "scores_")),
         min_samples=5,
         random=True,
     ),
