@@ -12,7 +12,60 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bounds", "check_n_from_fraction", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "check_bounds",
+    "check_n_from_fraction",
+    "check_target",
+    "resolve_device",
+    "resolve_dtype",
+    "validate_regression_data",
+]
+
+
+def check_target(y, *, name: str = "y") -> np.ndarray:
+    """Convert a regression target to a float64 array, naming it in errors.
+
+    sklearn's ``validate_data(..., y_numeric=True)`` converts only object-dtype
+    targets: a string array (``dtype.kind == "U"``) would reach the numerics
+    and fail with an unrelated ufunc ``TypeError``. Here every target goes
+    through ``check_array(dtype=float64)``, so non-numeric strings raise a
+    ``ValueError`` naming ``name`` (numeric strings such as ``"1.5"`` are
+    converted, as sklearn does for object arrays).
+
+    Examples
+    --------
+    >>> check_target(np.array(["1.5", "2"]))
+    array([1.5, 2. ])
+    """
+    from sklearn.utils.validation import check_array
+
+    try:
+        return check_array(y, ensure_2d=False, dtype=np.float64, input_name=name)
+    except ValueError as exc:
+        if "could not convert" in str(exc):
+            raise ValueError(f"{name} must be numeric: {exc}") from None
+        raise
+
+
+def validate_regression_data(estimator, X, y, **kwargs):
+    """``validate_data(estimator, X, y, y_numeric=True, **kwargs)`` with a float64 ``y``.
+
+    The one place where the package's ``fit`` methods validate ``(X, y)``:
+    sklearn's checks (shapes, NaN/inf, sparse, ``n_features_in_``), then
+    :func:`check_target` so that a string target gets a clear error.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = validate_regression_data(LinearRegression(), [[0.0], [1.0]], ["1", "2"])
+    >>> y
+    array([1., 2.])
+    """
+    from sklearn.utils.validation import validate_data
+
+    kwargs.setdefault("y_numeric", True)
+    X, y = validate_data(estimator, X, y, **kwargs)
+    return X, check_target(y)
 
 
 def check_n_from_fraction(

@@ -51,3 +51,25 @@ def test_device_and_dtype():
     assert resolve_dtype(np.float32) is torch.float32
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("int8")
+
+
+def test_check_target_converts_numeric_strings_and_names_y_otherwise():
+    from skpoison._validation import check_target
+
+    np.testing.assert_array_equal(check_target(np.array(["1.5", "-2"])), [1.5, -2.0])
+    with pytest.raises(ValueError, match=r"y_val must be numeric.*could not convert"):
+        check_target(np.array(["1.5", "abc"]), name="y_val")
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        check_target(np.array(["1.5", "nan"]))
+
+
+def test_validate_regression_data_gives_float64_y_and_keeps_sklearn_checks():
+    from sklearn.linear_model import LinearRegression
+
+    from skpoison._validation import validate_regression_data
+
+    est = LinearRegression()
+    X, y = validate_regression_data(est, [[0.0], [1.0]], np.array(["3", "4"]))
+    assert y.dtype == np.float64 and est.n_features_in_ == 1
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        validate_regression_data(est, [[0.0], [1.0]], [1.0])

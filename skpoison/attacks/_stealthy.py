@@ -66,9 +66,15 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._metadata_requests import RequestMethod
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.validation import check_is_fitted, check_X_y
 
-from .._validation import check_bounds, resolve_device, resolve_dtype
+from .._validation import (
+    check_bounds,
+    check_target,
+    resolve_device,
+    resolve_dtype,
+    validate_regression_data,
+)
 from ..exceptions import DivergenceError
 from ._hypergradient import make_engine
 from ._presets import get_preset
@@ -352,11 +358,12 @@ class StealthyPoisoner(BaseEstimator):
         -------
         self : StealthyPoisoner
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         if (X_val is None) != (y_val is None):
             raise ValueError("Pass both X_val and y_val, or neither.")
         if X_val is not None:
             X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
+            y_val = check_target(y_val, name="y_val")
             if X_val.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}."

@@ -41,8 +41,8 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.linear_model import BayesianRidge
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 
+from .._validation import validate_regression_data
 from ._base import BaseDefense
 
 __all__ = ["BayesCleanFilter"]
@@ -219,8 +219,8 @@ class BayesCleanFilter(BaseDefense):
                 f"c1 must be <= c2 (accept within c1 std, reject beyond c2 std); "
                 f"got c1={self.c1}, c2={self.c2}."
             )
-        X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2
+        X, y = validate_regression_data(
+            self, X, y, dtype=np.float64, ensure_min_samples=2
         )
         self.estimator_ = BayesianRidge(
             max_iter=self.max_iter,

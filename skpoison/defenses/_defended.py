@@ -24,11 +24,9 @@ from sklearn.utils.metadata_routing import (
     _routing_enabled,
     process_routing,
 )
-from sklearn.utils.validation import (
-    _check_method_params,
-    validate_data,
-)
+from sklearn.utils.validation import _check_method_params
 
+from .._validation import validate_regression_data
 from ._base import PredictWithEstimatorMixin
 
 __all__ = ["DefendedRegressor"]
@@ -122,7 +120,7 @@ class DefendedRegressor(
         self : object
             Fitted estimator.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         if _routing_enabled():
             routed = process_routing(self, "fit", **fit_params)
             defense_params, estimator_params = routed.defense.fit, routed.estimator.fit

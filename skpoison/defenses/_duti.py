@@ -74,9 +74,9 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import check_array
 
-from .._validation import check_n_from_fraction
+from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, mask_keep_lowest
 from ._linear import gram_statistics
 
@@ -377,7 +377,7 @@ class DutiFilter(BaseDefense):
         self : object
             Fitted filter.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         X_t, y_t = self._check_trusted(X_trusted, y_trusted)
         n = X.shape[0]
         n_reject = check_n_from_fraction(

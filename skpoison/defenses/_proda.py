@@ -55,9 +55,8 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import validate_data
 
-from .._validation import check_n_from_fraction
+from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
     gram_statistics,
@@ -251,7 +250,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self : object
             Fitted regressor.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         n, d = X.shape
         if n < self.group_size:
             raise ValueError(

@@ -52,9 +52,8 @@ from sklearn.base import _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.extmath import randomized_svd
-from sklearn.utils.validation import validate_data
 
-from .._validation import check_n_from_fraction
+from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense
 from ._linear import gram_statistics, predict_linear, solve_gram
 
@@ -263,7 +262,7 @@ class SeverFilter(BaseDefense):
         self : object
             Fitted filter.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         n = X.shape[0]
         n_reject = check_n_from_fraction(
             self.reject_fraction, n, name="reject_fraction", min_remaining=2

@@ -46,9 +46,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
-from sklearn.utils.validation import validate_data
 
-from .._validation import check_n_from_fraction
+from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import _CHUNK_ROWS, gram_statistics, solve_gram, squared_residuals
 
@@ -386,8 +385,8 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self : object
             Fitted estimator.
         """
-        X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2
+        X, y = validate_regression_data(
+            self, X, y, dtype=np.float64, ensure_min_samples=2
         )
         n = X.shape[0]
         n_reject = check_n_from_fraction(

@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import resolve_device, resolve_dtype
+from .._validation import resolve_device, resolve_dtype, validate_regression_data
 from ._training import check_loss_curve, gradient_descent, loss_and_grad_fn
 
 __all__ = ["BaseTorchRegressor"]
@@ -71,7 +71,7 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         skpoison.exceptions.DivergenceError
             If gradient descent diverges with this ``learning_rate``.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = validate_regression_data(self, X, y, dtype=np.float64)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
