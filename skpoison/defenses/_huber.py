@@ -15,19 +15,53 @@ the usual model-selection rule, on the (possibly poisoned) training data that a
 defender actually has. Pass ``scoring`` or ``cv`` to change it; in the
 evaluation layer one can also pass a ``PredefinedSplit`` over a clean
 validation set.
+
+Bad data. ``GridSearchCV`` catches the error of every failed fit and reports
+only "All the N fits failed" followed by tracebacks, so the search returned here
+checks, before searching, what ``HuberRegressor`` cannot fit: a non-numeric
+target (a string ``y`` is converted to float64 or gets a ``ValueError`` naming
+``y``) and data whose squares overflow float64 (|values| beyond about 1e154:
+L-BFGS fails on such ``X``, and on such ``y`` it returns meaningless
+coefficients while the cross-validated squared errors are infinite): a
+``ValueError`` saying to standardise the data.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.linear_model import HuberRegressor
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils.validation import check_array
+
+from .._validation import check_target
 
 __all__ = ["make_huber_baseline"]
 
 #: The paper's fixed Huber settings (Appendix E).
 HUBER_ALPHA = 1e-4
 HUBER_MAX_ITER = 10_000
+
+
+class _HuberSearchCV(GridSearchCV):
+    """``GridSearchCV`` that refuses, with a clear message, data Huber cannot fit."""
+
+    def fit(self, X, y=None, **params):
+        y = check_target(y)
+        X_num = check_array(X, accept_sparse=True, dtype=np.float64, input_name="X")
+        for name, values in (
+            ("X", X_num.data if sp.issparse(X_num) else X_num.ravel()),
+            ("y", y.ravel()),
+        ):
+            with np.errstate(over="ignore"):
+                squares_overflow = not np.isfinite(np.dot(values, values))
+            if squares_overflow:
+                raise ValueError(
+                    f"{name} is too large for HuberRegressor in float64: its "
+                    "squares overflow (L-BFGS and the squared-error scores fail). "
+                    "Standardise (or rescale) the data."
+                )
+        return super().fit(X, y, **params)
 
 
 def make_huber_baseline(
@@ -57,7 +91,9 @@ def make_huber_baseline(
     search : GridSearchCV
         An unfitted search over ``HuberRegressor(alpha=1e-4, max_iter=10000)``;
         after ``fit`` it refits the best epsilon on all the data and predicts
-        with it.
+        with it. Its ``fit`` first converts ``y`` to float64 and refuses ``X``
+        or ``y`` whose squares overflow float64, with a ``ValueError`` naming the input
+        (instead of ``GridSearchCV``'s "All the N fits failed").
 
     See Also
     --------
@@ -91,7 +127,7 @@ def make_huber_baseline(
         raise ValueError(
             f"epsilon_grid values must lie in [1.1, 10] (the paper's range), got {grid}."
         )
-    return GridSearchCV(
+    return _HuberSearchCV(
         HuberRegressor(alpha=HUBER_ALPHA, max_iter=HUBER_MAX_ITER),
         {"epsilon": grid.tolist()},
         cv=cv,

@@ -182,13 +182,6 @@ for _name in ("nmse(y_true)", "nmse(y_pred)", "residual_std", "detectability_ris
 #: (subject, fault) -> reason. strict=True: the test fails once it is fixed,
 #: so the marker cannot outlive the bug.
 KNOWN_BUGS = {
-    ("make_huber_baseline", "strings_y"): (
-        "GridSearchCV reports 'All the 4 fits failed' around a ufunc TypeError"
-    ),
-    ("make_huber_baseline", "huge_X_and_y"): (
-        "HuberRegressor's L-BFGS fails on 1e300 data; GridSearchCV reports 'All "
-        "the 4 fits failed' without saying the data are too large"
-    ),
     ("BayesCleanFilter", "huge_X_and_y"): (
         "BayesianRidge overflows on |values| ~1e300: non-finite predictive_std_ "
         "and scores_ returned silently"
