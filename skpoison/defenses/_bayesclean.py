@@ -49,19 +49,27 @@ __all__ = ["BayesCleanFilter"]
 
 
 def _predictive_mean_std(estimator: BayesianRidge, X: np.ndarray):
-    """``estimator.predict(X, return_std=True)`` over blocks of rows.
+    """``estimator.predict(X, return_std=True)`` over blocks of rows, never NaN.
 
-    On the whole of ``X`` the predictive std builds three temporaries the size of
-    ``X``; blocks of about 8 MB keep the memory flat and the work in cache.
+    The variance is ``x_c^T sigma_ x_c + 1 / alpha_`` (``x_c = x - X_offset_``),
+    as in ``BayesianRidge.predict``, with the model term clipped at 0: it is
+    non-negative in exact arithmetic, but when ``y`` is fitted almost exactly on
+    unscaled features (e.g. of order 1e8) ``sigma_`` is tiny, the quadratic form
+    cancels to a small negative number and ``predict`` returns NaN. Elsewhere the
+    result is bit for bit that of ``predict``. On the whole of ``X`` the
+    predictive std builds three temporaries the size of ``X``; blocks of about
+    8 MB keep the memory flat and the work in cache.
     """
     step = max(1024, (1 << 20) // max(X.shape[1], 1))
-    if X.shape[0] <= step:
-        return estimator.predict(X, return_std=True)
     mu = np.empty(X.shape[0])
     sigma = np.empty(X.shape[0])
+    noise_var = 1.0 / estimator.alpha_
     for start in range(0, X.shape[0], step):
         block = slice(start, start + step)
-        mu[block], sigma[block] = estimator.predict(X[block], return_std=True)
+        mu[block] = estimator.predict(X[block])
+        Xc = X[block] - estimator.X_offset_
+        model_var = (np.dot(Xc, estimator.sigma_) * Xc).sum(axis=1)
+        sigma[block] = np.sqrt(np.maximum(model_var, 0.0) + noise_var)
     return mu, sigma
 
 
@@ -110,7 +118,10 @@ class BayesCleanFilter(BaseDefense):
     predictive_mean_ : ndarray of shape (n_samples,)
         ``mu_i`` of each training point.
     predictive_std_ : ndarray of shape (n_samples,)
-        ``sigma_i`` of each training point.
+        ``sigma_i`` of each training point: ``BayesianRidge``'s predictive
+        std, with the term ``x_i^T Sigma_post x_i`` clipped at 0 where rounding
+        makes it negative (``y`` fitted almost exactly on unscaled ``X``), so
+        it is never NaN and at least ``sqrt(1 / estimator_.alpha_)``.
     accepted_mask_ : ndarray of shape (n_samples,), dtype=bool
         Points accepted as benign (``I_1`` in the paper).
     flagged_mask_ : ndarray of shape (n_samples,), dtype=bool
@@ -213,6 +224,13 @@ class BayesCleanFilter(BaseDefense):
         -------
         self : object
             Fitted filter.
+
+        Raises
+        ------
+        ValueError
+            If ``c1 > c2``, or if ``X`` and ``y`` are too large for float64
+            (their squares overflow, |values| beyond about 1e154): standardise
+            them first.
         """
         if self.c1 > self.c2:
             raise ValueError(
@@ -222,7 +240,18 @@ class BayesCleanFilter(BaseDefense):
         X, y = validate_regression_data(
             self, X, y, dtype=np.float64, ensure_min_samples=2
         )
-        self.estimator_ = BayesianRidge(
+        # Finite data whose squares overflow (|values| beyond ~1e154): BayesianRidge
+        # would return NaN or inf moments; say so instead.
+        with np.errstate(over="ignore", invalid="ignore"):
+            overflow = not (
+                np.isfinite(np.einsum("ij,ij->", X, X)) and np.isfinite(y @ y)
+            )
+        if overflow:
+            raise ValueError(
+                "X and y are too large for BayesianRidge in float64: their squares "
+                "overflow. Standardise (or rescale) the data first."
+            )
+        estimator = BayesianRidge(
             max_iter=self.max_iter,
             tol=self.tol,
             alpha_1=self.alpha_1,
@@ -231,13 +260,21 @@ class BayesCleanFilter(BaseDefense):
             lambda_2=self.lambda_2,
             fit_intercept=self.fit_intercept,
         ).fit(X, y)
-        mu, sigma = _predictive_mean_std(self.estimator_, X)
+        with np.errstate(all="ignore"):
+            mu, sigma = _predictive_mean_std(estimator, X)
+            residual = np.abs(y - mu)
+            # sigma >= sqrt(1 / alpha_) > 0 in exact arithmetic; guard the division.
+            scores = residual / np.maximum(sigma, np.finfo(np.float64).tiny)
+        if not (np.isfinite(mu).all() and np.isfinite(scores).all()):
+            raise ValueError(
+                "BayesianRidge gave non-finite predictive moments "
+                f"(alpha_={estimator.alpha_:.3g}, lambda_={estimator.lambda_:.3g}): "
+                "the data are too large or too badly scaled. Standardise (or "
+                "rescale) X and y first."
+            )
+        self.estimator_ = estimator
         self.predictive_mean_, self.predictive_std_ = mu, sigma
-
-        residual = np.abs(y - mu)
-        # sigma >= sqrt(1 / alpha_) > 0 in exact arithmetic; guard the division anyway.
-        tiny = np.finfo(np.float64).tiny
-        self.scores_ = residual / np.maximum(sigma, tiny)
+        self.scores_ = scores
         if self.rule == "residual":
             accepted = residual <= self.c1 * sigma
             rejected = residual > self.c2 * sigma

@@ -191,3 +191,26 @@ def test_predictive_moments_are_bayesian_ridges_over_blocks():
     mu, sigma = bc.estimator_.predict(X, return_std=True)
     np.testing.assert_allclose(bc.predictive_mean_, mu, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(bc.predictive_std_, sigma, rtol=1e-12)
+
+
+def test_exact_fit_on_unscaled_features_gives_finite_std_not_nan():
+    # y fitted exactly on features of order 1e8: BayesianRidge's x^T sigma_ x
+    # rounds to a negative number and predict(return_std=True) gives NaN there.
+    X = np.arange(12.0).reshape(3, 4) * 1e8
+    y = np.ones(3)
+    bc = BayesCleanFilter().fit(X, y)
+    floor = np.sqrt(1.0 / bc.estimator_.alpha_)
+    assert np.isfinite(bc.predictive_std_).all() and np.isfinite(bc.scores_).all()
+    assert (bc.predictive_std_ >= floor).all()
+    _, sigma = bc.estimator_.predict(X, return_std=True)
+    ok = np.isfinite(sigma)
+    np.testing.assert_array_equal(bc.predictive_std_[ok], sigma[ok])
+
+
+@pytest.mark.parametrize("scale_X, scale_y", [(1e300, 1e300), (1.0, 1e300)])
+def test_data_whose_squares_overflow_is_refused(scale_X, scale_y):
+    X, y = _random_problem(0)
+    bc = BayesCleanFilter()
+    with pytest.raises(ValueError, match="too large.*Standardise"):
+        bc.fit(X * scale_X, y * scale_y)
+    assert not hasattr(bc, "estimator_")

@@ -39,6 +39,7 @@ GROUPS = {
     "victim learning rate": "numerical",
     "near-singular X^T X": "numerical",
     "known bug": "bad data",
+    "fixed bug": "bad data",
 }
 COLUMNS = [
     "bad data",

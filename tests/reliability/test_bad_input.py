@@ -181,24 +181,12 @@ for _name in ("nmse(y_true)", "nmse(y_pred)", "residual_std", "detectability_ris
 #: Known bugs found by this suite that are not fixed yet (owner to fix):
 #: (subject, fault) -> reason. strict=True: the test fails once it is fixed,
 #: so the marker cannot outlive the bug.
-KNOWN_BUGS = {
-    ("BayesCleanFilter", "huge_X_and_y"): (
-        "BayesianRidge overflows on |values| ~1e300: non-finite predictive_std_ "
-        "and scores_ returned silently"
-    ),
-    ("BayesCleanFilter", "huge_y"): "same as BayesCleanFilter-huge_X_and_y",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 #: Known bugs inside the hypothesis domain: subject -> (predicate(X, y), reason).
 #: Examples where the predicate holds are skipped (``assume``) so the property
 #: keeps testing everything else; each has a strict-xfail example below.
 KNOWN_BUG_DOMAINS = {
-    "BayesCleanFilter": (
-        lambda X, y: np.ptp(y) == 0 or X.shape[0] <= X.shape[1] + 1,
-        "y fitted exactly (constant y, or n_samples <= n_features + 1) on "
-        "unscaled X: BayesianRidge's noise precision blows up and "
-        "predictive_std_ / scores_ are NaN (see test_known_bug_example)",
-    ),
     "DutiFilter": (
         lambda X, y: np.abs(X).max() >= 1e6,
         "unscaled large X: the ridge system of DUTI (regularization=0.1) is "
@@ -207,6 +195,14 @@ KNOWN_BUG_DOMAINS = {
 }
 
 KNOWN_BUG_EXAMPLES = [
+    ("DutiFilter", lambda: (np.array([[1e8, 1e8]]), np.array([0.0]))),
+]
+
+#: Examples of bugs this suite found and that are fixed: each must now give a
+#: finite result (regression tests; they were strict xfails above).
+FIXED_BUG_EXAMPLES = [
+    # y fitted exactly on unscaled X: BayesianRidge.predict(return_std=True)
+    # took the square root of a variance made negative by rounding (NaN).
     (
         "BayesCleanFilter",
         lambda: (
@@ -214,7 +210,7 @@ KNOWN_BUG_EXAMPLES = [
             np.zeros(3),
         ),
     ),
-    ("DutiFilter", lambda: (np.array([[1e8, 1e8]]), np.array([0.0]))),
+    ("BayesCleanFilter", lambda: (np.arange(12.0).reshape(3, 4) * 1e8, np.ones(3))),
 ]
 
 
@@ -760,5 +756,15 @@ def _assert_inf_only_on_overflow(exact, value):
 def test_known_bug_example(name, make):
     X, y = make()
     result = call(BY_NAME[name], "known bug", BY_NAME[name].run, X, y)
+    assert not isinstance(result, BaseException), repr(result)
+    assert_finite_outputs(name, result)
+
+
+@pytest.mark.parametrize(
+    "name, make", FIXED_BUG_EXAMPLES, ids=[name for name, _ in FIXED_BUG_EXAMPLES]
+)
+def test_fixed_bug_example(name, make):
+    X, y = make()
+    result = call(BY_NAME[name], "fixed bug", BY_NAME[name].run, X, y)
     assert not isinstance(result, BaseException), repr(result)
     assert_finite_outputs(name, result)
