@@ -27,6 +27,21 @@ _BARE_ATTRIBUTE_IN_SHAPE = re.compile(
     r"(shape \([^)]*?)(?<![`\w])([A-Za-z]\w*_)(?![`\w])"
 )
 
+# ``|x|`` written for an absolute value in docstring prose is a reST
+# substitution reference (an error); outside inline literals, escape the bars.
+_ABS_VALUE = re.compile(r"(?<![\\|])\|(?=[^\s|`])([^|`]*?[^\s|\\])\|(?!\|)")
+_INLINE_LITERAL = re.compile(r"(``.+?``|`[^`]+`)")
+
+
+def _escape_absolute_values(line: str) -> str:
+    if line.lstrip().startswith(("|", "+")):  # a table row: leave it alone
+        return line
+    parts = _INLINE_LITERAL.split(line)
+    for i in range(0, len(parts), 2):  # even parts are outside literals
+        parts[i] = _ABS_VALUE.sub(r"\\|\1\\|", parts[i])
+    return "".join(parts)
+
+
 _MARKER = re.compile(
     r"^(?P<indent>[ \t]*)\.\. skpoison-optional-pages::(?P<names>.*)$", re.M
 )
@@ -71,7 +86,7 @@ def _clean_docstring(app, what, name, obj, options, lines):
             if quoted == line:
                 break
             line = quoted
-        lines[i] = line
+        lines[i] = _escape_absolute_values(line)
 
 
 def setup(app):
