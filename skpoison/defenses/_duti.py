@@ -78,7 +78,7 @@ from sklearn.utils.validation import check_array
 
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, mask_keep_lowest
-from ._linear import gram_statistics
+from ._linear import gram_statistics, solve_gram
 
 try:  # imbalanced-learn registers ``fit_resample`` as a routable method on import,
     # which must happen before the class below is defined for
@@ -109,9 +109,10 @@ class _LinearLasso:
         self.X = X
         G, s0, _, _ = gram_statistics(X, y)
         Gt, st, _, _ = gram_statistics(X_t, y_t)
-        pen = np.full(d + 1, n * regularization)
-        pen[d] = 0.0
-        P = scipy.linalg.inv(G + np.diag(pen))
+        # P = (G + n lambda I')^-1. On large unscaled, rank-deficient X the
+        # penalty vanishes next to G in float64 and the matrix is numerically
+        # singular: solve_gram then returns the truncated (minimum-norm) inverse.
+        P = solve_gram(G, np.eye(d + 1), ridge=n * regularization)
         P = 0.5 * (P + P.T)
         w = n * confidence / m
         theta0 = P @ s0
@@ -155,7 +156,13 @@ class _LinearLasso:
         for _ in range(max_iter):
             # Solve for the current active set at this kappa, then check its signs.
             rhs = self.M @ (self.zb_A - kappa * self.zs_A)
-            self.u = np.linalg.solve(np.eye(p) - self.M @ self.G_A, rhs)
+            lhs = np.eye(p) - self.M @ self.G_A
+            try:
+                self.u = np.linalg.solve(lhs, rhs)
+            except np.linalg.LinAlgError:
+                # Numerically singular (large unscaled, rank-deficient X): the
+                # least-squares solution of the fixed point.
+                self.u = scipy.linalg.lstsq(lhs, rhs, check_finite=False)[0]
             v = self.b + self._Z(self.u)
             new = (np.sign(v) * (np.abs(v) > kappa)).astype(np.int8)
             rows = np.flatnonzero(new != self.signs)

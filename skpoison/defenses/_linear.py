@@ -151,14 +151,16 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     ----------
     ZtZ : ndarray of shape (p, p)
         Symmetric positive semi-definite Gram matrix (see :func:`gram_statistics`).
-    Zty : ndarray of shape (p,)
+    Zty : ndarray of shape (p,) or (p, k)
+        One right-hand side, or ``k`` of them (e.g. the identity, for the
+        inverse).
     ridge : float, default=0.0
         L2 penalty on the coefficients (not on the intercept).
 
     Returns
     -------
-    theta : ndarray of shape (p,)
-        Coefficients followed by the intercept.
+    theta : ndarray of shape (p,) or (p, k)
+        Coefficients followed by the intercept (one column per right-hand side).
 
     Examples
     --------
@@ -187,6 +189,8 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     diag = np.diag(A).copy()
     scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)
     As = A * scale[:, None] * scale[None, :]
+    if b.ndim == 2:
+        scale = scale[:, None]  # the unknowns' scaling, applied row-wise
     bs = b * scale
     eps = np.finfo(np.float64).eps
     try:
@@ -205,7 +209,7 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     inv = np.zeros_like(w)
     keep = w > cutoff
     inv[keep] = 1.0 / w[keep]
-    theta = V @ (inv * (V.T @ bs))
+    theta = V @ (inv.reshape(-1, *(1,) * (bs.ndim - 1)) * (V.T @ bs))
     return theta * scale
 
 

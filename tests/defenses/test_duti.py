@@ -212,3 +212,23 @@ class _DutiTrustingItsFirstRows(DutiFilter):
 )
 def test_sklearn_checks_with_a_bound_trusted_set(estimator, check):
     check(estimator)
+
+
+def test_large_unscaled_rank_deficient_X_gives_finite_ranking():
+    # |X| ~ 1e8 with identical columns: the penalty n * lambda vanishes next to
+    # X^T X in float64 and the ridge system was singular ("Singular matrix").
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    X = np.c_[x, x, x] * 1e8
+    y = 2.0 * x + rng.normal(scale=0.1, size=30)
+    y[:3] += 10.0
+    X_t = np.c_[x[:5], x[:5], x[:5]] * 1e8
+    duti = DutiFilter(reject_fraction=0.1, n_gammas=5)
+    duti.fit(X, y, X_trusted=X_t, y_trusted=2.0 * x[:5])
+    assert np.isfinite(duti.scores_).all()
+    assert duti.inlier_mask_.sum() == 27
+    # The same points as on the de-duplicated design: the minimum-norm solve
+    # ignores the redundant columns.
+    ref = DutiFilter(reject_fraction=0.1, n_gammas=5)
+    ref.fit(X[:, :1], y, X_trusted=X_t[:, :1], y_trusted=2.0 * x[:5])
+    np.testing.assert_array_equal(duti.inlier_mask_, ref.inlier_mask_)

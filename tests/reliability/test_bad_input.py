@@ -186,17 +186,9 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {}
 #: Known bugs inside the hypothesis domain: subject -> (predicate(X, y), reason).
 #: Examples where the predicate holds are skipped (``assume``) so the property
 #: keeps testing everything else; each has a strict-xfail example below.
-KNOWN_BUG_DOMAINS = {
-    "DutiFilter": (
-        lambda X, y: np.abs(X).max() >= 1e6,
-        "unscaled large X: the ridge system of DUTI (regularization=0.1) is "
-        "numerically singular and numpy raises 'Singular matrix'",
-    ),
-}
+KNOWN_BUG_DOMAINS = {}
 
-KNOWN_BUG_EXAMPLES = [
-    ("DutiFilter", lambda: (np.array([[1e8, 1e8]]), np.array([0.0]))),
-]
+KNOWN_BUG_EXAMPLES: list = []
 
 #: Examples of bugs this suite found and that are fixed: each must now give a
 #: finite result (regression tests; they were strict xfails above).
@@ -211,6 +203,13 @@ FIXED_BUG_EXAMPLES = [
         ),
     ),
     ("BayesCleanFilter", lambda: (np.arange(12.0).reshape(3, 4) * 1e8, np.ones(3))),
+    # Large unscaled, rank-deficient X: the penalty of DUTI's ridge system
+    # vanished next to X^T X in float64 and numpy raised "Singular matrix".
+    ("DutiFilter", lambda: (np.array([[1e8, 1e8]]), np.array([0.0]))),
+    (
+        "DutiFilter",
+        lambda: (np.repeat(np.arange(6.0)[:, None], 3, 1) * 1e8, np.ones(6)),
+    ),
 ]
 
 
