@@ -595,6 +595,12 @@ def poisoning_curve(
         defense rejected, ``risk_ref`` and every seed) plus the timings
         ``fit_time`` and ``attack_time`` (seconds).
 
+    Raises
+    ------
+    ValueError
+        Before any work, for bad arguments or data, e.g. a constant ``y``
+        (standardised to all zeros, the NMSE of Eq. (7) is undefined).
+
     See Also
     --------
     skpoison.attacks.StealthyPoisoner : The attack.
@@ -645,7 +651,18 @@ def poisoning_curve(
     else:
         from sklearn.utils.validation import check_X_y
 
+        from .._validation import check_target
+
         X, y = check_X_y(*data, dtype=np.float64, y_numeric=True)
+        y = check_target(y)
+        if y.size > 1 and np.ptp(y) == 0:  # (one sample: the split says too few)
+            # Standardised, a constant y is all zeros: the NMSE of Eq. (7)
+            # (normalised by ||y_test||^2) is undefined for every unit.
+            raise ValueError(
+                f"y is constant (every value is {float(y[0])!r}): once standardised it is "
+                "all zeros and the test NMSE (Eq. 7) is undefined. poisoning_curve "
+                "needs a target that varies."
+            )
         dataset, preset_key, data_id = "custom", None, _dataset_fingerprint(X, y)
 
     attack_preset, victim_preset = _presets(preset_key, model)

@@ -221,3 +221,10 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="Unknown dataset"):
         poisoning_curve("iris")
+
+
+def test_constant_target_is_refused_before_any_unit(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(ValueError, match=r"y is constant.*NMSE"):
+        poisoning_curve((X, np.full(40, 2.5)), out_dir=tmp_path / "out", **FAST)
+    assert not (tmp_path / "out").exists()
