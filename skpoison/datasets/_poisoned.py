@@ -22,8 +22,8 @@ Two formats, chosen by the file's suffix:
     (they come back sorted).
 
 Files are written atomically (a temporary file in the same folder, then
-:func:`os.replace`): an interrupted export leaves the previous file or none,
-never half a file.
+:func:`os.replace`, see :mod:`skpoison._io`): an interrupted export leaves the
+previous file or none, never half a file.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ import csv
 import io
 import json
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_array, check_consistent_length
+
+from .._io import atomic_open
 
 __all__ = ["load_poisoned_dataset", "save_poisoned_dataset"]
 
@@ -103,25 +104,6 @@ def _check_feature_names(feature_names, n_features: int) -> list[str]:
             f"'target' or 'is_poison', got {names}."
         )
     return names
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as for any
-    # ordinary file (tempfile.mkstemp would make it private, 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_poisoned_dataset(
@@ -233,7 +215,8 @@ def save_poisoned_dataset(
                 writer.writerow([*map(repr, row), repr(target), int(flag)])
             fh.write(text.getvalue().encode("utf-8"))
 
-    _atomic_write(path, write)
+    with atomic_open(path, "wb") as fh:
+        write(fh)
     return path
 
 

@@ -5,7 +5,8 @@ into units (one attack and its evaluations, see :mod:`._curve`). Each finished
 unit is written to ``out_dir/units/<key>.json`` the moment it completes, by the
 process that collects the results, with an atomic write: the JSON goes to a
 temporary file in the same folder, is flushed to disk, then renamed over the
-target with :func:`os.replace`. A crash, a ``kill -9`` or a full disk therefore
+target with :func:`os.replace` (:func:`skpoison._io.atomic_write_text`,
+shared with the dataset export). A crash, a ``kill -9`` or a full disk therefore
 leaves either the whole previous file or the whole new one, never half a file.
 
 ``out_dir/study.json`` holds the arguments that decide the results and their
@@ -22,56 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write_text
 
 __all__ = ["StudyStore", "atomic_write_text", "config_hash"]
 
 _STUDY_FILE = "study.json"
 _UNITS_DIR = "units"
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once, at import: os.umask can only be read by setting it.
-_UMASK = _current_umask()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, os.replace).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = tempfile.mkdtemp()
-    >>> atomic_write_text(pathlib.Path(d) / "a.txt", "hello")
-    >>> (pathlib.Path(d) / "a.txt").read_text()
-    'hello'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp's file is private (0o600); give the result the permissions of
-        # any file made by open(): 0o666 less the umask.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave a half-written temporary file behind.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _canonical(obj: Any) -> str:
@@ -134,7 +95,7 @@ class StudyStore:
                     )
                 shutil.rmtree(self.units_dir, ignore_errors=True)
         self.units_dir.mkdir(parents=True, exist_ok=True)
-        # A write killed (SIGKILL) between mkstemp and os.replace leaves its
+        # A write killed (SIGKILL) between creation and os.replace leaves its
         # temporary file behind; one process writes a study folder, so any such
         # file found now is stale.
         for folder in (self.out_dir, self.units_dir):
