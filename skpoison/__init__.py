@@ -32,3 +32,19 @@ __all__ = [
     "metrics",
     "models",
 ]
+
+_SUBPACKAGES = frozenset(__all__) - {"__version__"}
+
+
+def __getattr__(name):
+    # Subpackages load on first use (``skpoison.defenses``) so that
+    # ``import skpoison`` stays cheap and does not import torch.
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBPACKAGES)
