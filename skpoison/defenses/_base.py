@@ -62,6 +62,26 @@ class BaseDefense(BaseEstimator):
 
     Subclasses implement ``fit`` and set ``inlier_mask_`` and ``scores_``.
     This base adds :meth:`fit_resample` and :meth:`get_inliers`.
+
+    Examples
+    --------
+    A defense that rejects the point with the largest absolute target, to show
+    the contract (real defenses: :class:`~skpoison.defenses.BayesCleanFilter`,
+    :class:`~skpoison.defenses.TrimRegressor`, ...):
+
+    >>> import numpy as np
+    >>> from skpoison.defenses import BaseDefense
+    >>> class RejectLargestTarget(BaseDefense):
+    ...     def fit(self, X, y):
+    ...         self.scores_ = np.abs(np.asarray(y, dtype=float))
+    ...         self.inlier_mask_ = mask_keep_lowest(self.scores_, 1)
+    ...         return self
+    >>> X = np.arange(8.0).reshape(4, 2); y = np.array([0.5, -9.0, 1.0, 2.0])
+    >>> X_kept, y_kept = RejectLargestTarget().fit_resample(X, y)
+    >>> y_kept
+    array([0.5, 1. , 2. ])
+    >>> RejectLargestTarget().fit(X, y).get_inliers()
+    array([0, 2, 3])
     """
 
     def fit_resample(self, X, y, **fit_params):
