@@ -425,6 +425,10 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             "d": [new(k) for k in range(L)],
             "t": [XT.new_empty((outs[k], n)) for k in range(L)],
             "hb": [None] + [XT.new_empty((outs[k - 1], n)) for k in range(1, L)],
+            # [delta_k; z_bar_k] stacked: h_bar_(k-1) is then one product.
+            "dz": [None] + [XT.new_empty((2 * outs[k], n)) for k in range(1, L)],
+            # [h_k; s o delta_bar_(k-1)] stacked: delta_bar_k is one product.
+            "he": [None] + [XT.new_empty((2 * outs[k - 1], n)) for k in range(1, L)],
         }
         if workspace is not None:
             workspace.clear()
@@ -432,6 +436,7 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     else:
         bufs = workspace
     Hb, Sb, Db, tmp, hbuf = bufs["h"], bufs["s"], bufs["d"], bufs["t"], bufs["hb"]
+    DZ, HE = bufs["dz"], bufs["he"]
     Ws = [params[2 * k] for k in range(L)]
     bs = [params[2 * k + 1] for k in range(L)]
     tape = []
@@ -493,18 +498,23 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
         for k in range(L):
             dk = Db[k][t]
             # delta_bar_k = h_(k-1) G_bar_k^T + 1 B_bar_k^T (+ the chain term)
-            tk = torch.addmm(Bbar[k][:, None], Gbar[k], hs[k], out=tmp[k])
-            if k > 0:
-                ed = dbar.mul_(Sb[k - 1][t])
-                tk.addmm_(Ws[k], ed)
+            if k == 0:
+                tk = torch.addmm(Bbar[0][:, None], Gbar[0], hs[0], out=tmp[0])
+            else:
+                i = outs[k - 1]
+                HE[k][:i].copy_(hs[k])
+                ed = torch.mul(dbar, Sb[k - 1][t], out=HE[k][i:])
+                GW = torch.cat([Gbar[k], Ws[k]], dim=1)
+                tk = torch.addmm(Bbar[k][:, None], GW, HE[k], out=tmp[k])
                 Wbar[k] = torch.addmm(Wbar[k], dk, ed.T)
-                torch.mm(Gbar[k].T, dk, out=hbuf[k])  # h_bar_(k) from G_k
+                DZ[k][: outs[k]].copy_(dk)
             if l2:
                 Wbar[k] = Wbar[k] + l2 * Gbar[k]
             dbar = tk
         if n_p:
             gX.addmm_(Db[0][t][:, n_fixed:].T, Gbar[0])
-        zbar = dbar.div_(n)  # z_bar_L (1 x n); r = z_L - y
+        # z_bar_L (1 x n), as r = z_L - y.
+        zbar = torch.div(dbar, n, out=DZ[L - 1][outs[L - 1] :])
         if n_p:
             gy.sub_(zbar[0, n_fixed:])
         # Reverse of the forward sweep.
@@ -512,7 +522,13 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             Wbar[k] = torch.addmm(Wbar[k], zbar, hs[k].T)
             bbar[k] = bbar[k] + zbar.sum(1)
             if k > 0:
-                zbar = hbuf[k].addmm_(Ws[k].T, zbar).mul_(Sb[k - 1][t])
+                # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k, one product.
+                GW = torch.cat([Gbar[k].T, Ws[k].T], dim=1)
+                hb = torch.mm(GW, DZ[k], out=hbuf[k])
+                if k > 1:
+                    zbar = torch.mul(hb, Sb[k - 1][t], out=DZ[k - 1][outs[k - 1] :])
+                else:
+                    zbar = hb.mul_(Sb[0][t])
             elif n_p:
                 gX.addmm_(zbar[:, n_fixed:].T, Ws[0])
     return val, gX, gy
