@@ -24,6 +24,18 @@ Times are medians of wall-clock seconds (CUDA synchronised); on the CPU the
 process CPU time is reported too, which is less sensitive to other processes on
 a shared machine. Results go to ``benchmarks/results/hypergradient_<device>.json``.
 
+Where the goals stand (quiet 2-core box, see the JSON for the run): the MLP
+engine is at the 2x goal on Loan, 1.9-2.2x between runs (four ``n x d x 32``
+products per step against six, plus the plain loop's overhead; the plain loop
+itself varies 375-480 ms), and ~1.7-1.8x on Heart, where small products and
+elementwise passes dominate. The spectral engine is ~40x the
+unrolled one on Loan and ~120x on Appliances: its arithmetic floor on Loan
+(``syrk`` of the poison rows, ``Z_p S``, 58 small Krylov products) is
+~0.24 ms against ~16 ms unrolled, so 100x is out of reach there without
+making the generic engine slower; on Appliances ~60 us of arithmetic sits under
+~40 small library calls. The module docstring of
+``skpoison.attacks._hypergradient`` has the counts.
+
 Usage::
 
     python benchmarks/bench_hypergradient.py --device cpu
