@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..datasets._split import _n_from_size
 from ._checkpoint import StudyStore, config_hash
 from ._registry import build_defense, defense_label, inlier_mask, n_trusted_items
 
@@ -673,9 +674,8 @@ def poisoning_curve(
     attack_params = {**attack_preset, **attack_params}
     victim_params = {**victim_preset, **dict(victim_params or {})}
 
-    n_train = int(
-        math.floor(0.5 * X.shape[0] + 0.5)
-    )  # split_and_standardize rounds half up
+    # The same rounding as the split the units will make (split_and_standardize).
+    n_train = _n_from_size(0.5, X.shape[0], name="train_size")
     batch_size, batch_counts = _batch_plan(ratios, n_train, preset_key, user_batch)
 
     study = _Study(
