@@ -112,6 +112,7 @@ inner training diverges, never returning NaN.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -669,13 +670,19 @@ class LinearSpectralEngine(_EngineBase):
         if self._data_ops is _NumpyOps:
             self._A0 = np.ascontiguousarray(self._Ab0[:, :-1])
             self._b0 = np.ascontiguousarray(self._Ab0[:, -1])
+        # torch computes nothing in a call when both sides are NumPy arrays,
+        # so its thread count need not be touched then.
+        self._torch_compute = not (self._ops is self._data_ops is _NumpyOps)
+        self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
         stats = {
             "H": Zv.T @ Zv / m,
             "h": Zv.T @ self.y_val / m,
             "s": torch.dot(self.y_val, self.y_val) / m,
-            "K": (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype),
             "penalty": penalty,
             "eye": torch.eye(p, dtype=self.dtype, device=self.device),
+            # K_st = [s + t <= T - 2]: the sums over s + t <= T - 2 of the
+            # divided differences (module docstring) as one matrix product.
+            "K": (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype),
         }
         self._stats = {k: self._ops.from_torch(v) for k, v in stats.items()}
 
@@ -683,10 +690,20 @@ class LinearSpectralEngine(_EngineBase):
     def _augment(X):
         return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
 
-    def _augment_xy(self, X_p, y_p):
-        """``Z_p = [X_p, 1]`` (C-contiguous) and ``y_p`` in the data's arrays."""
-        Z_p = torch.cat([X_p, X_p.new_ones(X_p.shape[0], 1)], dim=1)
-        return self._data_ops.from_torch(Z_p), self._data_ops.from_torch(y_p)
+    def _stack(self, X_p, y_p):
+        """``W = [X_p, 1, y_p]`` (``n_p x (p + 1)``, C-contiguous) in the data's arrays.
+
+        One array for both products of a call: ``W^T W`` holds ``Z_p^T Z_p`` and
+        ``Z_p^T y_p``, and ``W R`` gives both gradients.
+        """
+        n_p, d = X_p.shape
+        if self._data_ops is _NumpyOps:
+            W = np.empty((n_p, d + 2), dtype=self._np_dtype)
+            W[:, :d] = X_p.numpy()
+            W[:, d] = 1.0
+            W[:, d + 1] = y_p.numpy()
+            return W
+        return torch.cat([X_p, X_p.new_ones(n_p, 1), y_p[:, None]], dim=1)
 
     def _to_ops(self, a):
         """A data-side array as the backend's array (one transfer at most)."""
@@ -696,18 +713,17 @@ class LinearSpectralEngine(_EngineBase):
         """A backend array as a data-side array."""
         return a if self._ops is self._data_ops else self._ops.to_torch(a, self.device)
 
-    def _gram(self, Z_p, y_p):
-        """``A``, ``b`` (in the backend's arrays) and ``c`` from ``Z_p``, ``y_p``."""
-        st, n = self._stats, self.X_fixed.shape[0] + Z_p.shape[0]
+    def _gram(self, W):
+        """``A``, ``b`` (in the backend's arrays) and ``c`` from ``W = [Z_p, y_p]``."""
+        st, n = self._stats, self.X_fixed.shape[0] + W.shape[0]
+        p = self.n_features + 1
+        # W^T W of a C-contiguous W: one BLAS call (syrk or gemm) for A and b.
+        G = W.T @ W
         if self._data_ops is _NumpyOps:
-            # Z_p^T Z_p of a C-contiguous Z_p is one symmetric rank-k update
-            # (BLAS syrk, half the flops of a general product).
-            A, b = self._A0 + Z_p.T @ Z_p, self._b0 + Z_p.T @ y_p
+            A, b = self._A0 + G[:p, :p], self._b0 + G[:p, p]  # A C-contiguous
         else:
-            # One (p, p + 1) block: a host backend needs one device transfer.
-            Zy = torch.cat([Z_p, y_p[:, None]], dim=1)
-            Ab = self._to_ops(self._Ab0 + Z_p.T @ Zy)
-            A, b = Ab[:, :-1], Ab[:, -1]
+            Ab = self._to_ops(self._Ab0 + G[:p])
+            A, b = Ab[:, :p], Ab[:, p]
         if self.l2:
             A = A + st["eye"] * (n * self.l2 * st["penalty"])
         return A, b, self.lr / n
@@ -722,9 +738,12 @@ class LinearSpectralEngine(_EngineBase):
     def _check_stable(self, A, c):
         """Raise unless ``c * lambda_max(A) < 2`` (cheap norm bound first)."""
         ops = self._ops
-        bound = float(ops.abs(A).sum(1).max())
-        if np.isfinite(bound) and c * bound < 2.0:
-            return
+        # Two cheap upper bounds on lambda_max first: the Frobenius norm (one
+        # dot product), then the largest absolute row sum (Gershgorin).
+        for bound in (ops.fro, lambda A: ops.abs(A).sum(1).max()):
+            bound = float(bound(A))
+            if np.isfinite(bound) and c * bound < 2.0:
+                return
         lam_max = float(ops.eigvalsh(A)[-1])
         if not np.isfinite(lam_max) or c * lam_max >= 2.0:
             self._diverges(c, lam_max)
@@ -746,13 +765,20 @@ class LinearSpectralEngine(_EngineBase):
         """Rows ``v, M v, ..., M^(T-1) v``."""
         out = self._ops.empty((self.n_steps, v.shape[0]), v)
         out[0] = v
-        for k in range(self.n_steps - 1):
-            self._ops.mv_into(M, out[k], out[k + 1])
+        rows = list(out)  # row views made once
+        if self._ops is _NumpyOps:
+            # v^T M = (M v)^T for the symmetric M; np.dot directly (the loop is
+            # bound by per-call overhead: p^2 flops per call).
+            for a, b in zip(rows, rows[1:]):
+                np.dot(a, M, b)
+        else:
+            for a, b in zip(rows, rows[1:]):
+                torch.mv(M, a, out=b)
         return out
 
     def _weights(self, A, b, c, *, with_grad):
-        """``w`` and, with ``with_grad``, the validation loss, ``S`` and ``u``."""
-        st = self._stats
+        """``w`` and, with ``with_grad``, the validation loss, ``2 S`` and ``u``."""
+        st, ops = self._stats, self._ops
         if self.method == "eigh":
             U, V = self._eig(A, c)
             F = c * V.sum(0)
@@ -766,30 +792,30 @@ class LinearSpectralEngine(_EngineBase):
         if not with_grad:
             return w, None
         g = st["H"] @ w - st["h"]
-        val = 0.5 * ((w * (g - st["h"])).sum() + st["s"])
+        val = 0.5 * (ops.dot(w, g - st["h"]) + st["s"])
         if self.method == "eigh":
             g_hat = U.T @ g
             u = U @ (F * g_hat)
             outer = g_hat[:, None] * b_hat[None, :]
             # G o sym(g^ b^T) with G = -c^2 V^T K V (divided differences of F).
-            inner = (V[:-1].T @ st["K"] @ V[:-1]) * (outer + outer.T)
-            S = (-0.5 * c * c) * (U @ inner @ U.T)
+            inner = ops.triangle(V, V, st["K"]) * (outer + outer.T)
+            S2 = (-c * c) * (U @ inner @ U.T)
         else:
             Kg = self._krylov(M, g)
             u = c * Kg.sum(0)
             # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
-            P = Kg[:-1].T @ st["K"] @ Kb[:-1]
-            S = (-0.5 * c * c) * (P + P.T)
-        return w, (val, S, u)
+            P = ops.triangle(Kg, Kb, st["K"])
+            S2 = ops.add(P, P.T)
+            S2 *= -c * c
+        return w, (val, S2, u)
 
     def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
         """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
         X_p, y_p = self._poison(X_p, y_p)
         ops = self._ops
-        with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
-            w, _ = self._weights(
-                *self._gram(*self._augment_xy(X_p, y_p)), with_grad=False
-            )
+        with _small_cpu_threads(self.device, blas=self.backend == "numpy",
+                                torch_=self._torch_compute):  # fmt: skip
+            w, _ = self._weights(*self._gram(self._stack(X_p, y_p)), with_grad=False)
         return self._as_params(ops.to_torch(w, self.device))
 
     def _as_params(self, w):
@@ -815,27 +841,35 @@ class LinearSpectralEngine(_EngineBase):
         grad_y_p : Tensor of shape (n_p,)
         """
         X_p, y_p = self._poison(X_p, y_p)
-        ops = self._ops
-        with _small_cpu_threads(self.device, blas=self.backend == "numpy"):
-            Z_p, y_p = self._augment_xy(X_p, y_p)
-            _, (val, S, u) = self._weights(*self._gram(Z_p, y_p), with_grad=True)
-            val = ops.to_torch(val, self.device)
-            if not bool(torch.isfinite(val)):
+        ops, d = self._ops, self.n_features
+        with _small_cpu_threads(self.device, blas=self.backend == "numpy",
+                                torch_=self._torch_compute):  # fmt: skip
+            W = self._stack(X_p, y_p)
+            _, (val, S2, u) = self._weights(*self._gram(W), with_grad=True)
+            val = float(val)
+            if not np.isfinite(val):
                 raise DivergenceError(
                     "The inner training diverged (non-finite validation loss)."
                 )
-            S, u = self._to_data(S), self._to_data(u)
-            # grad_Z = 2 Z_p S + y_p u^T; only its first d columns (the features).
-            # (Kept on one thread: two BLAS thread pools, OpenBLAS's and torch's
-            # OpenMP one, alternating on few cores cost milliseconds per call.)
-            grad_X = 2.0 * (Z_p @ S[:, :-1]) + y_p[:, None] * u[None, :-1]
-            grad_y = Z_p @ u
-        dops = self._data_ops
-        return (
-            val,
-            dops.to_torch(grad_X, self.device),
-            dops.to_torch(grad_y, self.device),
-        )
+            # [grad_X, grad_y] = W R: grad_Z = 2 Z_p S + y_p u^T (first d
+            # columns) and grad_y = Z_p u, as one product with
+            #     R = [[2 S[:, :d], u], [u[:d]^T, 0]]    ((p + 1) x (d + 1)).
+            R = ops.zeros((d + 2, d + 1), u)
+            R[: d + 1, :d] = S2[:, :d]
+            R[d + 1, :d] = u[:d]
+            R[: d + 1, d] = u
+            # One BLAS thread for this product and W^T W too: with torch's
+            # OpenMP workers still spinning from the caller's work, a second
+            # BLAS thread on few cores made a Loan batch 15x slower.
+            G = W @ self._to_data(R)
+        if self._data_ops is _NumpyOps:
+            # Views of G, sliced in NumPy (cheaper than slicing tensors).
+            return (
+                torch.from_numpy(np.asarray(val, dtype=G.dtype)),
+                torch.from_numpy(G[:, :d]),
+                torch.from_numpy(G[:, d]),
+            )
+        return torch.tensor(val, dtype=self.dtype, device=self.device), G[:, :d], G[:, d]
 
 
 class _NumpyOps:
@@ -859,12 +893,28 @@ class _NumpyOps:
         return np.empty(shape, dtype=like.dtype)
 
     @staticmethod
-    def cumprod_rows(V):
-        return np.cumprod(V, axis=0)
+    def zeros(shape, like):
+        return np.zeros(shape, dtype=like.dtype)
 
     @staticmethod
-    def mv_into(M, v, out):
-        np.dot(M, v, out=out)  # less overhead per call than np.matmul
+    def cumprod_rows(V):
+        return np.cumprod(V, axis=0, out=V)
+
+    @staticmethod
+    def dot(a, b):
+        return np.dot(a, b)
+
+    add = staticmethod(np.add)
+
+    @staticmethod
+    def fro(A):
+        return np.sqrt(np.vdot(A, A))
+
+    @staticmethod
+    def triangle(P, Q, K):
+        # sum_{s+t<=T-2} P_s^T Q_t = P[:-1]^T K Q[:-1].
+        return P[:-1].T @ (K @ Q[:-1])
+
 
 
 class _TorchOps:
@@ -887,12 +937,53 @@ class _TorchOps:
         return like.new_empty(shape)
 
     @staticmethod
+    def zeros(shape, like):
+        return like.new_zeros(shape)
+
+    @staticmethod
     def cumprod_rows(V):
         return torch.cumprod(V, dim=0)
 
     @staticmethod
-    def mv_into(M, v, out):
-        torch.mv(M, v, out=out)
+    def dot(a, b):
+        return torch.dot(a, b)
+
+    add = staticmethod(torch.add)
+
+    @staticmethod
+    def fro(A):
+        return torch.linalg.matrix_norm(A)
+
+    @staticmethod
+    def triangle(P, Q, K):
+        return P[:-1].T @ (K @ Q[:-1])
+
+
+
+def _blas_switches():
+    """``(get, set)`` thread-count functions of each BLAS library NumPy loaded.
+
+    threadpoolctl finds the libraries. For OpenBLAS its C entry points are
+    called directly (about 0.4 us for a get/set/set cycle against 2 us
+    through threadpoolctl's Python layer, which matters at 0.15 ms per call);
+    other libraries go through threadpoolctl's API.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    out = []
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        get = set_ = None
+        symbol = getattr(lib, "_get_symbol", None)
+        if symbol is not None and getattr(lib, "internal_api", "") == "openblas":
+            try:
+                get = symbol("openblas_get_num_threads")
+                set_ = symbol("openblas_set_num_threads")
+            except Exception:  # pragma: no cover - other threadpoolctl versions
+                get = set_ = None
+        if get is None or set_ is None:
+            get, set_ = (lambda lib=lib: lib.num_threads), lib.set_num_threads
+        out.append((get, set_, lib.set_num_threads))
+    return out
 
 
 class _small_cpu_threads:
@@ -903,10 +994,10 @@ class _small_cpu_threads:
     eigendecomposition ten to a hundred times slower.
     """
 
-    _controller = None
+    _switches = None
 
-    def __init__(self, device, blas: bool = False):
-        self.active = device.type == "cpu"
+    def __init__(self, device, blas: bool = False, torch_: bool = True):
+        self.active = torch_ and device.type == "cpu"
         self.blas = blas
         self.limit = None
 
@@ -916,22 +1007,22 @@ class _small_cpu_threads:
             if self.saved != 1:
                 torch.set_num_threads(1)
         if self.blas:
-            if _small_cpu_threads._controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                ctl = ThreadpoolController().select(user_api="blas")
-                _small_cpu_threads._controller = ctl.lib_controllers
+            if _small_cpu_threads._switches is None:
+                _small_cpu_threads._switches = _blas_switches()
+            # OpenBLAS's setter is not thread-safe: outside the main thread go
+            # through threadpoolctl, which lets one thread control it.
+            main = threading.current_thread() is threading.main_thread()
             self.limit = []
-            for lib in _small_cpu_threads._controller:
-                n = lib.num_threads
+            for get, set_, safe_set in _small_cpu_threads._switches:
+                n = get()
                 if n != 1:
-                    lib.set_num_threads(1)
-                    self.limit.append((lib, n))
+                    (set_ if main else safe_set)(1)
+                    self.limit.append((set_ if main else safe_set, n))
         return self
 
     def __exit__(self, *exc):
-        for lib, n in self.limit or ():
-            lib.set_num_threads(n)
+        for set_, n in self.limit or ():
+            set_(n)
         if self.active and self.saved != 1:
             torch.set_num_threads(self.saved)
         return False
