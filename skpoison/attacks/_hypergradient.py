@@ -15,22 +15,23 @@ Two engines compute it, with one interface
 
 :class:`UnrolledEngine` (any model)
     Reverse-mode differentiation through the ``T`` unrolled steps (Alg. 3 of the
-    paper), which is exactly what autograd does on the unrolled loop. Each step
-    uses the hand-written gradient of :func:`~skpoison.models._training.loss_and_grad_fn`
-    for the paper's architectures, so autograd records one first-order graph
-    instead of differentiating a double backward. For the paper's MLP (a
-    Linear/LeakyReLU chain with hidden layers) the reverse pass is written out
-    by hand instead (:func:`_chain_value_and_grad`): no autograd graph, a tape
-    of per-step activations in buffers reused between calls, arrays laid out
-    ``(features, n)``, and four ``n x d x h_1`` products per step (two forward,
-    two reverse) against the six of plain autograd through
-    ``create_graph=True``. Counting flops alone that is 1.5x; the measured
-    1.9-2.2x on the Loan shape (``d = 88``) and 1.7-1.8x on Heart (``d = 28``,
-    where the ~20 small products and ~40 elementwise passes per step, not the
-    ``n x d`` ones, dominate) come with the layout and the plain loop's
-    per-operation overhead (``benchmarks/bench_hypergradient.py``). Linear
-    models keep autograd here: it is the generic reference that the exact
-    engine below is compared with.
+    paper), which is exactly what autograd does on the unrolled loop. With
+    ``force_autograd=True`` it is the *generic engine*: each step's gradient
+    comes from ``torch.autograd.grad(create_graph=True)`` through the module,
+    for any ``nn.Module``. By default, the paper's architectures use the
+    hand-written gradient of :func:`~skpoison.models._training.loss_and_grad_fn`
+    at each step, so autograd records one first-order graph instead of
+    differentiating a double backward (about 2x faster for the linear model).
+    For the paper's MLP (a Linear/LeakyReLU chain with hidden layers and
+    slopes >= 0) the reverse pass is written out by hand
+    (:func:`_chain_value_and_grad`): no autograd graph, a tape in buffers
+    reused between calls, arrays laid out ``(features, n)``, bias folded into
+    each layer's matrix, and four ``n x d x h_1`` products per step (two
+    forward, two reverse) against the six of the generic engine. Against the
+    generic engine: 2.3-2.4x on the Loan shape and 2.2x on Heart on one torch
+    thread (2.1-2.3x and 2.0-2.1x on two), with 25% less memory
+    (``benchmarks/bench_hypergradient.py``). Linear models keep autograd in
+    this engine; their exact engine is the next one.
 
 :class:`LinearSpectralEngine` (linear regression, exact, independent of ``n`` and ``T``)
     Derivation. Let ``Z = [X, 1]`` (``n x p``, ``p = d + 1``), ``A = Z^T Z``
@@ -92,19 +93,23 @@ Two engines compute it, with one interface
     size ``p`` instead of an eigendecomposition (``method="krylov"``), cheaper
     when ``p^3`` dominates ``T p^2``; it is exact too (the same polynomial).
 
-    *Cost per call.* ``Z_p^T Z_p`` (one BLAS ``syrk``) and ``Z_p S``
-    (``O(n_p p^2)``), one symmetric eigendecomposition (``O(p^3)``) and
-    ``O(p T^2 + p^2 T)`` for ``V K V^T``, independent of ``n_fixed`` and of the
-    validation-set size. The stability condition ``eta * l_max / n < 2`` comes
-    for free from the eigenvalues. Measured floors on one core of the 2-core
-    benchmark machine, Loan shape (``n_p = 252``, ``p = 89``, ``T = 30``):
-    ``syrk`` 62 us, ``Z_p S`` 87 us, the ``2 (T - 1)`` Krylov products 85 us
-    (about 1.5 us each, mostly call overhead), so ~0.24 ms before any Python,
-    against 0.42 ms measured and 16 ms for the unrolled engine: about 40x, and
-    no more than ~65x even with no overhead at all. Appliances (``n_p = 740``,
-    ``p = 17``, ``T = 70``): ~60 us of arithmetic (``syrk``, ``Z_p S``, a
-    17 x 17 ``eigh``) under ~40 small NumPy/torch calls, 0.2 ms measured
-    against 25-30 ms: 110-130x.
+    *Cost per call.* ``W = [Z_p, y_p]`` gives ``A`` and ``b`` from one BLAS
+    ``syrk`` (``W^T W``) and both gradients from one product ``W R`` with
+    ``R = [[2 S[:, :d], u], [u[:d]^T, 0]]`` (``O(n_p p^2)`` each); in between
+    one symmetric eigendecomposition (``O(p^3)``, plus ``O(p T^2 + p^2 T)`` for
+    ``V K V^T``) or ``2 (T - 1)`` Krylov matrix-vector products, independent
+    of ``n_fixed`` and of the validation-set size. Measured on one core of the
+    2-core benchmark machine (AMD EPYC, 2.6 GHz), Loan shape (``n_p = 252``,
+    ``p = 89``, ``T = 30``): ``syrk`` 60 us, ``W R`` 90 us, the 58 Krylov
+    products 60-70 us (about 1.1 us each, mostly call overhead), the rest
+    ~15 us of arithmetic: ~0.23 ms before any Python, 0.33 ms measured.
+    That is 116-136x the generic engine (38-45 ms in the same runs) and
+    ~50x the first-order unrolled one (16 ms). Appliances (``n_p = 740``,
+    ``p = 17``, ``T = 70``): ~55 us of arithmetic (``syrk``, ``W R``, a
+    17 x 17 ``?syevd``) under ~35 small NumPy calls, 0.13 ms measured:
+    336-361x the generic engine, ~190x the first-order one. All BLAS calls run
+    on one thread: with torch's OpenMP workers active from the caller's work, a
+    second BLAS thread on a 2-core machine made a Loan batch 15x slower.
 
 Both engines raise :class:`~skpoison.exceptions.DivergenceError` when the
 inner training diverges, never returning NaN.
@@ -116,8 +121,10 @@ import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import scipy.linalg.lapack
 import scipy.sparse
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._validation import resolve_device, resolve_dtype
@@ -327,7 +334,10 @@ class UnrolledEngine(_EngineBase):
         # hand-written reverse pass; linear models keep autograd here (their
         # exact engine is LinearSpectralEngine), and so does any other module.
         slopes = None if force_autograd else _sequential_slopes(self.module)
-        self._slopes = slopes if slopes else None
+        # The reverse pass reads each LeakyReLU's slope mask off its output,
+        # which needs slope >= 0; other chains keep autograd.
+        ok = slopes and min(slopes) >= 0
+        self._slopes = slopes if ok else None
         self._workspace: dict = {}
 
     def train(self, X_p, y_p, *, differentiable: bool = False) -> list[torch.Tensor]:
@@ -391,18 +401,75 @@ def _slope_mask(z, slope):
     return torch.where(z > 0, z.new_ones(()), z.new_full((), slope))
 
 
+_leaky_relu_backward = torch.ops.aten.leaky_relu_backward.grad_input
+
+
+def _leaky_grad(v, h, slope, *, out):
+    """``s o v`` for the LeakyReLU slope ``s`` (1 where ``h > 0``, else ``slope``).
+
+    One fused pass from the activation ``h`` itself (its sign is the
+    pre-activation's for ``slope >= 0``), so no mask is stored.
+    """
+    return _leaky_relu_backward(v, h, slope, True, grad_input=out)
+
+
+def _chain_workspace(XTa, T, outs):
+    """Per-step tape buffers and their views for :func:`_chain_value_and_grad`.
+
+    Hidden layer ``k`` (``1 <= k < L``, input width ``o = outs[k-1]``) keeps,
+    per step, one ``(o + 1, n)`` slot ``[h_k; 1]`` (the row of ones folds the
+    bias into every product with ``h_k``) and one ``(2 outs[k], n)`` slot
+    ``[delta_k; z_bar_k]``, whose second half the reverse pass writes so that
+    ``h_bar = [G_bar_k^T, W_k^T] [delta_k; z_bar_k]`` is one product without
+    copies. The views are made once.
+    """
+    n, L = XTa.shape[1], len(outs)
+    hidden = range(1, L)
+    ha = [None] + [XTa.new_empty((T, outs[k - 1] + 1, n)) for k in hidden]
+    for k in hidden:
+        ha[k][:, outs[k - 1]].fill_(1.0)
+    dz = [XTa.new_empty((T, outs[0], n))]
+    dz += [XTa.new_empty((T, 2 * outs[k], n)) for k in hidden]
+
+    def views(bufs, rows):
+        return [
+            None if b is None or r is None else [r(b[t]) for t in range(T)]
+            for b, r in zip(bufs, rows)
+        ]
+
+    def rows(start, stop, transpose=False):
+        if transpose:
+            return lambda v: v[start:stop].T
+        return lambda v: v[start:stop]
+
+    return {
+        "h": views(ha, [None] + [rows(0, outs[k - 1]) for k in hidden]),
+        "ha": views(ha, [None] + [rows(0, None)] * (L - 1)),
+        "haT": views(ha, [None] + [rows(0, None, True)] * (L - 1)),
+        "d": views(dz, [rows(0, None)] + [rows(0, outs[k]) for k in hidden]),
+        "zb": views(dz, [None] + [rows(outs[k], None) for k in hidden]),
+        "dz": views(dz, [None] + [rows(0, None)] * (L - 1)),
+        "t": [XTa.new_empty((outs[k], n)) for k in range(L)],
+        "hb": [None] + [XTa.new_empty((outs[k - 1], n)) for k in hidden],
+        # s o delta_bar_(k-1), needed within one reverse step only.
+        "e": [None] + [XTa.new_empty((outs[k - 1], n)) for k in hidden],
+        # The tape itself, for memory accounting.
+        "tape": [b for b in ha + dz if b is not None],
+    }
+
+
 def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_val,
                           *, n_steps, lr, l2, workspace=None):  # fmt: skip
     """Validation loss and its gradient in ``X_p``, ``y_p`` for a Linear/LeakyReLU chain.
 
     The reverse pass through the ``T`` gradient-descent steps written out by
     hand (no autograd graph): the forward sweep stores each step's activations
-    ``h_k``, LeakyReLU slopes ``s_k`` and back-propagated errors ``delta_k``, the
-    reverse sweep applies the transpose of one step's Jacobian to the adjoint
-    ``(W_bar, b_bar)``. For ``G_k = delta_k^T h_(k-1) + l2 W_k``,
-    ``B_k = 1^T delta_k`` with ``delta_k = s_k o (delta_(k+1) W_(k+1))``
-    (``s_k`` piecewise constant) and ``delta_L = (z_L - y) / n``, the
-    cotangents ``(G_bar, B_bar) = -lr (W_bar, b_bar)`` flow back as::
+    ``h_k`` and back-propagated errors ``delta_k``, the reverse sweep applies
+    the transpose of one step's Jacobian to the adjoint ``(W_bar, b_bar)``. For
+    ``G_k = delta_k^T h_(k-1) + l2 W_k``, ``B_k = 1^T delta_k`` with
+    ``delta_k = s_k o (delta_(k+1) W_(k+1))`` (``s_k`` the LeakyReLU slopes,
+    piecewise constant) and ``delta_L = (z_L - y) / n``, the cotangents
+    ``(G_bar, B_bar) = -lr (W_bar, b_bar)`` flow back as::
 
         delta_bar_k = h_(k-1) G_bar_k^T + 1 B_bar_k^T + (s_(k-1) o delta_bar_(k-1)) W_k^T
         W_bar_k += l2 G_bar_k + delta_k^T (s_(k-1) o delta_bar_(k-1))     (k > 1)
@@ -414,72 +481,81 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     are the only ``n x d`` work besides the two of the forward step; the input
     gradient is formed for the poison rows only.
 
-    All per-sample arrays are kept transposed, ``(features, n)``: BLAS runs
-    these short-and-wide products markedly faster than the tall-and-skinny
-    ``(n, features)`` ones (measured 1.5x for ``X W^T`` on the Loan shape).
-    ``workspace`` (a dict) keeps the per-step buffers between calls: refilling
-    memory that is already mapped is much cheaper than allocating the tape
-    afresh.
+    How it is laid out, for speed (``benchmarks/bench_hypergradient.py``):
+
+    * per-sample arrays are transposed, ``(features, n)``: BLAS runs these
+      short-and-wide products markedly faster than tall-and-skinny ones
+      (1.5x for ``X W^T`` on the Loan shape);
+    * each layer's weights and bias are one matrix ``[W_k, b_k]`` and its
+      input carries a row of ones, so a layer, its gradient ``[G_k, B_k]``
+      and its adjoint updates are one product each, with no pass to
+      broadcast a bias or to sum one;
+    * ``[delta_k; z_bar_k]`` share one tape slot, so ``h_bar_(k-1)`` (a wide
+      ``(outs[k-1], n)`` output) is one product;
+    * the LeakyReLU's slope mask is read off the stored activation by one
+      fused kernel (``leaky_relu_backward``), so no mask is stored;
+    * ``workspace`` (a dict) keeps the tape between calls: refilling memory
+      that is already mapped is much cheaper than allocating it afresh.
     """
     n_p = X_p.shape[0]
-    XT = torch.cat([X_fixed, X_p]).T.contiguous()
-    y = torch.cat([y_fixed, y_p])
-    n = XT.shape[1]
+    d = X_p.shape[1]
+    n = X_fixed.shape[0] + n_p
     n_fixed = n - n_p
     L = len(params) // 2
     T = n_steps
     outs = [params[2 * k].shape[0] for k in range(L)]
-    key = (n, T, tuple(outs), XT.dtype, XT.device)
+    ins = [d] + outs[:-1]
+    # [X; 1] as (d + 1, n): the ones row carries the first layer's bias.
+    XTa = X_p.new_empty((d + 1, n))
+    XTa[:d, :n_fixed] = X_fixed.T
+    XTa[:d, n_fixed:] = X_p.T
+    XTa[d] = 1.0
+    y = torch.cat([y_fixed, y_p])
+    key = (n, d, T, tuple(outs), XTa.dtype, XTa.device)
     if workspace is None or workspace.get("key") != key:
-        new = lambda k: XT.new_empty((T, outs[k], n))  # noqa: E731
-        bufs = {
-            "h": [None] + [new(k) for k in range(L - 1)],  # h_k = input of layer k
-            "s": [new(k) for k in range(L - 1)],
-            "d": [new(k) for k in range(L)],
-            "t": [XT.new_empty((outs[k], n)) for k in range(L)],
-            "hb": [None] + [XT.new_empty((outs[k - 1], n)) for k in range(1, L)],
-            # [delta_k; z_bar_k] stacked: h_bar_(k-1) is then one product.
-            "dz": [None] + [XT.new_empty((2 * outs[k], n)) for k in range(1, L)],
-            # [h_k; s o delta_bar_(k-1)] stacked: delta_bar_k is one product.
-            "he": [None] + [XT.new_empty((2 * outs[k - 1], n)) for k in range(1, L)],
-        }
+        bufs = _chain_workspace(XTa, T, outs)
         if workspace is not None:
             workspace.clear()
             workspace.update(bufs, key=key)
     else:
         bufs = workspace
-    Hb, Sb, Db, tmp, hbuf = bufs["h"], bufs["s"], bufs["d"], bufs["t"], bufs["hb"]
-    DZ, HE = bufs["dz"], bufs["he"]
-    Ws = [params[2 * k] for k in range(L)]
-    bs = [params[2 * k + 1] for k in range(L)]
+    H, Ha, HaT, E = bufs["h"], bufs["ha"], bufs["haT"], bufs["e"]
+    D, Zb, DZ = bufs["d"], bufs["zb"], bufs["dz"]
+    tmp, hbuf = bufs["t"], bufs["hb"]
+    # Wa_k = [W_k, b_k], (outs[k], ins[k] + 1).
+    Wa = [torch.cat([params[2 * k], params[2 * k + 1][:, None]], 1) for k in range(L)]
+    XTaT = XTa.T
     tape = []
     for t in range(T):
-        hs = [XT] + [Hb[k + 1][t] for k in range(L - 1)]
-        z = torch.addmm(bs[0][:, None], Ws[0], XT, out=tmp[0])
+        inp = [XTa] + [Ha[k][t] for k in range(1, L)]
+        inpT = [XTaT] + [HaT[k][t] for k in range(1, L)]
+        Ws = [w[:, :i] for w, i in zip(Wa, ins)]  # views, made once per step
+        # z_k goes straight into the tape slot of h_(k+1), activated in place.
+        z = torch.mm(Wa[0], XTa, out=H[1][t])
         for k in range(1, L):
-            s = Sb[k - 1][t]
-            torch.gt(z, 0, out=s)  # 1 or 0, then 0 -> slope
-            s.mul_(1.0 - slopes[k - 1]).add_(slopes[k - 1])
-            torch.mul(z, s, out=hs[k])
-            z = torch.addmm(bs[k][:, None], Ws[k], hs[k], out=tmp[k])
-        delta = Db[L - 1][t]
+            F.leaky_relu_(z, slopes[k - 1])
+            z = torch.mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
+        delta = D[L - 1][t]
         torch.sub(z[0], y, out=delta[0]).div_(n)
         for k in range(L - 1, 0, -1):
-            nxt = Db[k - 1][t]
-            torch.mm(Ws[k].T, delta, out=nxt).mul_(Sb[k - 1][t])
+            nxt = D[k - 1][t]
+            torch.mm(Ws[k].T, delta, out=nxt)
+            _leaky_grad(nxt, H[k][t], slopes[k - 1], out=nxt)
             delta = nxt
-        newW, newb = [], []
+        new = []
         for k in range(L):
-            dk = Db[k][t]
-            gW = dk @ hs[k].T
+            # [W_k, b_k] - lr ([G_k, B_k] + l2 [W_k, 0]), [G_k, B_k] in one product.
+            base = Wa[k]
             if l2:
-                gW = gW + l2 * Ws[k]
-            newW.append(Ws[k] - lr * gW)
-            newb.append(bs[k] - lr * dk.sum(1))
-        tape.append((Ws, hs, t))
-        Ws, bs = newW, newb
+                base = base.clone()
+                base[:, : ins[k]].mul_(1.0 - lr * l2)
+            new.append(torch.addmm(base, D[k][t], inpT[k], alpha=-lr))
+        tape.append((Ws, inpT, t))
+        Wa = new
     # The validation loss at w_T and its gradient (ordinary backpropagation).
     m = X_val.shape[0]
+    Ws = [w[:, :i] for w, i in zip(Wa, ins)]
+    bs = [w[:, i] for w, i in zip(Wa, ins)]
     hv, sv = [X_val], []
     z = torch.addmm(bs[0], X_val, Ws[0].T)
     for k in range(1, L):
@@ -495,53 +571,50 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             "lower the inner learning rate."
         )
     e = (r / m).unsqueeze(1)
-    Wbar, bbar = [None] * L, [None] * L
+    Wbar = [None] * L  # [W_bar_k, b_bar_k]
     for k in range(L - 1, -1, -1):
-        Wbar[k] = e.T @ hv[k]
-        bbar[k] = e.sum(0)
+        Wbar[k] = torch.cat([e.T @ hv[k], e.sum(0)[:, None]], 1)
         if k > 0:
             e = (e @ Ws[k]) * sv[k - 1]
     gX = X_p.new_zeros(X_p.shape)
     gy = y_p.new_zeros(y_p.shape)
-    for Ws, hs, t in reversed(tape):
-        Gbar = [-lr * w for w in Wbar]
-        Bbar = [-lr * b for b in bbar]
+    # Views made once: Wbar is updated in place; E is one buffer per layer.
+    WbarW = [w[:, :i] for w, i in zip(Wbar, ins)]
+    ET = [None] + [E[k].T for k in range(1, L)]
+    for Ws, inpT, t in reversed(tape):
+        Gbar = [-lr * w for w in Wbar]  # [G_bar_k, B_bar_k]
         # Reverse of the backward (gradient) sweep, from delta_1 up to delta_L.
         dbar = None
         for k in range(L):
-            dk = Db[k][t]
-            # delta_bar_k = h_(k-1) G_bar_k^T + 1 B_bar_k^T (+ the chain term)
+            i = ins[k]
+            # delta_bar_k = G_bar_k h_(k-1) + B_bar_k 1^T (+ the chain term)
             if k == 0:
-                tk = torch.addmm(Bbar[0][:, None], Gbar[0], hs[0], out=tmp[0])
+                tk = torch.mm(Gbar[0], XTa, out=tmp[0])
             else:
-                i = outs[k - 1]
-                HE[k][:i].copy_(hs[k])
-                ed = torch.mul(dbar, Sb[k - 1][t], out=HE[k][i:])
-                GW = torch.cat([Gbar[k], Ws[k]], dim=1)
-                tk = torch.addmm(Bbar[k][:, None], GW, HE[k], out=tmp[k])
-                Wbar[k] = torch.addmm(Wbar[k], dk, ed.T)
-                DZ[k][: outs[k]].copy_(dk)
+                ed = _leaky_grad(dbar, H[k][t], slopes[k - 1], out=E[k])
+                tk = torch.mm(Gbar[k], Ha[k][t], out=tmp[k])
+                tk.addmm_(Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
+                WbarW[k].addmm_(D[k][t], ET[k])
             if l2:
-                Wbar[k] = Wbar[k] + l2 * Gbar[k]
+                WbarW[k].add_(Gbar[k][:, :i], alpha=l2)
             dbar = tk
         if n_p:
-            gX.addmm_(Db[0][t][:, n_fixed:].T, Gbar[0])
+            gX.addmm_(D[0][t][:, n_fixed:].T, Gbar[0][:, :d])
         # z_bar_L (1 x n), as r = z_L - y.
-        zbar = torch.div(dbar, n, out=DZ[L - 1][outs[L - 1] :])
+        zbar = torch.div(dbar, n, out=Zb[L - 1][t])
         if n_p:
             gy.sub_(zbar[0, n_fixed:])
         # Reverse of the forward sweep.
         for k in range(L - 1, -1, -1):
-            Wbar[k] = torch.addmm(Wbar[k], zbar, hs[k].T)
-            bbar[k] = bbar[k] + zbar.sum(1)
+            Wbar[k].addmm_(zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
             if k > 0:
-                # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k, one product.
-                GW = torch.cat([Gbar[k].T, Ws[k].T], dim=1)
-                hb = torch.mm(GW, DZ[k], out=hbuf[k])
-                if k > 1:
-                    zbar = torch.mul(hb, Sb[k - 1][t], out=DZ[k - 1][outs[k - 1] :])
-                else:
-                    zbar = hb.mul_(Sb[0][t])
+                # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k: [delta_k; z_bar_k]
+                # is one tape slot, so this is one product.
+                i = ins[k]
+                GW = torch.cat([Gbar[k][:, :i].T, Ws[k].T], dim=1)
+                hb = torch.mm(GW, DZ[k][t], out=hbuf[k])
+                out = Zb[k - 1][t] if k > 1 else hb
+                zbar = _leaky_grad(hb, H[k][t], slopes[k - 1], out=out)
             elif n_p:
                 gX.addmm_(zbar[:, n_fixed:].T, Ws[0])
     return val, gX, gy
@@ -767,17 +840,22 @@ class LinearSpectralEngine(_EngineBase):
         out[0] = v
         rows = list(out)  # row views made once
         if self._ops is _NumpyOps:
-            # v^T M = (M v)^T for the symmetric M; np.dot directly (the loop is
-            # bound by per-call overhead: p^2 flops per call).
+            # The loop is bound by per-call overhead (p^2 flops per call): the
+            # bound method M.dot(v, out) has the least of it.
+            dot = M.dot
             for a, b in zip(rows, rows[1:]):
-                np.dot(a, M, b)
+                dot(a, b)
         else:
             for a, b in zip(rows, rows[1:]):
                 torch.mv(M, a, out=b)
         return out
 
     def _weights(self, A, b, c, *, with_grad):
-        """``w`` and, with ``with_grad``, the validation loss, ``2 S`` and ``u``."""
+        """``w`` and, with ``with_grad``, the validation loss and ``R``.
+
+        ``R = [[2 S[:, :d], u], [u[:d]^T, 0]]`` (``(p + 1) x (d + 1)``), so that
+        ``[grad_X, grad_y] = [Z_p, y_p] R`` (see :meth:`value_and_grad`).
+        """
         st, ops = self._stats, self._ops
         if self.method == "eigh":
             U, V = self._eig(A, c)
@@ -793,21 +871,29 @@ class LinearSpectralEngine(_EngineBase):
             return w, None
         g = st["H"] @ w - st["h"]
         val = 0.5 * (ops.dot(w, g - st["h"]) + st["s"])
+        d = self.n_features
+        p = d + 1
+        R = ops.empty((p + 1, d + 1), w)
         if self.method == "eigh":
             g_hat = U.T @ g
             u = U @ (F * g_hat)
             outer = g_hat[:, None] * b_hat[None, :]
-            # G o sym(g^ b^T) with G = -c^2 V^T K V (divided differences of F).
+            # G o sym(g^ b^T) with G = -c^2 V^T K V (divided differences of F);
+            # 2 S = -c^2 U (G o sym) U^T, first d columns.
             inner = ops.triangle(V, V, st["K"]) * (outer + outer.T)
-            S2 = (-c * c) * (U @ inner @ U.T)
+            R[:p, :d] = (U @ inner) @ U[:d].T
         else:
             Kg = self._krylov(M, g)
             u = c * Kg.sum(0)
-            # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t.
+            # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t,
+            # and 2 S = -c^2 (P + P^T).
             P = ops.triangle(Kg, Kb, st["K"])
-            S2 = ops.add(P, P.T)
-            S2 *= -c * c
-        return w, (val, S2, u)
+            ops.add(P[:, :d], P[:d].T, out=R[:p, :d])
+        R[:p, :d] *= -c * c
+        R[p, :d] = u[:d]
+        R[:p, d] = u
+        R[p, d] = 0.0
+        return w, (val, R)
 
     def train(self, X_p, y_p) -> dict[str, torch.Tensor]:
         """``w_T = F(A) b`` as ``{"weight": (1, d), "bias": (1,)}`` (nn.Linear layout)."""
@@ -841,11 +927,11 @@ class LinearSpectralEngine(_EngineBase):
         grad_y_p : Tensor of shape (n_p,)
         """
         X_p, y_p = self._poison(X_p, y_p)
-        ops, d = self._ops, self.n_features
+        d = self.n_features
         with _small_cpu_threads(self.device, blas=self.backend == "numpy",
                                 torch_=self._torch_compute):  # fmt: skip
             W = self._stack(X_p, y_p)
-            _, (val, S2, u) = self._weights(*self._gram(W), with_grad=True)
+            _, (val, R) = self._weights(*self._gram(W), with_grad=True)
             val = float(val)
             if not np.isfinite(val):
                 raise DivergenceError(
@@ -854,10 +940,6 @@ class LinearSpectralEngine(_EngineBase):
             # [grad_X, grad_y] = W R: grad_Z = 2 Z_p S + y_p u^T (first d
             # columns) and grad_y = Z_p u, as one product with
             #     R = [[2 S[:, :d], u], [u[:d]^T, 0]]    ((p + 1) x (d + 1)).
-            R = ops.zeros((d + 2, d + 1), u)
-            R[: d + 1, :d] = S2[:, :d]
-            R[d + 1, :d] = u[:d]
-            R[: d + 1, d] = u
             # One BLAS thread for this product and W^T W too: with torch's
             # OpenMP workers still spinning from the caller's work, a second
             # BLAS thread on few cores made a Loan batch 15x slower.
@@ -869,13 +951,37 @@ class LinearSpectralEngine(_EngineBase):
                 torch.from_numpy(G[:, :d]),
                 torch.from_numpy(G[:, d]),
             )
-        return torch.tensor(val, dtype=self.dtype, device=self.device), G[:, :d], G[:, d]
+        return (
+            torch.tensor(val, dtype=self.dtype, device=self.device),
+            G[:, :d],
+            G[:, d],
+        )
+
+
+_SYEVD: dict = {}
+
+
+def _host_eigh(A):
+    """Eigenvalues (ascending) and eigenvectors of a symmetric host matrix.
+
+    LAPACK's ``?syevd`` through SciPy's thin wrapper: the same routine as
+    ``np.linalg.eigh`` with less overhead per call (4-8 us of 25-30 us for the
+    17 x 17 matrices of the Appliances shape). A non-finite ``A`` gives NaN
+    eigenvalues, which the caller reports as divergence.
+    """
+    f = _SYEVD.get(A.dtype.char)
+    if f is None:
+        f = _SYEVD[A.dtype.char] = scipy.linalg.lapack.get_lapack_funcs("syevd", (A,))
+    lam, U, info = f(A)
+    if info != 0 and np.isfinite(lam).all():
+        raise np.linalg.LinAlgError(f"LAPACK ?syevd did not converge (info={info}).")
+    return lam, U
 
 
 class _NumpyOps:
     """NumPy versions of the few array functions the spectral algebra uses."""
 
-    eigh = staticmethod(np.linalg.eigh)
+    eigh = staticmethod(_host_eigh)
     eigvalsh = staticmethod(np.linalg.eigvalsh)
     abs = staticmethod(np.abs)
 
@@ -898,7 +1004,7 @@ class _NumpyOps:
 
     @staticmethod
     def cumprod_rows(V):
-        return np.cumprod(V, axis=0, out=V)
+        return np.multiply.accumulate(V, axis=0, out=V)
 
     @staticmethod
     def dot(a, b):
@@ -914,7 +1020,6 @@ class _NumpyOps:
     def triangle(P, Q, K):
         # sum_{s+t<=T-2} P_s^T Q_t = P[:-1]^T K Q[:-1].
         return P[:-1].T @ (K @ Q[:-1])
-
 
 
 class _TorchOps:
@@ -957,7 +1062,6 @@ class _TorchOps:
     @staticmethod
     def triangle(P, Q, K):
         return P[:-1].T @ (K @ Q[:-1])
-
 
 
 def _blas_switches():

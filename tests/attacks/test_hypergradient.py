@@ -199,15 +199,38 @@ def test_unrolled_objective_is_deterministic():
     assert not torch.equal(seed6.value_and_grad(Xp, yp)[1], first[1])
 
 
-def test_fast_mlp_gradient_equals_plain_autograd():
+@pytest.mark.parametrize(
+    "hidden, l2, slope",
+    [((32, 8), 0.0, 0.01), ((5,), 0.05, 0.0), ((6, 4, 3), 0.02, 0.3)],
+)
+def test_fast_mlp_gradient_equals_plain_autograd(hidden, l2, slope):
     X, y, Xv, yv, Xp, yp = _problem(4)
-    kw = dict(n_steps=15, lr=0.1, random_state=0)
-    fast = UnrolledEngine("mlp", X, y, Xv, yv, **kw).value_and_grad(Xp, yp)
-    plain = UnrolledEngine(
-        "mlp", X, y, Xv, yv, force_autograd=True, **kw
-    ).value_and_grad(Xp, yp)
-    for a, b in zip(fast, plain):
-        assert _rel(a, b) < 1e-10
+    kw = dict(
+        n_steps=15, lr=0.1, l2=l2, hidden_layer_sizes=hidden,
+        negative_slope=slope, random_state=0,
+    )  # fmt: skip
+    engine = UnrolledEngine("mlp", X, y, Xv, yv, **kw)
+    assert engine._slopes is not None  # the hand-written reverse pass runs
+    plain = UnrolledEngine("mlp", X, y, Xv, yv, force_autograd=True, **kw)
+    # Twice: the second call reuses the engine's tape buffers.
+    for _ in range(2):
+        for a, b in zip(engine.value_and_grad(Xp, yp), plain.value_and_grad(Xp, yp)):
+            assert _rel(a, b) < 1e-10
+    # No poison points: the value is still right, the gradients empty.
+    a, b = engine.value_and_grad(Xp[:0], yp[:0]), plain.value_and_grad(Xp[:0], yp[:0])
+    assert _rel(a[0], b[0]) < 1e-10 and a[1].shape == (0, X.shape[1])
+
+
+def test_negative_leaky_slope_uses_autograd():
+    # The reverse pass reads the slope mask off the activation's sign, which
+    # needs slope >= 0; other slopes must take the (exact) autograd path.
+    X, y, Xv, yv, Xp, yp = _problem(4)
+    kw = dict(n_steps=5, lr=0.1, negative_slope=-0.2, random_state=0)
+    engine = UnrolledEngine("mlp", X, y, Xv, yv, **kw)
+    assert engine._slopes is None
+    plain = UnrolledEngine("mlp", X, y, Xv, yv, force_autograd=True, **kw)
+    for a, b in zip(engine.value_and_grad(Xp, yp), plain.value_and_grad(Xp, yp)):
+        assert _rel(a, b) < 1e-12
 
 
 def test_divergence_is_an_error_not_nan():
