@@ -19,7 +19,9 @@ Measures, in one process and on random data of the paper's shapes (Tables I-II):
   their agreement, and the end-to-end time of one whole batch of Alg. 4
   (T_out = 120 / 50 projected ascent steps; the unrolled engine runs
   ``--generic-outer-steps`` of them and the rest is extrapolated linearly, as
-  each outer step costs the same).
+  each outer step costs the same), and of one batch of the real attack
+  (``StealthyPoisoner.fit_resample`` with ``engine="spectral"`` and
+  ``engine="unrolled"``, everything included).
 * the paper's MLP, Loan (T=90) and Heart (n=1599, d=28, B_p=120, T=100): time
   and memory per hypergradient of the unrolled engine (hand-written reverse
   pass through the steps) against the plain loop (``torch.autograd.grad(
@@ -294,6 +296,7 @@ def bench_linear(name, shape, device, args):
         outer_batch(eng, Xp, yp, steps, gamma, low, high)
         sync(device)
         e2e[label] = (time.perf_counter() - t0) * n_outer / steps
+    attack = attack_batch(data, (Xp, yp), shape, device, args)
     s = t["spectral"]
     res = {
         "shape": dict(
@@ -315,6 +318,7 @@ def bench_linear(name, shape, device, args):
             **e2e,
             "unrolled_extrapolated_from_steps": k if k < n_outer else None,
         },
+        "attack_batch_s": attack,
     }
     goal = GOALS["linear"][name]
     worst = max(max(v.values()) for v in agree.values())
@@ -334,7 +338,38 @@ def bench_linear(name, shape, device, args):
         f"       one batch of {n_outer} outer steps: spectral {e2e['spectral']:.3f} s, "
         f"first-order {e2e['first_order']:.1f} s, generic {e2e['generic']:.1f} s{extra}"
     )
+    print(
+        f"       StealthyPoisoner, one whole batch (alpha = 1, {attack['outer_steps']} "
+        f"outer steps): engine='spectral' {attack['spectral']:.3f} s, "
+        f"engine='unrolled' {attack['unrolled']:.1f} s"
+    )
     return res
+
+
+def attack_batch(data, poison, shape, device, args):
+    """Seconds of ``StealthyPoisoner.fit_resample`` for one batch, both engines.
+
+    The real attack end to end (clean model, batch set-up, the outer loop with
+    its projections and bookkeeping), not only the hypergradients.
+    """
+    from skpoison.attacks import StealthyPoisoner
+
+    X = np.vstack([poison[0].cpu().numpy(), data[0]])
+    y = np.r_[poison[1].cpu().numpy(), data[1]]
+    B, T, eta, T_out, gamma = shape[3] // args.scale, *shape[4:]
+    n_outer = T_out if not args.quick else min(T_out, 5)
+    out = {"outer_steps": n_outer}
+    for engine in ("spectral", "unrolled"):
+        attack = StealthyPoisoner(
+            poison_fraction=B / len(y), batch_size=B, alpha=1.0, n_inner_steps=T,
+            inner_lr=eta, n_outer_steps=n_outer, outer_lr=gamma, engine=engine,
+            device=device, random_state=0,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        attack.fit_resample(X, y, X_val=data[2], y_val=data[3])
+        sync(device)
+        out[engine] = time.perf_counter() - t0
+    return out
 
 
 def bench_mlp(name, shape, device, args, threads):

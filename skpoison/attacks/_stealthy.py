@@ -632,7 +632,9 @@ class StealthyPoisoner(BaseEstimator):
             if loss_ref is None:
                 # The start is the set poisoned so far: this is L_ref (Alg. 2 line 8).
                 loss_ref = val if val > 0 else 1.0
-            if last:
+            if last or w_risk == 0.0:
+                # The risk is recorded at every step, but its gradient is
+                # needed only when it is part of the objective (alpha < 1).
                 with torch.no_grad():
                     residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
                 risk = detectability_risk(residuals, sigma)
@@ -644,8 +646,11 @@ class StealthyPoisoner(BaseEstimator):
             rec["objective"].append(alpha * val / loss_ref - w_risk * risk)
             if last:
                 break
-            GX = (alpha / loss_ref) * gX - w_risk * rX
-            Gy = (alpha / loss_ref) * gy - w_risk * ry
+            GX = (alpha / loss_ref) * gX
+            Gy = (alpha / loss_ref) * gy
+            if w_risk:
+                GX = GX - w_risk * rX
+                Gy = Gy - w_risk * ry
             norm = torch.sqrt((GX * GX).sum(dim=1) + Gy * Gy)
             scale = self.outer_lr / torch.where(norm > 0, norm, torch.ones_like(norm))
             Xp = torch.clamp(Xp + scale[:, None] * GX, low[:-1], high[:-1])
@@ -675,9 +680,7 @@ class StealthyPoisoner(BaseEstimator):
         except DivergenceError as exc:
             raise _diverged(self.inner_lr, exc) from exc
         val = float(val)
-        finite = np.isfinite(val) and (
-            not grad or bool(torch.isfinite(gX).all() & torch.isfinite(gy).all())
-        )
+        finite = np.isfinite(val) and (not grad or _all_finite(gX, gy))
         if not finite:
             raise _diverged(self.inner_lr, None)
         return val, gX, gy
@@ -745,6 +748,18 @@ def _max_risk(batches) -> float:
     risk = max((b["risk"] for b in batches), default=1.0)
     # A zero R_ref (every point exactly on the +-sigma band) would divide by 0.
     return risk if risk > 0 else 1.0
+
+
+def _all_finite(*tensors) -> bool:
+    """Whether every entry is finite (NumPy on the host: ~7x faster than torch)."""
+    for t in tensors:
+        t = t.detach()
+        if t.device.type == "cpu":
+            if not np.isfinite(t.numpy()).all():
+                return False
+        elif not bool(torch.isfinite(t).all()):
+            return False
+    return True
 
 
 def _tensor(a, engine):
