@@ -28,8 +28,8 @@ Two engines compute it, with one interface
     reused between calls, arrays laid out ``(features, n)``, bias folded into
     each layer's matrix, and four ``n x d x h_1`` products per step (two
     forward, two reverse) against the six of the generic engine. Against the
-    generic engine: 2.3-2.4x on the Loan shape and 2.2x on Heart on one torch
-    thread (2.1-2.3x and 2.0-2.1x on two), with 25% less memory
+    generic engine: 2.2-2.5x on the Loan shape and 2.2-2.35x on Heart on one
+    torch thread (2.1-2.3x and 2.0-2.1x on two), with 25% less memory
     (``benchmarks/bench_hypergradient.py``). Linear models keep autograd in
     this engine; their exact engine is the next one.
 
@@ -103,11 +103,11 @@ Two engines compute it, with one interface
     ``p = 89``, ``T = 30``): ``syrk`` 60 us, ``W R`` 90 us, the 58 Krylov
     products 60-70 us (about 1.1 us each, mostly call overhead), the rest
     ~15 us of arithmetic: ~0.23 ms before any Python, 0.33 ms measured.
-    That is 116-136x the generic engine (38-45 ms in the same runs) and
-    ~50x the first-order unrolled one (16 ms). Appliances (``n_p = 740``,
+    That is 116-210x the generic engine (38-69 ms in the same runs: its time
+    varies most) and ~50x the first-order unrolled one (16 ms). Appliances (``n_p = 740``,
     ``p = 17``, ``T = 70``): ~55 us of arithmetic (``syrk``, ``W R``, a
     17 x 17 ``?syevd``) under ~35 small NumPy calls, 0.13 ms measured:
-    336-361x the generic engine, ~190x the first-order one. All BLAS calls run
+    317-619x the generic engine, ~190x the first-order one. All BLAS calls run
     on one thread: with torch's OpenMP workers active from the caller's work, a
     second BLAS thread on a 2-core machine made a Loan batch 15x slower.
 
