@@ -339,3 +339,33 @@ def test_host_algebra_with_device_data_path():
             assert _rel(a, b) < 1e-12
         w = split.train(Xp, yp)
         torch.testing.assert_close(w["weight"], ref.train(Xp, yp)["weight"])
+
+
+def test_small_cpu_threads_limits_and_restores_blas_threads():
+    # The spectral engine runs NumPy's BLAS on one thread within a call and
+    # must leave the caller's setting as it was, from the main thread (direct
+    # OpenBLAS calls) and from another thread (threadpoolctl's safe path).
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from skpoison.attacks._hypergradient import _small_cpu_threads
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = {}
+
+    def run(key):
+        with _small_cpu_threads(torch.device("cpu"), blas=True, torch_=False):
+            seen[key] = blas_threads()
+        seen[key + "_after"] = blas_threads()
+
+    run("main")
+    worker = threading.Thread(target=run, args=("worker",))
+    worker.start()
+    worker.join()
+    assert all(n == 1 for n in seen["main"])
+    assert seen["main_after"] == before and blas_threads() == before
+    assert seen["worker_after"] == before
