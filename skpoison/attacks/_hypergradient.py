@@ -33,6 +33,14 @@ Two engines compute it, with one interface
     (``benchmarks/bench_hypergradient.py``). Linear models keep autograd in
     this engine; their exact engine is the next one.
 
+    ``torch.compile`` was measured and is not used
+    (``benchmarks/bench_compile.py``, Heart shape, 100 training steps of the
+    MLP): it brings a plainly written ``torch.func.grad`` step from 108 to
+    54 ms on one thread (91 to 40 ms on two), about the speed of the
+    hand-written step (63 and 40 ms), after 3-6 s of compilation per process
+    and shape, and it needs a C++ compiler at run time. ``torch.func`` serves
+    the generic path (``functional_call``) and SEVER's per-sample gradients.
+
 :class:`LinearSpectralEngine` (linear regression, exact, independent of ``n`` and ``T``)
     Derivation. Let ``Z = [X, 1]`` (``n x p``, ``p = d + 1``), ``A = Z^T Z``
     (plus ``n * l2 * P`` with ``P = diag(1, ..., 1, 0)`` for the L2 term, which
