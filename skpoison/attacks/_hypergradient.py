@@ -112,7 +112,7 @@ Two engines compute it, with one interface
     ``p = 89``, ``T = 30``): ``syrk`` 60 us, ``W R`` 90 us, the 58 Krylov
     products 60-70 us (about 1.1 us each, mostly call overhead), the rest
     ~15 us of arithmetic: ~0.23 ms before any Python, 0.33 ms measured.
-    That is 116-210x the generic engine (38-69 ms in the same runs: its time
+    That is 106-210x the generic engine (35-69 ms in the same runs: its time
     varies most) and ~50x the first-order unrolled one (16 ms). Appliances (``n_p = 740``,
     ``p = 17``, ``T = 70``): ~55 us of arithmetic (``syrk``, ``W R``, a
     17 x 17 ``?syevd``) under ~35 small NumPy calls, 0.13 ms measured:
