@@ -448,6 +448,12 @@ def main(argv=None):
     )
     parser.add_argument("--mlp-rounds", type=int, default=4)
     parser.add_argument(
+        "--no-blas-limit",
+        action="store_true",
+        help="let the spectral engine's NumPy BLAS use all its threads (a diagnostic: "
+        "shows why the engine limits them to one)",
+    )
+    parser.add_argument(
         "--out", default=None, help="JSON path (default: benchmarks/results/)"
     )
     args = parser.parse_args(argv)
@@ -456,12 +462,26 @@ def main(argv=None):
         args.rounds, args.fast_calls, args.mlp_rounds = 2, 5, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.no_blas_limit:
+        from skpoison.attacks import _hypergradient
+
+        class NoBlasLimit(_hypergradient._small_cpu_threads):
+            def __init__(self, device, blas=False, torch_=True):
+                super().__init__(device, blas=False, torch_=torch_)
+
+        _hypergradient._small_cpu_threads = NoBlasLimit
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA GPU.")
     device = torch.device(args.device)
     info = machine(device)
     print("machine:", json.dumps(info))
-    results = {"machine": info, "quick": args.quick, "linear": {}, "mlp": {}}
+    results = {
+        "machine": info,
+        "quick": args.quick,
+        "no_blas_limit": args.no_blas_limit,
+        "linear": {},
+        "mlp": {},
+    }
     if not args.skip_linear:
         for name, shape in LINEAR.items():
             results["linear"][name] = bench_linear(name, shape, device, args)
@@ -478,14 +498,15 @@ def main(argv=None):
                 )
                 for threads in settings
             }
+    tag = ("_quick" if args.quick else "") + (
+        "_no_blas_limit" if args.no_blas_limit else ""
+    )
     out = (
         Path(args.out)
         if args.out
-        else (
-            Path(__file__).parent
-            / "results"
-            / f"hypergradient_{args.device}{'_quick' if args.quick else ''}.json"
-        )
+        else Path(__file__).parent
+        / "results"
+        / f"hypergradient_{args.device}{tag}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

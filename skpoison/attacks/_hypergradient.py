@@ -118,7 +118,8 @@ Two engines compute it, with one interface
     17 x 17 ``?syevd``) under ~35 small NumPy calls, 0.13 ms measured:
     317-619x the generic engine, ~190x the first-order one. All BLAS calls run
     on one thread: with torch's OpenMP workers active from the caller's work, a
-    second BLAS thread on a 2-core machine made a Loan batch 15x slower.
+    second BLAS thread on a 2-core machine made one Loan batch 10-20x slower
+    (``python benchmarks/bench_hypergradient.py --no-blas-limit`` shows it).
 
 Both engines raise :class:`~skpoison.exceptions.DivergenceError` when the
 inner training diverges, never returning NaN.
@@ -951,7 +952,7 @@ class LinearSpectralEngine(_EngineBase):
             #     R = [[2 S[:, :d], u], [u[:d]^T, 0]]    ((p + 1) x (d + 1)).
             # One BLAS thread for this product and W^T W too: with torch's
             # OpenMP workers still spinning from the caller's work, a second
-            # BLAS thread on few cores made a Loan batch 15x slower.
+            # BLAS thread on few cores made a Loan batch 10-20x slower.
             G = W @ self._to_data(R)
         if self._data_ops is _NumpyOps:
             # Views of G, sliced in NumPy (cheaper than slicing tensors).
