@@ -811,7 +811,10 @@ class LinearSpectralEngine(_EngineBase):
             A = A + st["eye"] * (n * self.l2 * st["penalty"])
         return A, b, self.lr / n
 
-    def _diverges(self, c, lam_max):
+    def _check_lam_max(self, c, lam_max):
+        """Raise unless ``c * lam_max < 2`` (the inner descent is stable)."""
+        if np.isfinite(lam_max) and c * lam_max < 2.0:
+            return
         raise DivergenceError(
             f"The inner gradient descent diverges: lr * lambda_max(Z^T Z / n) = "
             f"{c * lam_max:.3g} >= 2. Lower the inner learning rate or keep the "
@@ -827,16 +830,12 @@ class LinearSpectralEngine(_EngineBase):
             bound = float(bound(A))
             if np.isfinite(bound) and c * bound < 2.0:
                 return
-        lam_max = float(ops.eigvalsh(A)[-1])
-        if not np.isfinite(lam_max) or c * lam_max >= 2.0:
-            self._diverges(c, lam_max)
+        self._check_lam_max(c, float(ops.eigvalsh(A)[-1]))
 
     def _eig(self, A, c):
         """Eigenvectors and ``V[s, i] = mu_i ** s`` (``s < T``), ``mu = 1 - c lam``."""
         lam, U = self._ops.eigh(A)
-        lam_max = float(lam[-1])
-        if not np.isfinite(lam_max) or c * lam_max >= 2.0:
-            self._diverges(c, lam_max)
+        self._check_lam_max(c, float(lam[-1]))
         mu = 1.0 - c * lam
         # Rows mu^0, ..., mu^(T-1) by cumulative products (exact for mu < 0 too).
         V = self._ops.empty((self.n_steps, mu.shape[0]), mu)
@@ -1009,10 +1008,6 @@ class _NumpyOps:
         return np.empty(shape, dtype=like.dtype)
 
     @staticmethod
-    def zeros(shape, like):
-        return np.zeros(shape, dtype=like.dtype)
-
-    @staticmethod
     def cumprod_rows(V):
         return np.multiply.accumulate(V, axis=0, out=V)
 
@@ -1050,10 +1045,6 @@ class _TorchOps:
     @staticmethod
     def empty(shape, like):
         return like.new_empty(shape)
-
-    @staticmethod
-    def zeros(shape, like):
-        return like.new_zeros(shape)
 
     @staticmethod
     def cumprod_rows(V):
