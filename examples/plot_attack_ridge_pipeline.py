@@ -42,14 +42,14 @@ print(data.X_train.shape, data.X_val.shape, data.X_test.shape)
 # gradient steps, ascent step 0.9); we shorten the ascent to 40 steps per batch
 # to keep this example fast.
 #
-# Inside a pipeline the attack receives only the training data, so it keeps a
-# part of it (``validation_fraction=0.25``) as its own validation set, the
-# data it wants the model to fail on, and returns the other 75 %, poisoned.
-# The model is therefore trained on fewer points than the data passed to the
-# pipeline; a pipeline with ``poison_fraction=0`` is the fair clean baseline.
-# (Called directly, ``fit_resample(X, y, X_val=..., y_val=...)`` takes an
-# explicit validation set instead; through a pipeline, scikit-learn's metadata
-# routing can pass it, see :ref:`attack_usage`.)
+# Inside a pipeline the attack receives only the training data, so it
+# evaluates its objective (the error it wants the model to make) on that clean
+# training data, and returns every row, some of them replaced by poison
+# points: the poisoned model trains on as many points as the clean baseline
+# (``poison_fraction=0``). (Called directly, ``fit_resample(X, y, X_val=...,
+# y_val=...)`` takes a separate validation set, the paper's protocol; through a
+# pipeline, scikit-learn's metadata routing can pass it, see
+# :ref:`attack_usage`.)
 
 
 def poisoned_ridge(poison_fraction, alpha=1.0, **params):
@@ -68,7 +68,7 @@ baseline = poisoned_ridge(0.0).fit(data.X_train, data.y_train)
 effective = poisoned_ridge(0.15, alpha=1.0).fit(data.X_train, data.y_train)
 attack_1 = effective.named_steps["stealthypoisoner"]
 print(
-    f"{attack_1.poison_indices_.size} of {attack_1.train_indices_.size} training "
+    f"{attack_1.poison_indices_.size} of {len(data.X_train)} training "
     f"points replaced, in {attack_1.n_batches_} batches"
 )
 

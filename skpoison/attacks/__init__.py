@@ -1,10 +1,12 @@
 """Poisoning attacks on regression.
 
 :class:`StealthyPoisoner` is the paper's stealthy bilevel attack (Section IV);
+every attack subclasses :class:`BasePoisoner`, the shared sampler contract;
 the hypergradient engines behind it are public for benchmarks and research, and
 the paper's experimental settings (Tables II and III) are available as presets.
 """
 
+from ._base import BasePoisoner
 from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
 from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
 from ._risk import detectability_risk, residual_std
@@ -12,6 +14,7 @@ from ._stealthy import StealthyPoisoner
 
 __all__ = [
     "ATTACK_PRESETS",
+    "BasePoisoner",
     "LinearSpectralEngine",
     "StealthyPoisoner",
     "UnrolledEngine",

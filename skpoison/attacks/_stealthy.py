@@ -19,8 +19,9 @@ Batches (Alg. 2)
     after another; a finished batch is fixed in the training set. The last batch
     may be smaller.
 Replaced points and initialisation (Alg. 4, ``initDp``)
-    One random permutation of the training indices (drawn once from
-    ``random_state``) orders the points to replace: batch ``i`` replaces the next
+    One random permutation of the replaceable training rows (drawn once from
+    ``random_state`` by :class:`~skpoison.attacks.BasePoisoner`, which owns
+    the sampler contract) orders the points to replace: batch ``i`` replaces the next
     ``B_p`` still-clean points of it (``P^(i)``), and its poison points start as
     copies of exactly those points. So ``initDp`` clones points sampled uniformly
     without duplicates, and the starting training set of every batch is the set
@@ -59,47 +60,27 @@ from __future__ import annotations
 
 import numbers
 
-import joblib
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_random_state
-from sklearn.utils._metadata_requests import RequestMethod
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_X_y
+from sklearn.utils.validation import check_X_y
 
 from .._validation import (
-    check_bounds,
     check_target,
     resolve_device,
     resolve_dtype,
-    validate_regression_data,
 )
 from ..exceptions import DivergenceError
+from ._base import BasePoisoner, _count_from_fraction
 from ._hypergradient import make_engine
 from ._presets import get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
 
 __all__ = ["StealthyPoisoner"]
 
-# Parameters that may change between warm-started fits without invalidating the
-# batches computed so far.
-_WARM_FREE = ("poison_fraction", "verbose", "warm_start", "device")
 
-
-def _count_from_fraction(fraction, n: int) -> int:
-    """``round(fraction * n)``: the paper's ratios are whole numbers of batches.
-
-    Table II's batch sizes are 7.5% of Table I's training sizes *rounded*
-    (Boston: 0.075 * 253 = 18.975 -> 19), so rounding (not flooring) keeps the
-    cumulative ratios 7.5%, 15%, ... aligned with whole batches.
-    """
-    if isinstance(fraction, numbers.Integral):
-        return int(fraction)
-    return int(np.floor(float(fraction) * n + 0.5))
-
-
-class StealthyPoisoner(BaseEstimator):
+class StealthyPoisoner(BasePoisoner):
     """Stealthy bilevel poisoning attack on regression (Carnerero-Cano et al.).
 
     Replaces a fraction of the training points by points optimised to maximise
@@ -115,8 +96,8 @@ class StealthyPoisoner(BaseEstimator):
     Parameters
     ----------
     poison_fraction : float in [0, 1), default=0.075
-        ``n_p / n_tr``: the fraction of the (attacker's) training points that
-        are replaced; ``n_p = round(poison_fraction * n_tr)``.
+        ``n_p / n_tr``: the fraction of the training points (the rows passed
+        to ``fit``) that are replaced; ``n_p = round(poison_fraction * n_tr)``.
     alpha : float in [0, 1], default=1.0
         The stealth factor ``alpha`` of Eq. (4); 1 ignores detectability.
     model : {"linear", "mlp"} or callable, default="linear"
@@ -138,10 +119,14 @@ class StealthyPoisoner(BaseEstimator):
         ``B_p``: poison points optimised together; a float is a fraction of
         ``n_tr`` (rounded, at least 1). The defaults (the Boston LR settings of
         Table II, with the batch as 7.5% of ``n_tr``) follow the paper.
-    validation_fraction : float in (0, 1), default=0.25
-        When ``X_val`` is not passed to ``fit``, this fraction of the given
-        data (rounded up) becomes the attacker's validation set and the rest its
-        training set (Table I's ratio is about 0.23-0.25).
+    validation_fraction : float in (0, 1) or None, default=None
+        The attacker's validation set ``D_val`` when ``X_val`` is not passed to
+        ``fit``. ``None``: the objective is evaluated on the clean training
+        data itself. A float holds this fraction of the rows (rounded up) out
+        as ``D_val``: they are never replaced and stay in the output as clean
+        rows (the victim trains on them, so they are fixed training points of
+        the inner problem too). Ignored when ``X_val`` is passed, which is the
+        paper's protocol (a separate ``D_val``; see Notes).
     bounds : (low, high) or None, default=None
         The feasible box of the poison points: scalars or arrays of length
         ``n_features + 1`` (the last entry for the target). ``None`` uses the
@@ -159,7 +144,7 @@ class StealthyPoisoner(BaseEstimator):
     dtype : {"float64", "float32"}, default="float64"
         Floating-point precision of the computation.
     random_state : int, RandomState instance or None, default=None
-        Seeds the validation split, the points replaced and the MLP's
+        Seeds the held-out validation rows, the points replaced and the MLP's
         initialisation. A fixed value gives bit-identical poison points on CPU.
     verbose : int, default=0
         Show tqdm progress bars over batches and outer steps when > 0.
@@ -175,12 +160,14 @@ class StealthyPoisoner(BaseEstimator):
     ----------
     n_features_in_ : int
         Number of features seen in ``fit``.
-    train_indices_ : ndarray of shape (n_tr,)
-        Rows of the ``X`` passed to ``fit`` that form the attacker's training
-        set, in the order of the resampled output.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
+    validation_indices_ : ndarray of shape (n_val,)
+        Rows held out as the attacker's validation set (``validation_fraction``
+        without ``X_val``), never replaced; empty otherwise.
     poison_indices_ : ndarray of shape (n_poison,)
-        Positions (in the resampled output) of the replaced points, in batch
-        order.
+        Rows of ``X`` (and of the resampled output, which has every row of
+        ``X``) that were replaced, in batch order.
     X_poison_ : ndarray of shape (n_poison, n_features)
         The poison points, in the order of ``poison_indices_``.
     y_poison_ : ndarray of shape (n_poison,)
@@ -215,8 +202,20 @@ class StealthyPoisoner(BaseEstimator):
 
     Notes
     -----
-    Inside ``imblearn.pipeline.Pipeline`` the attacker's validation set is
-    split from each training fold unless it is routed explicitly: with
+    **Every row is returned.** ``fit_resample`` gives back all ``n_tr`` rows it
+    was given, ``n_p`` of them replaced, so the poisoned model trains on as
+    many points as the clean one: the attack's effect is not mixed with data
+    loss. How the paper's protocol maps to the parameters: the paper splits
+    each dataset into ``D_tr`` (poisoned), ``D_val`` (the attacker's objective)
+    and ``D_test``; pass ``D_tr`` as ``X, y`` and ``D_val`` as ``X_val, y_val``
+    (what :func:`~skpoison.evaluation.poisoning_curve` does). Without a
+    separate ``D_val`` the default evaluates the objective on the clean
+    training data (an attacker who knows the training set), and
+    ``validation_fraction`` holds a subset out instead, which stays clean in
+    the output.
+
+    Inside ``imblearn.pipeline.Pipeline`` the attacker's objective uses the
+    training fold (as above) unless ``D_val`` is routed explicitly: with
     ``sklearn.set_config(enable_metadata_routing=True)``, call
     ``set_fit_request(X_val=True, y_val=True)`` and
     ``set_fit_resample_request(X_val=True, y_val=True)`` and pass ``X_val``,
@@ -244,11 +243,11 @@ class StealthyPoisoner(BaseEstimator):
     >>> attack = StealthyPoisoner(0.15, n_outer_steps=10, random_state=0)
     >>> X_pois, y_pois = attack.fit_resample(X, y)
     >>> X_pois.shape, attack.poison_indices_.shape, attack.n_batches_
-    ((60, 1), (9,), 2)
+    ((80, 1), (12,), 2)
     """
 
     _parameter_constraints: dict = {
-        "poison_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        **BasePoisoner._parameter_constraints,
         "alpha": [Interval(numbers.Real, 0, 1, closed="both")],
         "model": [StrOptions({"linear", "mlp"}), callable],
         "hidden_layer_sizes": ["array-like"],
@@ -260,16 +259,16 @@ class StealthyPoisoner(BaseEstimator):
             Interval(numbers.Integral, 1, None, closed="left"),
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "bounds": [None, tuple, list],
+        "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="neither")],
         "risk_ref": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "engine": [StrOptions({"auto", "spectral", "unrolled"})],
         "device": [str, torch.device],
         "dtype": [StrOptions({"float64", "float32"})],
-        "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
     }
+
+    _warm_free = (*BasePoisoner._warm_free, "device")
 
     def __init__(
         self,
@@ -283,7 +282,7 @@ class StealthyPoisoner(BaseEstimator):
         n_outer_steps: int = 100,
         outer_lr: float = 0.9,
         batch_size: int | float = 0.075,
-        validation_fraction: float = 0.25,
+        validation_fraction: float | None = None,
         bounds=None,
         risk_ref: float | None = None,
         engine: str = "auto",
@@ -345,12 +344,13 @@ class StealthyPoisoner(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Clean data. Without ``X_val`` it is split into the attacker's
-            training set (``train_indices_``) and validation set.
+            Clean training data: every row is a training row of the victim.
         y : array-like of shape (n_samples,)
             Clean targets.
         X_val : array-like of shape (n_val, n_features), default=None
-            The attacker's validation set; then all of ``X`` is training data.
+            The attacker's validation set ``D_val`` (the paper's protocol).
+            Without it the objective is evaluated on the clean training data
+            itself, or on the held-out ``validation_fraction`` of it.
         y_val : array-like of shape (n_val,), default=None
             Its targets (required with ``X_val``).
 
@@ -358,48 +358,7 @@ class StealthyPoisoner(BaseEstimator):
         -------
         self : StealthyPoisoner
         """
-        X, y = validate_regression_data(self, X, y, dtype=np.float64)
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
-        if X_val is not None:
-            X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
-            y_val = check_target(y_val, name="y_val")
-            if X_val.shape[1] != X.shape[1]:
-                raise ValueError(
-                    f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}."
-                )
-        key = self._warm_key()
-        fingerprint = joblib.hash((X, y, X_val, y_val))
-        reuse = (
-            self.warm_start
-            and getattr(self, "_state", None) is not None
-            and self._state["fingerprint"] == fingerprint
-            and self._state["key"] == key
-        )
-        if not reuse:
-            self._state = self._prepare(X, y, X_val, y_val)
-            self._state.update(fingerprint=fingerprint, key=key)
-            self.n_iter_ = 0
-        st = self._state
-        n_p = _count_from_fraction(self.poison_fraction, st["n_train"])
-        if n_p > st["n_train"] - 1:
-            raise ValueError(
-                f"poison_fraction={self.poison_fraction} would replace {n_p} of the "
-                f"{st['n_train']} training points; at least one must stay clean."
-            )
-        done = sum(b["indices"].size for b in st["batches"])
-        if n_p > done:
-            if self.alpha < 1:
-                if self.risk_ref is not None:
-                    st["risk_ref"] = float(self.risk_ref)
-                elif st["risk_ref"] is None:
-                    reference = self._run(st, 1.0, None, n_p, [], "R_ref (alpha=1)")
-                    st["risk_ref"] = _max_risk(reference)
-            self._run(
-                st, float(self.alpha), st["risk_ref"], n_p, st["batches"], "attack"
-            )
-        self._publish(n_p)
-        return self
+        return self._fit(X, y, X_val=X_val, y_val=y_val)
 
     def fit_resample(self, X, y, X_val=None, y_val=None):
         """Craft the poison points and return the poisoned training set.
@@ -411,156 +370,142 @@ class StealthyPoisoner(BaseEstimator):
 
         Returns
         -------
-        X_poisoned : ndarray of shape (n_tr, n_features)
-            The attacker's training set (all of ``X`` when ``X_val`` is given,
-            else the ``train_indices_`` rows, a fraction
-            ``1 - validation_fraction`` of them) with the rows
-            ``poison_indices_`` replaced by the poison points. The input is
-            never modified.
-        y_poisoned : ndarray of shape (n_tr,)
+        X_poisoned : ndarray or DataFrame of shape (n_samples, n_features)
+            Every row of ``X`` (held-out validation rows included, clean), with
+            the rows ``poison_indices_`` replaced by the poison points; a
+            DataFrame stays a DataFrame. The input is never modified.
+        y_poisoned : ndarray or Series of shape (n_samples,)
             The matching targets.
         """
-        return self.fit(X, y, X_val, y_val).resample_at()
+        # Named arguments (not **kwargs) so that metadata routing sees them.
+        return super().fit_resample(X, y, X_val=X_val, y_val=y_val)
 
-    def resample_at(self, poison_fraction=None):
-        """The poisoned training set at a smaller ratio of this fitted run.
-
-        Because batches are crafted one after another and fixed, the poisoned
-        set at a smaller ratio is a prefix of this run: no recomputation. At a
-        ratio that falls on a batch boundary it equals a fresh fit at that
-        ratio with the same ``random_state``.
-
-        Parameters
-        ----------
-        poison_fraction : float or int, default=None
-            A fraction of ``n_tr`` (rounded as in ``fit``) or a count, at most
-            the fitted one; ``None`` for the whole run.
-
-        Returns
-        -------
-        X_poisoned : ndarray of shape (n_tr, n_features)
-        y_poisoned : ndarray of shape (n_tr,)
-        """
-        check_is_fitted(self, "poison_indices_")
-        n_fit = self.poison_indices_.size
-        n = n_fit if poison_fraction is None else self._count(poison_fraction)
-        if not 0 <= n <= n_fit:
-            raise ValueError(
-                f"poison_fraction={poison_fraction} asks for {n} poison points; "
-                f"this fit has {n_fit}. Refit with a larger poison_fraction "
-                "(warm_start=True reuses the batches computed so far)."
-            )
-        st = self._state
-        X_out = st["X_train"].copy()
-        y_out = st["y_train"].copy()
-        idx = self.poison_indices_[:n]
-        X_out[idx] = self.X_poison_[:n]
-        y_out[idx] = self.y_poison_[:n]
-        return X_out, y_out
-
-    def poisoned_sets(self):
-        """The cumulative poisoned sets after each batch (the paper's ratios).
-
-        Returns
-        -------
-        sets : list of (n_poison, X_poisoned, y_poisoned)
-            One entry per batch boundary, starting with the clean set
-            (``n_poison = 0``).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> rng = np.random.default_rng(0)
-        >>> X, y = rng.normal(size=(100, 2)), rng.normal(size=100)
-        >>> attack = StealthyPoisoner(0.3, batch_size=0.1, n_outer_steps=5,
-        ...                           validation_fraction=0.2, random_state=0)
-        >>> [n for n, X_p, y_p in attack.fit(X, y).poisoned_sets()]
-        [0, 8, 16, 24]
-        """
-        check_is_fitted(self, "poison_indices_")
-        ends = [0] + [s.stop for s in self.batch_slices_]
-        return [(n, *self.resample_at(n)) for n in ends]
-
-    # ---------------------------------------------------------------- internals
-    def _count(self, fraction) -> int:
-        if isinstance(fraction, numbers.Integral):
-            return int(fraction)
-        if not 0 <= float(fraction) < 1:
-            raise ValueError(f"poison_fraction must be in [0, 1), got {fraction}.")
-        return _count_from_fraction(fraction, self._state["n_train"])
+    # ------------------------------------------------------------------- hooks
+    def _check_fit_params(self, X, X_val=None, y_val=None):
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Pass both X_val and y_val, or neither.")
+        if X_val is not None:
+            X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
+            y_val = check_target(y_val, name="y_val")
+            if X_val.shape[1] != X.shape[1]:
+                raise ValueError(
+                    f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}."
+                )
+        return dict(X_val=X_val, y_val=y_val)
 
     def _warm_key(self):
-        params = {k: v for k, v in self.get_params().items() if k not in _WARM_FREE}
+        key = super()._warm_key()
         if self.alpha >= 1:
-            params.pop("risk_ref")
-        return {k: _fingerprint(v) for k, v in params.items()}
+            key.pop("risk_ref")
+        return key
 
-    def _prepare(self, X, y, X_val, y_val):
-        """Split, permutation, bounds and the clean model: all drawn once."""
-        rng = check_random_state(self.random_state)
+    def _held_out_rows(self, X, y, rng, X_val=None, y_val=None):
+        """The ``validation_fraction`` rows kept clean as the attacker's ``D_val``."""
+        if X_val is not None or self.validation_fraction is None:
+            return super()._held_out_rows(X, y, rng)
         n = X.shape[0]
+        n_val = int(np.ceil(self.validation_fraction * n))
+        n_p = _count_from_fraction(self.poison_fraction, n)
+        if n - n_val < max(n_p, 1):
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} holds out {n_val} "
+                f"of {n} samples, leaving {n - n_val} to replace; "
+                f"poison_fraction={self.poison_fraction} needs {n_p}. Pass X_val, "
+                "y_val, a smaller validation_fraction or more data."
+            )
+        return np.sort(rng.permutation(n)[:n_val])
+
+    def _prepare(self, st, rng, X_val=None, y_val=None):
+        """The attacker's validation set, the inner problem's seed, the clean model."""
+        X, y = st["X"], st["y"]
+        n_tr, d = X.shape
         if X_val is None:
-            n_val = int(np.ceil(self.validation_fraction * n))
-            if n_val < 1 or n - n_val < 2:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} leaves no "
-                    f"usable split of {n} samples; pass X_val, y_val or more data."
-                )
-            perm = rng.permutation(n)
-            train_idx = np.sort(perm[n_val:])
-            val_idx = np.sort(perm[:n_val])
-            X_val, y_val = X[val_idx], y[val_idx]
-        else:
-            train_idx = np.arange(n)
-        X_tr, y_tr = X[train_idx], y[train_idx]
-        n_tr, d = X_tr.shape
+            held = st["held_out"]
+            X_val, y_val = (X[held], y[held]) if held.size else (X, y)
         if n_tr < d + 2:
             raise ValueError(
                 f"The attacker's training set has {n_tr} samples; the residual "
                 f"standard error of Eq. (5) needs at least n_features + 2 = {d + 2}."
             )
-        if self.bounds is None:
-            Xy = np.column_stack([X_tr, y_tr])
-            low, high = Xy.min(axis=0), Xy.max(axis=0)
-        else:
-            low, high = check_bounds(self.bounds, d + 1)
-        order = rng.permutation(n_tr)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        st = dict(
-            n_train=n_tr,
-            X_train=X_tr,
-            y_train=y_tr,
+        st.update(
             X_val=np.asarray(X_val, dtype=np.float64),
             y_val=np.asarray(y_val, dtype=np.float64),
-            train_indices=train_idx,
-            order=order,
-            seed=seed,
-            bounds=(low, high),
-            batch=self._batch_count(n_tr),
+            seed=int(rng.randint(np.iinfo(np.int32).max)),
             risk_ref=None,
-            batches=[],
+            n_iter=0,
         )
         # The clean model, trained exactly as the victim trains (engine.train).
-        first = order[: st["batch"]]
-        engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X_tr, y_tr)
+        first = st["order"][: self._batch_count(st)]
+        engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X, y)
         try:
-            params = engine.train(X_tr[first], y_tr[first])
+            params = engine.train(X[first], y[first])
         except DivergenceError as exc:
             raise _diverged(self.inner_lr, exc) from exc
         predict = _predictor(engine, params)
         with torch.no_grad():
-            pred = predict(_tensor(X_tr, engine)).cpu().numpy()
+            pred = predict(_tensor(X, engine)).cpu().numpy()
         if not np.isfinite(pred).all():  # the clean model's own training diverged
             raise _diverged(self.inner_lr, None)
         st["clean_params"] = _detach(params)
-        st["sigma"] = residual_std(pred - y_tr, d)
-        return st
+        st["sigma"] = residual_std(pred - y, d)
 
-    def _batch_count(self, n_tr: int) -> int:
+    def _batch_count(self, st) -> int:
         if isinstance(self.batch_size, numbers.Integral):
             return int(self.batch_size)
-        return max(1, _count_from_fraction(self.batch_size, n_tr))
+        return max(1, _count_from_fraction(self.batch_size, st["n_train"]))
 
+    def _extend(self, st, batches, n_p, desc="attack"):
+        """Alg. 2 (Alg. 1 for ``alpha = 1``), after ``R_ref`` for ``alpha < 1``."""
+        if self.alpha < 1:
+            if self.risk_ref is not None:
+                st["risk_ref"] = float(self.risk_ref)
+            elif st["risk_ref"] is None:
+                # Alg. 1: the alpha = 1 attack on the same split and permutation.
+                ref = {**st, "alpha": 1.0, "risk_ref": None}
+                reference = super()._extend(ref, [], n_p, "R_ref (alpha=1)")
+                st["risk_ref"] = _max_risk(reference)
+                st["n_iter"] += len(reference) * self.n_outer_steps
+        st["alpha"] = float(self.alpha)
+        n_before = len(batches)
+        super()._extend(st, batches, n_p, desc)
+        st["n_iter"] += (len(batches) - n_before) * self.n_outer_steps
+        return batches
+
+    def _craft(self, st, idx):
+        """One batch: ascend from the copies of the points it replaces (initDp)."""
+        X_cur, y_cur = st["X_current"], st["y_current"]
+        fixed = np.ones(st["n_train"], dtype=bool)
+        fixed[idx] = False
+        engine = self._engine(st, fixed, X_cur, y_cur)
+        batch = self._ascend(
+            st,
+            engine,
+            X_cur[idx],
+            y_cur[idx],
+            st["alpha"],
+            st["risk_ref"],
+            bool(self.verbose),
+        )
+        return batch.pop("X"), batch.pop("y"), batch
+
+    def _set_batch_attributes(self, kept):
+        st = self._state
+        self.validation_indices_ = st["held_out"]
+        self.loss_ref_ = np.array([b["loss_ref"] for b, _ in kept])
+        self.risk_ = np.array(
+            [detectability_risk(b["residuals"][:t], st["sigma"]) for b, t in kept]
+        )
+        self.history_ = [b["history"] for b, _ in kept]
+        self.sigma_ = st["sigma"]
+        self.init_seed_ = st["seed"]
+        self.n_iter_ = st["n_iter"]
+        if self.alpha >= 1:
+            self.risk_ref_ = float(self.risk_.max()) if kept else float("nan")
+        else:
+            rr = st["risk_ref"]
+            self.risk_ref_ = float("nan") if rr is None else float(rr)
+
+    # ---------------------------------------------------------------- internals
     def _engine(self, st, fixed_rows, X_cur, y_cur):
         try:
             return make_engine(
@@ -579,33 +524,6 @@ class StealthyPoisoner(BaseEstimator):
             )
         except DivergenceError as exc:
             raise _diverged(self.inner_lr, exc) from exc
-
-    def _run(self, st, alpha, risk_ref, n_p, batches, desc):
-        """Alg. 2 (Alg. 1 for ``alpha = 1``): craft batches until ``n_p`` points.
-
-        Appends to ``batches`` (a list of dicts) and returns it.
-        """
-        from tqdm.auto import tqdm
-
-        X_cur, y_cur = st["X_train"].copy(), st["y_train"].copy()
-        for b in batches:
-            X_cur[b["indices"]], y_cur[b["indices"]] = b["X"], b["y"]
-        start = sum(b["indices"].size for b in batches)
-        B = st["batch"]
-        chunks = [st["order"][s : min(s + B, n_p)] for s in range(start, n_p, B)]
-        show = bool(self.verbose)
-        for idx in tqdm(chunks, desc=desc, unit="batch", disable=not show):
-            fixed = np.ones(st["n_train"], dtype=bool)
-            fixed[idx] = False
-            engine = self._engine(st, fixed, X_cur, y_cur)
-            batch = self._ascend(
-                st, engine, X_cur[idx], y_cur[idx], alpha, risk_ref, show
-            )
-            batch["indices"] = idx
-            X_cur[idx], y_cur[idx] = batch["X"], batch["y"]
-            batches.append(batch)
-            self.n_iter_ += self.n_outer_steps
-        return batches
 
     def _ascend(self, st, engine, X0, y0, alpha, risk_ref, show):
         """Alg. 4: projected, per-point normalised hypergradient ascent."""
@@ -684,64 +602,6 @@ class StealthyPoisoner(BaseEstimator):
         if not finite:
             raise _diverged(self.inner_lr, None)
         return val, gX, gy
-
-    def _publish(self, n_p):
-        """Expose the first ``n_p`` poison points of the computed batches."""
-        st = self._state
-        kept, count = [], 0
-        for b in st["batches"]:
-            if count >= n_p:
-                break
-            take = min(b["indices"].size, n_p - count)
-            kept.append((b, take))
-            count += take
-        d = st["X_train"].shape[1]
-
-        def cat(key, shape):
-            if not kept:
-                return np.empty(shape)
-            return np.concatenate([b[key][:t] for b, t in kept])
-
-        self.train_indices_ = st["train_indices"]
-        self.poison_indices_ = cat("indices", (0,)).astype(np.intp)
-        self.X_poison_ = cat("X", (0, d))
-        self.y_poison_ = cat("y", (0,))
-        ends = np.cumsum([t for _, t in kept]).tolist()
-        self.batch_slices_ = [slice(s, e) for s, e in zip([0, *ends[:-1]], ends)]
-        self.n_batches_ = len(kept)
-        self.loss_ref_ = np.array([b["loss_ref"] for b, _ in kept])
-        self.risk_ = np.array(
-            [detectability_risk(b["residuals"][:t], st["sigma"]) for b, t in kept]
-        )
-        self.history_ = [b["history"] for b, _ in kept]
-        self.bounds_ = st["bounds"]
-        self.sigma_ = st["sigma"]
-        self.init_seed_ = st["seed"]
-        if self.alpha >= 1:
-            self.risk_ref_ = float(self.risk_.max()) if kept else float("nan")
-        else:
-            rr = st["risk_ref"]
-            self.risk_ref_ = float("nan") if rr is None else float(rr)
-
-    # imbalanced-learn registers ``fit_resample`` as a routed method when it is
-    # imported, which may be after this class was created: declare the request
-    # setter explicitly so ``set_fit_resample_request(X_val=True, y_val=True)``
-    # routes the attacker's validation set through an imblearn Pipeline.
-    set_fit_resample_request = RequestMethod("fit_resample", ["X_val", "y_val"])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # The attack needs the targets: it optimises them too.
-        tags.target_tags.required = True
-        return tags
-
-
-def _fingerprint(value):
-    """A comparable stand-in for a parameter value (callables may not pickle)."""
-    try:
-        return joblib.hash(value)
-    except Exception:  # e.g. a local function as ``model``: compare identity
-        return ("id", id(value))
 
 
 def _max_risk(batches) -> float:

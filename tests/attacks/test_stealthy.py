@@ -64,15 +64,41 @@ def test_output_is_the_training_set_with_poison_rows_replaced(synthetic):
     assert att.n_iter_ == 2 * FAST["n_outer_steps"]
 
 
-def test_without_validation_set_the_rest_of_the_data_is_returned(synthetic):
+def test_without_validation_set_every_row_is_returned(synthetic):
+    # Issue #17: the objective is evaluated on the clean training data itself.
+    X, y = synthetic[0], synthetic[1]
+    att = StealthyPoisoner(0.1, **FAST, random_state=1)
+    Xp, yp = att.fit_resample(X, y)
+    assert Xp.shape == (100, 1) and yp.shape == (100,)
+    assert att.poison_indices_.size == 10 and att.validation_indices_.size == 0
+    clean = np.setdiff1d(np.arange(100), att.poison_indices_)
+    assert np.array_equal(Xp[clean], X[clean]) and np.array_equal(yp[clean], y[clean])
+    # the default D_val is D_tr: the same as passing it explicitly
+    explicit = StealthyPoisoner(0.1, **FAST, random_state=1).fit(X, y, X, y)
+    assert np.array_equal(explicit.X_poison_, att.X_poison_)
+
+
+def test_held_out_validation_rows_stay_clean_in_the_output(synthetic):
     X, y = synthetic[0], synthetic[1]
     att = StealthyPoisoner(0.1, validation_fraction=0.3, **FAST, random_state=1)
     Xp, yp = att.fit_resample(X, y)
-    assert Xp.shape == (70, 1) and yp.shape == (70,)  # 100 - ceil(0.3 * 100)
-    assert att.train_indices_.size == 70 and np.all(np.diff(att.train_indices_) > 0)
-    clean = np.setdiff1d(np.arange(70), att.poison_indices_)
-    assert np.array_equal(Xp[clean], X[att.train_indices_][clean])
-    assert att.poison_indices_.size == 7
+    assert Xp.shape == (100, 1)  # every row, the 30 validation rows included
+    val = att.validation_indices_
+    assert val.size == 30 and np.all(np.diff(val) > 0)  # ceil(0.3 * 100), sorted
+    assert not np.intersect1d(val, att.poison_indices_).size
+    assert np.array_equal(Xp[val], X[val]) and np.array_equal(yp[val], y[val])
+    assert att.poison_indices_.size == 10  # round(0.1 * n_tr), n_tr = 100
+    # the held-out rows are D_val: the first objective value is the same as
+    # with those rows passed explicitly
+    explicit = StealthyPoisoner(0.1, n_outer_steps=0, device="cpu", random_state=1)
+    explicit.fit(X, y, X[val], y[val])
+    assert explicit.history_[0]["val_loss"][0] == pytest.approx(
+        StealthyPoisoner(
+            0.1, validation_fraction=0.3, n_outer_steps=0, device="cpu", random_state=1
+        )
+        .fit(X, y)
+        .history_[0]["val_loss"][0]
+    )
 
 
 def test_poison_points_start_as_copies_of_the_points_they_replace(synthetic):
@@ -96,6 +122,42 @@ def test_history_starts_from_the_reference_loss(synthetic):
         assert h["val_loss"][-1] > h["val_loss"][0]
     # L_ref of batch 2 is the loss after batch 1 (Alg. 2 line 8)
     assert att.loss_ref_[1] == pytest.approx(att.history_[0]["val_loss"][-1])
+
+
+def test_poison_points_match_the_stored_reference():
+    # The attack-base refactor kept every bit: the fixture was written by the
+    # old code (see make_stealthy_reference.py for the commit it ran at).
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location(
+        "make_stealthy_reference", here / "make_stealthy_reference.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    stored = np.load(here / "stealthy_reference.npz")
+    computed = script.compute()
+    assert set(computed) == set(stored.files)
+    for key, value in computed.items():
+        assert np.array_equal(value, stored[key]), key
+
+
+def test_dataframe_in_dataframe_out(synthetic):
+    import pandas as pd
+
+    X, y, Xv, yv = synthetic[:4]
+    index = pd.RangeIndex(100, 200)
+    X_df = pd.DataFrame(X, columns=["x"], index=index)
+    y_s = pd.Series(y, name="target", index=index)
+    att = StealthyPoisoner(0.1, **FAST, random_state=0)
+    Xp, yp = att.fit_resample(X_df, y_s, Xv, yv)
+    assert isinstance(Xp, pd.DataFrame) and list(Xp.columns) == ["x"]
+    assert isinstance(yp, pd.Series) and yp.name == "target"
+    assert Xp.index.equals(index) and yp.index.equals(index)
+    plain = StealthyPoisoner(0.1, **FAST, random_state=0).fit_resample(X, y, Xv, yv)
+    assert np.array_equal(Xp.to_numpy(), plain[0]) and np.array_equal(yp, plain[1])
+    assert isinstance(att.resample_at(0)[0], pd.DataFrame)
 
 
 # ------------------------------------------------------- feasibility, determinism
@@ -129,7 +191,7 @@ def test_same_random_state_gives_identical_points(synthetic):
     assert np.array_equal(a.X_poison_, b.X_poison_)
     assert np.array_equal(a.y_poison_, b.y_poison_)
     assert np.array_equal(a.poison_indices_, b.poison_indices_)
-    assert not np.array_equal(a.train_indices_, c.train_indices_)
+    assert not np.array_equal(a.poison_indices_, c.poison_indices_)
 
 
 # ----------------------------------------------------------------- the effect
@@ -312,6 +374,7 @@ def test_divergence_raises_and_suggests_a_smaller_inner_lr(synthetic):
         ({"bounds": ([0.0, 0.0, 0.0], 1.0)}, {}, "shape"),
         ({"poison_fraction": 0.999}, {}, "at least one must stay clean"),
         ({"validation_fraction": 0.99}, {}, "validation_fraction"),
+        ({"validation_fraction": 0.95, "poison_fraction": 0.1}, {}, "needs 10"),
     ],
 )
 def test_bad_input_raises_clear_errors(params, fit_kw, match, synthetic):
@@ -362,8 +425,8 @@ def test_pipeline_poisons_only_the_training_folds():
         out["estimator"], out["indices"]["train"], out["indices"]["test"]
     ):
         att, model = est.named_steps["attack"], est.named_steps["model"]
-        X_fold = X[train][att.train_indices_]
-        assert model.X_fit_.shape == (45, 1)  # 60 train rows - ceil(0.25 * 60)
+        X_fold = X[train]
+        assert model.X_fit_.shape == (60, 1)  # every row of the training fold
         expected = X_fold.copy()
         expected[att.poison_indices_] = att.X_poison_
         assert np.array_equal(model.X_fit_, expected)
@@ -384,8 +447,10 @@ def test_validation_set_is_routed_through_a_pipeline():
             return_estimator=True,
         )  # fmt: skip
     for est in out["estimator"]:
-        # the whole training fold is poisoned: nothing was split off it
-        assert est.named_steps["attack"].train_indices_.size == 60
+        # the routed D_val is the objective; the whole training fold is returned
+        att = est.named_steps["attack"]
+        assert att.poison_indices_.size == 9 and att.validation_indices_.size == 0
+        assert np.array_equal(att._state["X_val"], Xv)
         assert est.named_steps["model"].X_fit_.shape == (60, 1)
 
 

@@ -100,7 +100,7 @@ def test_unpickled_attack_continues_a_warm_start_exactly():
 
     from skpoison.attacks import StealthyPoisoner
 
-    X, y = make_data(40)  # 30 training points: 10% and 20% are whole batches of 3
+    X, y = make_data(30)  # 30 training points: 10% and 20% are whole batches of 3
     params = dict(
         poison_fraction=0.1, n_inner_steps=5, n_outer_steps=3, batch_size=3,
         device="cpu", random_state=0, warm_start=True,
