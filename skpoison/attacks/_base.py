@@ -161,9 +161,8 @@ class BasePoisoner(BaseEstimator):
     ``_prepare(state, rng, **fit_params)`` (optional)
         Called once per fresh fit, after the permutation was drawn: add what
         ``_craft`` needs to ``state`` (a clean model, a validation set, ...).
-    ``_held_out_rows(X, y, rng, **fit_params)``, ``_batch_count(state)``,
-    ``_check_fit_params(X, **fit_params)``, ``_set_batch_attributes(kept)``
-        Optional hooks: rows never replaced, batch size (default: all new points
+    ``_held_out_rows``, ``_batch_count``, ``_check_fit_params``, ``_set_batch_attributes``
+        Optional hooks (signatures in the code): rows never replaced, batch size (default: all new points
         in one batch), validation of extra fit parameters, extra fitted attributes.
 
     ``state`` is a dict: ``X``, ``y`` (the clean float64 data), ``n_train``,
