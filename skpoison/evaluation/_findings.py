@@ -33,6 +33,10 @@ __all__ = ["paper_findings"]
 # The defenses of the paper's comparison (Fig. 10), BayesClean's literal rule aside.
 _OTHERS = ("trim", "sever", "proda", "duti", "huber")
 
+# Below this many repetitions (random splits) per study, the run-to-run spread
+# is not estimated well enough for a verdict to mean anything; the paper uses 10.
+_FEW_REPETITIONS = 5
+
 
 def _ok(df):
     return df[~df["diverged"].astype(bool)]
@@ -266,6 +270,18 @@ def _bayesclean_rules(studies):
     return markdown_table(header, lines)
 
 
+def _few_repetitions_caveat(studies) -> str:
+    reps = [df["repetition"].nunique() for df in studies.values() if "repetition" in df]
+    if not reps or min(reps) >= _FEW_REPETITIONS:
+        return ""
+    return (
+        f"**Caveat: {min(reps)} repetition(s) settle nothing.** With fewer than "
+        f"{_FEW_REPETITIONS} random splits per study the spread between runs is "
+        "unknown, so an 'agree' or 'disagree' below may flip on another seed; "
+        "rerun with `--reps 10` (the paper's protocol) before drawing conclusions."
+    )
+
+
 def paper_findings(studies: dict, fig9=None) -> str:
     """Markdown: each of the paper's findings, what was measured, agree or not.
 
@@ -281,7 +297,8 @@ def paper_findings(studies: dict, fig9=None) -> str:
     Returns
     -------
     text : str
-        A findings table, then BayesClean's two accept rules side by side
+        A caveat line first when a study has fewer than 5 repetitions, then a
+        findings table, then BayesClean's two accept rules side by side
         (mean gain, and poison and clean points rejected, over ratios 7.5-45%).
     """
     rows = [
@@ -299,6 +316,9 @@ def paper_findings(studies: dict, fig9=None) -> str:
         markdown_table(["paper's finding", "measured", "criterion", "verdict"], rows),
         "",
     ]
+    caveat = _few_repetitions_caveat(studies)
+    if caveat:
+        text = [caveat, "", *text]
     rules = _bayesclean_rules(studies)
     if rules:
         text += [

@@ -72,3 +72,13 @@ def test_contrary_results_disagree():
                    lambda a, r: 0.3 + (1 - a) * r, lambda a: 0.9 - 0.4 * a)  # fmt: skip
     text = paper_findings({("heart", "linear"): study}, _fig9(trim_30=0.26))
     assert text.count("| disagree |") == 5
+
+
+def test_few_repetitions_are_flagged_and_enough_are_not():
+    study = _study(_paper_like, lambda a, r: 0.3 + a * r, lambda a: 0.5 + 0.4 * a)
+    few = paper_findings({("heart", "linear"): study}, _fig9(trim_30=0.6))
+    assert few.startswith("**Caveat: 2 repetition(s) settle nothing.**")
+    many = pd.concat(
+        [study.assign(repetition=study["repetition"] + 2 * k) for k in range(3)]
+    )
+    assert "Caveat" not in paper_findings({("heart", "linear"): many})
