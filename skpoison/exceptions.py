@@ -9,7 +9,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "DivergenceWarning"]
+__all__ = ["DivergenceError", "DivergenceWarning", "UncentredTargetWarning"]
 
 
 class DivergenceError(ValueError):
@@ -25,3 +25,15 @@ class DivergenceError(ValueError):
 
 class DivergenceWarning(UserWarning):
     """Training is close to the edge of stability; results may be inaccurate."""
+
+
+class UncentredTargetWarning(UserWarning):
+    """The paper's NMSE was computed on a target far from centred.
+
+    Eq. 7 divides by the mean square of ``y_true``, which equals its variance
+    plus its squared mean; when ``|mean(y_true)| > 0.5 * std(y_true)`` the
+    normaliser exceeds the variance by more than 25 %, so the NMSE shrinks as
+    the target's offset grows and numbers on differently offset targets are not
+    comparable. Centre the target (as the paper's standardisation does) or use
+    ``nmse(..., normalize="variance")`` / ``vnmse_scorer``.
+    """

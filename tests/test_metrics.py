@@ -1,14 +1,23 @@
 """Specifications of NMSE (Eq. 7), the defense gain (Eq. 8) and the scorer."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, cross_validate
 
-from skpoison.metrics import defense_gain, nmse, nmse_scorer
+from skpoison.exceptions import UncentredTargetWarning
+from skpoison.metrics import defense_gain, nmse, nmse_scorer, vnmse_scorer
+
+# The hand-picked targets below are small and uncentred; the warning has its own tests.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::skpoison.exceptions.UncentredTargetWarning"
+)
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
@@ -50,8 +59,9 @@ def test_nmse_is_invariant_to_scaling_both_by_the_same_factor(pair, factor, nega
 def test_nmse_is_not_a_variance_normalised_error():
     # ||y||^2 / n, not the variance: shifting y_true and y_pred together changes it.
     y, p = np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5])
-    assert nmse(y, p) == pytest.approx((0.5 / 3) / (14 / 3))
-    assert nmse(y + 10, p + 10) != pytest.approx(nmse(y, p))
+    with pytest.warns(UncentredTargetWarning):
+        assert nmse(y, p) == pytest.approx((0.5 / 3) / (14 / 3))
+        assert nmse(y + 10, p + 10) != pytest.approx(nmse(y, p))
 
 
 def test_nmse_does_not_overflow_on_huge_targets():
@@ -156,3 +166,80 @@ def test_scorer_works_in_cross_validate_and_grid_search():
     search.fit(X, y)
     # Greater is better: the small penalty (lower NMSE) wins.
     assert search.best_params_ == {"alpha": 1e-3}
+
+
+@st.composite
+def spread_pairs(draw):
+    """Pairs whose y_true is not constant (the variance normaliser is > 0)."""
+    y_true, y_pred = draw(pairs())
+    assume(len(y_true) > 1 and np.std(y_true) > 1e-3 * np.max(np.abs(y_true)))
+    return y_true, y_pred
+
+
+@given(spread_pairs(), st.floats(-1e4, 1e4))
+def test_variance_nmse_is_invariant_to_shifting_both(pair, shift):
+    y_true, y_pred = pair
+    assert nmse(y_true + shift, y_pred + shift, normalize="variance") == pytest.approx(
+        nmse(y_true, y_pred, normalize="variance"), rel=1e-6, abs=1e-9
+    )
+
+
+@given(spread_pairs())
+def test_variance_nmse_is_one_minus_r2_and_rescales_eq_7(pair):
+    y_true, y_pred = pair
+    variance_nmse = nmse(y_true, y_pred, normalize="variance")
+    assert variance_nmse == pytest.approx(1 - r2_score(y_true, y_pred), rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncentredTargetWarning)
+        eq_7 = nmse(y_true, y_pred)
+    ratio = np.mean(y_true**2) / np.var(y_true)
+    assert variance_nmse == pytest.approx(eq_7 * ratio, rel=1e-6, abs=1e-12)
+
+
+@given(spread_pairs(), st.floats(0.0, 3.0))
+def test_eq_7_warns_exactly_when_the_mean_exceeds_half_a_std(pair, offset):
+    y_true, y_pred = pair
+    centred = y_true - y_true.mean()
+    assume(abs(offset - 0.5) > 1e-6)
+    shifted = centred + offset * centred.std()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nmse(shifted, y_pred)
+        nmse(shifted, y_pred, normalize="variance")
+    flagged = [w for w in caught if issubclass(w.category, UncentredTargetWarning)]
+    assert len(flagged) == (1 if offset > 0.5 else 0)
+    if flagged:
+        assert "normalize='variance'" in str(flagged[0].message)
+
+
+def test_a_standardised_test_split_does_not_warn():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncentredTargetWarning)
+        nmse(y[:150], 0.9 * y[:150])
+
+
+@pytest.mark.parametrize(
+    "y_true, normalize, match",
+    [
+        ([2.0, 2.0], "variance", "constant"),
+        ([1.0, 2.0], "std", "normalize must be one of"),
+    ],
+)
+def test_variance_nmse_bad_input_gives_a_clear_error(y_true, normalize, match):
+    with pytest.raises(ValueError, match=match):
+        nmse(y_true, [1.0, 1.0], normalize=normalize)
+
+
+def test_variance_scorer_is_negated_variance_nmse_on_an_offset_target():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = 100.0 + X @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=40)
+    model = LinearRegression().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncentredTargetWarning)
+        score = vnmse_scorer(model, X, y)
+    assert score == pytest.approx(-nmse(y, model.predict(X), normalize="variance"))
+    with pytest.warns(UncentredTargetWarning):
+        nmse_scorer(model, X, y)
