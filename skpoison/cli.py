@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["build_parser", "main"]
@@ -183,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(_PAPER_RATIOS),
         metavar="R",
-        help="poisoning ratios in [0, 1), multiples of one step",
+        help="poisoning ratios in [0, 1): cumulative whole batches of poison "
+        "points (a batch is the smallest step between the ratios, or Table II's "
+        "for the paper's 7.5%% steps); a note says when one is rounded by more "
+        "than half a point",
     )
     st.add_argument(
         "--defenses",
@@ -211,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's studies (or --quick: a reduced one in minutes)",
         description=(
             "Reproduce the paper's experiments: LR on Loan, Heart, Boston Housing "
-            "and Appliances (alphas 1, 0.5, 0.3, 0.1; ratios 0-45%%; all defenses "
+            "and Appliances (alphas 1, 0.5, 0.3, 0.1; ratios 0-45%; all defenses "
             "plus BayesClean's literal Alg. 5 rule; 10 repetitions) and, without "
             "--quick and --no-dnn, the DNN on Loan and Heart; then Fig. 9. On 2 "
             "cores the LR study on the three shipped datasets takes about 7 "
@@ -255,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Synthetic set (x ~ U(-5, 5), y = 0.8 x + N(0, 1.2^2)), 100 training "
             "points, linear regression by gradient descent (eta 0.1, 40 epochs); "
-            "the attack replaces 20%%, 24%% and 30%% of the points (cumulative "
+            "the attack replaces 20%, 24% and 30% of the points (cumulative "
             "batches of 2); TRIM is told the true number of poison points. Writes "
             "figure9.png and figure9.csv (per ratio and defense: poison and clean "
             "points rejected, fitted slope, test NMSE) to --out."
@@ -349,13 +354,51 @@ def _dask_client(backend, scheduler):
         client.close()
 
 
+def _check_out(out: str, option: str = "--out") -> Path:
+    """The output folder, refused before any work if it cannot be one."""
+    if not out.strip():
+        raise ValueError(f"{option} must name a folder, got {out!r}.")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {out} is a file, not a folder.")
+    return path
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot use before any file is written."""
+    from ._validation import resolve_device
+
+    try:
+        resolve_device(device)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--device {device}: {exc}") from None
+
+
+def _note(message, category, filename, lineno, file=None, line=None):
+    print(f"skpoison: note: {message}", file=sys.stderr)
+
+
 def _read_csv(path: str, target: str | None):
     import numpy as np
     import pandas as pd
 
     if not target:
         raise ValueError("--data needs --target COLUMN (the column to predict).")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (no header row, no data).") from None
+    if frame.empty:
+        raise ValueError(f"{path} has a header row but no data rows.")
+    if str(frame.columns[0]).startswith("Unnamed: "):
+        # pandas writes its index as a first column without a header
+        # (to_csv's default index=True) and reads it back as "Unnamed: 0".
+        print(
+            f"skpoison: note: {path}: dropped the first column, which has no "
+            "header (an index written by pandas' to_csv).",
+            file=sys.stderr,
+        )
+        frame = frame.drop(columns=frame.columns[0])
     if target not in frame.columns:
         raise ValueError(
             f"--target {target!r} is not a column of {path}; columns: {list(frame.columns)}."
@@ -415,10 +458,13 @@ def _run_study(
     command=None,
 ):
     from .evaluation import poisoning_curve
+    from .evaluation._checkpoint import atomic_write_text
 
     attack_params = {} if n_outer_steps is None else {"n_outer_steps": n_outer_steps}
+    units = Path(out) / "units"
+    n_before = len(list(units.glob("*.json")))
     t0 = time.perf_counter()
-    with _dask_client(args.backend, args.scheduler):
+    with _dask_client(args.backend, args.scheduler), _cli_wording():
         df = poisoning_curve(
             data,
             model=model,
@@ -436,13 +482,34 @@ def _run_study(
             progress=not args.no_progress,
         )
     wall = time.perf_counter() - t0
+    # A rerun that computed nothing keeps the wall time of the run that did.
+    wall_file = Path(out) / "wall_time.json"
+    rerun = len(list(units.glob("*.json"))) == n_before and wall_file.exists()
+    if rerun:
+        wall = json.loads(wall_file.read_text(encoding="utf-8"))["wall_time_s"]
+    else:
+        atomic_write_text(wall_file, json.dumps({"wall_time_s": wall}) + "\n")
     files = _write_outputs(df, Path(out), title=title, command=command, wall_time=wall)
     n_div = int(df["diverged"].sum())
     print(
-        f"{title}: {len(df)} rows, {n_div} diverged, {wall:.1f} s -> "
+        f"{title}: {len(df)} rows, {n_div} diverged, {wall:.1f} s"
+        f"{' (finished before: nothing left to run)' if rerun else ''} -> "
         f"{Path(out) / 'report.md'} ({', '.join(files)})"
     )
     return df, wall
+
+
+@contextlib.contextmanager
+def _cli_wording():
+    """Name the CLI's option, not the API's argument, in a refused study."""
+    from .evaluation._checkpoint import DifferentStudyError
+
+    try:
+        yield
+    except DifferentStudyError as exc:
+        raise DifferentStudyError(
+            exc.out_dir, exc.differences, remedy="pass --overwrite"
+        ) from None
 
 
 def _defense_list(names):
@@ -456,6 +523,8 @@ def _defense_list(names):
 
 
 def _cmd_evaluate(args, argv) -> int:
+    _check_out(args.out)
+    _check_device(args.device)
     if args.data is not None:
         data = _read_csv(args.data, args.target)
         name = Path(args.data).stem
@@ -495,7 +564,8 @@ def _cmd_reproduce(args, argv) -> int:
     from .evaluation._findings import paper_findings
     from .evaluation._report import markdown_table
 
-    out = Path(args.out)
+    out = _check_out(args.out)
+    _check_device(args.device)
     results = {}
     command = "skpoison " + shlex.join(argv)
     if args.quick:
@@ -599,7 +669,7 @@ def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_r
 
 def _cmd_figure9(args, argv) -> int:
     table, _ = _figure9(
-        Path(args.out),
+        _check_out(args.out),
         args.random_state,
         args.alpha,
         tuple(args.ratios),
@@ -663,7 +733,9 @@ def main(argv=None) -> int:
         "findings": _cmd_findings,
     }
     try:
-        return commands[args.command](args, argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            return commands[args.command](args, argv)
     except (ValueError, OSError) as exc:
         print(f"skpoison {args.command}: error: {exc}", file=sys.stderr)
         return 2

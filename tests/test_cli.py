@@ -161,3 +161,109 @@ def test_findings_reads_finished_studies(tmp_path, capsys):
     assert "TRIM breaks above ~24%" in text and "synthetic (linear)" in text
     assert main(["findings", str(tmp_path / "nothing")]) == 2
     assert "no results.csv" in capsys.readouterr().err
+
+
+TINY = [
+    "--dataset", "synthetic", "--reps", "1", "--alphas", "1", "--ratios", "0",
+    "0.1", "--defenses", "none", "--n-outer-steps", "2", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["evaluate"], ["reproduce"], ["figure-9"], ["findings"]]
+)
+def test_help_prints_a_single_percent_sign(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "%%" not in text
+    if command in (["reproduce"], ["figure-9"]):
+        assert "%" in text
+
+
+@pytest.mark.parametrize("content", ["", "a,b,price\n"])
+def test_an_empty_csv_is_an_error_naming_the_file(content, tmp_path, capsys):
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    args = ["evaluate", "--data", str(path), "--target", "price", *TINY[2:]]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and ("empty" in err or "no data rows" in err)
+
+
+@pytest.mark.parametrize("command", [["evaluate", *TINY], ["figure-9"], ["reproduce"]])
+def test_out_that_is_a_file_or_empty_is_refused_before_any_work(
+    command, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("not a folder")
+    assert main([*command, "--out", "taken"]) == 2
+    assert "--out taken is a file, not a folder" in capsys.readouterr().err
+    assert main([*command, "--out", ""]) == 2
+    assert "--out must name a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_unavailable_device_is_refused_before_any_file_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "study"
+    assert main(["evaluate", *TINY, "--device", "cuda", "--out", str(out)]) == 2
+    assert "--device cuda" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ratios_off_whole_batches_are_rounded_with_a_note(tmp_path, capsys):
+    args = [*TINY[:7], "0.1", "0.15", *TINY[9:]]
+    assert main(["evaluate", *args, "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    # 100 training points, a batch of 5: 0.1 and 0.15 fall on 2 and 3 batches,
+    # so no note; 0.12 is 2.4 batches, rounded to 2 (0.1).
+    assert "rounded" not in err
+    args = [*TINY[:7], "0.05", "0.12", *TINY[9:]]
+    assert main(["evaluate", *args, "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "note: ratios rounded to whole batches" in err and "0.12 -> 0.1" in err
+
+
+def test_rerunning_a_finished_study_keeps_its_wall_time(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["evaluate", *TINY, "--out", str(out)]) == 0
+    first = [ln for ln in (out / "report.md").read_text().splitlines() if "wall" in ln]
+    (out / "wall_time.json").write_text('{"wall_time_s": 123.4}\n')
+    capsys.readouterr()
+    assert main(["evaluate", *TINY, "--out", str(out)]) == 0
+    assert "nothing left to run" in capsys.readouterr().out
+    again = [ln for ln in (out / "report.md").read_text().splitlines() if "wall" in ln]
+    assert len(first) == 1 and again == ["- wall time: 123.4 s"]
+
+
+def test_a_different_study_error_names_what_differs_in_cli_words(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["evaluate", *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    args = [*TINY[:2], "--reps", "2", *TINY[4:]]
+    assert main(["evaluate", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "different study (n_repetitions: 1 there, 2 now)" in err
+    assert "--overwrite" in err and "overwrite=True" not in err
+
+
+def test_a_pandas_index_column_is_dropped_with_a_note(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "price": X @ [1.0, 2.0]})
+    frame.to_csv(tmp_path / "with_index.csv")  # index=True: pandas' default
+    frame.to_csv(tmp_path / "without.csv", index=False)
+    results = []
+    for name in ("with_index", "without"):
+        args = ["evaluate", "--data", str(tmp_path / f"{name}.csv"), "--target",
+                "price", *TINY[2:], "--out", str(tmp_path / name)]  # fmt: skip
+        assert main(args) == 0
+        results.append(pd.read_csv(tmp_path / name / "results.csv"))
+    assert "dropped the first column" in capsys.readouterr().err
+    cols = ["ratio", "defense", "test_nmse"]
+    pd.testing.assert_frame_equal(results[0][cols], results[1][cols])

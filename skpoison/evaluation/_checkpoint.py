@@ -50,6 +50,40 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:16]
 
 
+def _differences(old: dict, new: dict) -> dict:
+    """``{key: (old value, new value)}`` for the keys whose values differ."""
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    }
+
+
+class DifferentStudyError(ValueError):
+    """The output folder holds a study with another configuration.
+
+    ``differences`` maps each differing key of the configuration to its
+    ``(stored, requested)`` values; the message names them, and the CLI
+    rewords the remedy (``--overwrite`` instead of ``overwrite=True``).
+    """
+
+    def __init__(self, out_dir, differences: dict, *, remedy="pass overwrite=True"):
+        self.out_dir, self.differences = out_dir, differences
+
+        def short(value):
+            text = _canonical(value)
+            return text if len(text) <= 60 else text[:57] + "..."
+
+        what = "; ".join(
+            f"{k}: {short(a)} there, {short(b)} now"
+            for k, (a, b) in differences.items()
+        )
+        super().__init__(
+            f"{out_dir} holds the results of a different study ({what or 'unknown'}); "
+            f"use another output folder or {remedy} to discard them."
+        )
+
+
 class StudyStore:
     """The output folder of one study: its configuration and its finished units.
 
@@ -65,9 +99,12 @@ class StudyStore:
 
     Raises
     ------
-    ValueError
+    DifferentStudyError
         If ``out_dir`` holds a study with a different configuration and
-        ``overwrite`` is False.
+        ``overwrite`` is False (a :class:`ValueError` naming the keys that
+        differ).
+    ValueError
+        If ``out_dir`` is a file.
 
     Examples
     --------
@@ -80,6 +117,8 @@ class StudyStore:
 
     def __init__(self, out_dir, config: dict, *, overwrite: bool = False):
         self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"{self.out_dir} is a file, not a folder for a study.")
         self.config = json.loads(_canonical(config))
         self.hash = config_hash(self.config)
         self.units_dir = self.out_dir / _UNITS_DIR
@@ -88,10 +127,8 @@ class StudyStore:
             old = json.loads(study_file.read_text(encoding="utf-8"))
             if old.get("hash") != self.hash:
                 if not overwrite:
-                    raise ValueError(
-                        f"{self.out_dir} holds the results of a different study "
-                        f"(hash {old.get('hash')} != {self.hash}); use another output "
-                        "folder or pass overwrite=True (--overwrite) to discard them."
+                    raise DifferentStudyError(
+                        self.out_dir, _differences(old.get("config", {}), self.config)
                     )
                 shutil.rmtree(self.units_dir, ignore_errors=True)
         self.units_dir.mkdir(parents=True, exist_ok=True)

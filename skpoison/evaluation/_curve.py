@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -449,6 +450,21 @@ def _batch_plan(ratios, n_train, preset_key, batch_size=None):
     if max(counts) * batch_size >= n_train:
         raise ValueError(
             f"the largest ratio {max(ratios)} would poison every training point."
+        )
+    # Off by more than the nearest whole point: the batches, not the data, moved it.
+    moved = [
+        (r, k * batch_size / n_train)
+        for r, k in zip(ratios, counts)
+        if abs(k * batch_size - r * n_train) > 0.5
+    ]
+    if moved:
+        warnings.warn(
+            f"ratios rounded to whole batches of {batch_size} of {n_train} training "
+            "points: "
+            + ", ".join(f"{r:g} -> {done:.4g}" for r, done in moved)
+            + f"; multiples of {batch_size / n_train:.4g} are exact.",
+            UserWarning,
+            stacklevel=3,
         )
     return batch_size, tuple(counts)
 
