@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
             "batches of one attack), each defense trained on the poisoned set and "
             "the victim (Table III) on what it keeps. Writes results.csv (one row "
             "per repetition x alpha x ratio x defense), timings.csv, report.md "
-            "and nmse.png / defense_gain.png / detection.png to --out. Finished "
+            "and nmse.png / defense_gain.png / detection.png (each with a PDF twin) "
+            "to --out. Finished "
             "units are saved as they complete: rerunning the same command resumes."
         ),
         epilog=_EPILOG,
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
             "points, linear regression by gradient descent (eta 0.1, 40 epochs); "
             "the attack replaces 20%, 24% and 30% of the points (cumulative "
             "batches of 2); TRIM is told the true number of poison points. Writes "
-            "figure9.png and figure9.csv (per ratio and defense: poison and clean "
+            "figure9.png (and figure9.pdf) and figure9.csv (per ratio and defense: poison and clean "
             "points rejected, fitted slope, test NMSE) to --out."
         ),
         formatter_class=_Formatter,
@@ -643,7 +644,7 @@ def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_r
 
     from .evaluation._checkpoint import atomic_write_text
     from .evaluation._figure9 import figure_9
-    from .evaluation._plots import save_small_png
+    from .evaluation._plots import save_figure
 
     if not 0 <= plot_rep < reps:
         raise ValueError(f"--plot-rep must be in [0, {reps - 1}], got {plot_rep}.")
@@ -662,8 +663,7 @@ def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_r
         drawn = fig if k == plot_rep else drawn
     table = pd.concat(tables, ignore_index=True)
     atomic_write_text(out / "figure9.csv", table.to_csv(index=False))
-    drawn.suptitle(f"random_state={random_state + plot_rep}", fontsize="small")
-    save_small_png(drawn, out / "figure9.png")
+    save_figure(drawn, out / "figure9.png")
     return table, drawn
 
 

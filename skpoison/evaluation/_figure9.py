@@ -84,7 +84,8 @@ def figure_9(
     fig : matplotlib Figure or None
         Rows BayesClean and TRIM, one column per ratio: clean points (blue),
         poison points (green), rejected points (red crosses), the clean
-        (black dashed), poisoned (green dotted) and defended (red) lines.
+        (black dashed), poisoned (green dotted) and defended (red) lines; the
+        title names the setting (alpha, ``n_train``, ``random_state``).
 
     Examples
     --------
@@ -156,37 +157,52 @@ def figure_9(
             )
         panels.append((ratio, Xp, yp, is_poison, clean, defended))
     table = pd.DataFrame(rows)
-    fig = _draw(panels) if plot else None
+    title = (
+        f"Fig. 9, synthetic set: linear regression, α = {alpha:g}, {n_train} "
+        f"training points, random_state = {random_state}"
+    )
+    fig = _draw(panels, title) if plot else None
     return table, fig
 
 
-def _draw(panels):
+def _draw(panels, title):
+    import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.3 * len(panels), 5.6), layout="constrained")
-    axes = fig.subplots(2, len(panels), squeeze=False, sharex=True, sharey=True)
-    for col, (ratio, Xp, yp, is_poison, clean, defended) in enumerate(panels):
-        for row, name in enumerate(("bayesclean", "trim")):
-            ax = axes[row, col]
-            model, mask = defended[name]
-            x = Xp[:, 0]
-            ax.scatter(x[~is_poison], yp[~is_poison], s=8, c="tab:blue", label="clean")
-            ax.scatter(x[is_poison], yp[is_poison], s=8, c="tab:green", label="poison")
-            ax.scatter(
-                x[~mask], yp[~mask], s=22, c="red", marker="x", lw=0.8, label="rejected"
-            )
-            for m, style, color, label in (
-                (clean, "--", "k", "clean"),
-                (defended["none"][0], ":", "tab:green", "poisoned"),
-                (model, "-", "red", "defended"),
-            ):
-                xs, line = _line(m)
-                ax.plot(xs, line, style, color=color, lw=1.3, label=label)
-            title = "BayesClean" if name == "bayesclean" else "TRIM"
-            ax.set_title(f"{title}, {100 * ratio:g}%", fontsize="medium")
-    axes[0, 0].legend(fontsize="x-small", loc="upper left")
-    for ax in axes[-1]:
-        ax.set_xlabel("x")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("y")
+    from ._plots import _MIN_WIDTH, _STYLE
+
+    with mpl.rc_context(_STYLE):
+        fig = Figure(
+            figsize=(max(_MIN_WIDTH, 3.4 * len(panels)), 6.4), layout="constrained"
+        )
+        axes = fig.subplots(2, len(panels), squeeze=False, sharex=True, sharey=True)
+        for col, (ratio, Xp, yp, is_poison, clean, defended) in enumerate(panels):
+            for row, name in enumerate(("bayesclean", "trim")):
+                _panel(axes[row, col], name, ratio, Xp, yp, is_poison, clean, defended)
+        for ax in axes[-1]:
+            ax.set_xlabel("x")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("y")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=6)
+        fig.suptitle(title)
     return fig
+
+
+def _panel(ax, name, ratio, Xp, yp, is_poison, clean, defended):
+    model, mask = defended[name]
+    x = Xp[:, 0]
+    ax.scatter(x[~is_poison], yp[~is_poison], s=10, c="tab:blue", label="clean points")
+    ax.scatter(x[is_poison], yp[is_poison], s=10, c="tab:green", label="poison points")
+    ax.scatter(
+        x[~mask], yp[~mask], s=26, c="red", marker="x", lw=0.9, label="rejected points"
+    )
+    for m, style, color, label in (
+        (clean, "--", "k", "model on clean data"),
+        (defended["none"][0], ":", "tab:green", "model on poisoned data"),
+        (model, "-", "red", "defended model"),
+    ):
+        xs, line = _line(m)
+        ax.plot(xs, line, style, color=color, lw=1.5, label=label)
+    title = "BayesClean" if name == "bayesclean" else "TRIM"
+    ax.set_title(f"{title}, {100 * ratio:g}% poisoning")

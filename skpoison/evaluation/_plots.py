@@ -9,8 +9,15 @@
   (how the stealth of the attack shows).
 
 Error bars are one standard deviation over repetitions (diverged runs left
-out). The functions draw on :class:`matplotlib.figure.Figure` objects, never on
-pyplot's global state, so they work on any backend, headless included.
+out), computed in one place, :func:`_stats`. The functions draw on
+:class:`matplotlib.figure.Figure` objects, never on pyplot's global state, so
+they work on any backend, headless included.
+
+Sized for a paper or a screen: every figure is at least 7 inches wide, saved at
+150 dpi (>= 1050 px), with 10-12 pt text; titles name the dataset, the victim
+model and alpha; the panels of one figure share their y-axis by default
+(``sharey=True``) so that alphas compare at a glance; ``plot_poisoning_curve``
+writes a vector PDF next to each PNG.
 """
 
 from __future__ import annotations
@@ -24,22 +31,78 @@ __all__ = [
     "plot_poisoning_curve",
 ]
 
-_DPI = 80
+_DPI = 150
+_MIN_WIDTH = 7.0  # inches: 1050 px at _DPI
+#: Text sizes (points) readable at the figure's printed size.
+_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+}
+_NEGATIVE_LABEL = "defense hurts (gain < 0)"
 
 
-def _figure(n_panels: int, *, width=3.6, height=2.8):
+def _figure(n_panels: int, *, width=3.4, height=3.2, sharey=False):
+    import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * n_panels, height), layout="constrained")
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    with mpl.rc_context(_STYLE):
+        fig = Figure(
+            figsize=(max(_MIN_WIDTH, width * n_panels), height), layout="constrained"
+        )
+        axes = fig.subplots(1, n_panels, squeeze=False, sharey=sharey)[0]
     return fig, axes
 
 
+def _styled(fn):
+    """Run a drawing function under :data:`_STYLE` (fonts are set when drawn)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib as mpl
+
+        with mpl.rc_context(_STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _study_name(results) -> str:
+    """``"boston_housing (linear)"`` from the table's columns, if it has them."""
+    parts = []
+    for col in ("dataset", "model"):
+        if col in results and results[col].nunique() == 1:
+            parts.append(str(results[col].iloc[0]))
+    if len(parts) == 2:
+        return f"{parts[0]} ({parts[1]})"
+    return parts[0] if parts else ""
+
+
 def _stats(df, value):
+    """The statistic drawn per ratio: mean and std over non-diverged repetitions."""
     ok = df[~df["diverged"].astype(bool)]
     return ok.groupby("ratio")[value].agg(["mean", "std"]).reset_index()
 
 
+def _curve(ax, s, *, scale=1.0, **style):
+    """One line with error bars from a :func:`_stats` table."""
+    ax.errorbar(
+        100 * s["ratio"],
+        scale * s["mean"],
+        yerr=scale * s["std"].fillna(0.0),
+        marker="o",
+        ms=4,
+        capsize=2.5,
+        **style,
+    )
+
+
+@_styled
 def plot_nmse(results, ax=None):
     """Test NMSE of the undefended victim against the poisoning ratio, per alpha.
 
@@ -66,32 +129,25 @@ def plot_nmse(results, ax=None):
     'test NMSE (no defense)'
     """
     if ax is None:
-        fig, (ax,) = _figure(1)
+        fig, (ax,) = _figure(1, height=4.0)
     else:
         fig = ax.figure
     none = results[results["defense"] == "none"]
     for alpha, part in none.groupby("alpha", sort=False):
-        s = _stats(part, "test_nmse")
-        ax.errorbar(
-            100 * s["ratio"],
-            s["mean"],
-            yerr=s["std"].fillna(0.0),
-            marker="o",
-            ms=3,
-            capsize=2,
-            label=f"α = {alpha:g}",
-        )
+        _curve(ax, _stats(part, "test_nmse"), label=f"α = {alpha:g}")
     ax.set_xlabel("poisoning points [%]")
     ax.set_ylabel("test NMSE (no defense)")
-    ax.legend(fontsize="small")
+    name = _study_name(results)
+    ax.set_title(f"{name + ': ' if name else ''}test NMSE without defense")
+    ax.legend(title="attack")
     ax.grid(alpha=0.3)
     return fig
 
 
-def _per_alpha(results, value, ylabel, *, shade_negative, percent):
+def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what):
     defended = results[results["defense"] != "none"]
     alphas = list(dict.fromkeys(defended["alpha"]))
-    fig, axes = _figure(max(1, len(alphas)))
+    fig, axes = _figure(max(1, len(alphas)), sharey=sharey)
     scale = 100.0 if percent else 1.0
     for ax, alpha in zip(axes, alphas):
         part = defended[defended["alpha"] == alpha]
@@ -99,30 +155,47 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent):
             s = _stats(sub, value)
             if s["mean"].isna().all():
                 continue
-            ax.errorbar(
-                100 * s["ratio"],
-                scale * s["mean"],
-                yerr=scale * s["std"].fillna(0.0),
-                marker="o",
-                ms=3,
-                capsize=2,
+            _curve(
+                ax,
+                s,
+                scale=scale,
                 label=name,
                 linestyle="--" if name == "duti" else "-",
             )
-        if shade_negative:
-            ax.axhspan(min(ax.get_ylim()[0], -1.0), 0.0, color="red", alpha=0.08)
-            ax.axhline(0.0, color="k", lw=0.6)
         ax.set_title(f"α = {alpha:g}")
         ax.set_xlabel("poisoning points [%]")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(ylabel)
+    if shade_negative:
+        # After every curve (and, shared or not, on every panel's final limits):
+        # the band reaches the bottom of the axes without widening them.
+        for ax in axes:
+            low = min(ax.get_ylim()[0], -1.0)
+            ax.axhspan(low, 0.0, color="red", alpha=0.08, label=_NEGATIVE_LABEL)
+            ax.axhline(0.0, color="k", lw=0.6)
+            ax.set_ylim(bottom=low)
+    if percent:  # a fraction: std bars must not stretch the axis past 0-100 %
+        for ax in axes:
+            ax.set_ylim(max(ax.get_ylim()[0], -3.0), min(ax.get_ylim()[1], 103.0))
+    for ax in axes if not sharey else axes[:1]:
+        ax.set_ylabel(ylabel)
+    name = _study_name(results)
+    fig.suptitle(f"{name + ': ' if name else ''}{what}")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+    fig.legend(handles, labels, loc="outside right upper", title="defense")
     return fig
 
 
-def plot_defense_gain(results):
+@_styled
+def plot_defense_gain(results, *, sharey: bool = True):
     """Test defense gain [%] against the poisoning ratio: a panel per alpha.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Output of :func:`~skpoison.evaluation.poisoning_curve`.
+    sharey : bool, default=True
+        One y-axis for all panels (compare alphas at a glance); False scales
+        each panel to its own curves.
 
     Returns
     -------
@@ -145,11 +218,21 @@ def plot_defense_gain(results):
         "test defense gain [%]",
         shade_negative=True,
         percent=False,
+        sharey=sharey,
+        what="test defense gain against the poisoning ratio",
     )
 
 
-def plot_detection(results):
+@_styled
+def plot_detection(results, *, sharey: bool = True):
     """Fraction of poison points rejected by each defense: a panel per alpha.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Output of :func:`~skpoison.evaluation.poisoning_curve`.
+    sharey : bool, default=True
+        One y-axis for all panels; False scales each panel on its own.
 
     Returns
     -------
@@ -173,11 +256,20 @@ def plot_detection(results):
         "poison points rejected [%]",
         shade_negative=False,
         percent=True,
+        sharey=sharey,
+        what="poison points rejected by each defense",
     )
 
 
-def plot_poisoning_curve(results, out_dir, *, prefix: str = "") -> list[str]:
-    """Write the three figures of a study as small PNG files.
+def plot_poisoning_curve(
+    results,
+    out_dir,
+    *,
+    prefix: str = "",
+    sharey: bool = True,
+    vector: str | None = "pdf",
+) -> list[str]:
+    """Write the three figures of a study as PNG files, each with a vector twin.
 
     Parameters
     ----------
@@ -187,12 +279,18 @@ def plot_poisoning_curve(results, out_dir, *, prefix: str = "") -> list[str]:
         Folder to write into.
     prefix : str, default=""
         Prepended to the file names.
+    sharey : bool, default=True
+        Passed to :func:`plot_defense_gain` and :func:`plot_detection`.
+    vector : {"pdf", "svg"} or None, default="pdf"
+        Also save each figure in this vector format, same name, next to the
+        PNG; None for PNG only.
 
     Returns
     -------
     paths : list of str
-        File names written (relative to ``out_dir``): ``nmse.png``,
-        ``defense_gain.png``, ``detection.png``.
+        The PNG files written (relative to ``out_dir``): ``nmse.png``,
+        ``defense_gain.png``, ``detection.png``; their vector twins
+        (``nmse.pdf``, ...) lie next to them.
 
     Examples
     --------
@@ -205,19 +303,33 @@ def plot_poisoning_curve(results, out_dir, *, prefix: str = "") -> list[str]:
     >>> plot_poisoning_curve(df, tempfile.mkdtemp())
     ['nmse.png', 'defense_gain.png', 'detection.png']
     """
+    if vector not in (None, "pdf", "svg"):
+        raise ValueError(f"vector must be 'pdf', 'svg' or None, got {vector!r}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     figures = {"nmse": plot_nmse(results)}
     if (results["defense"] != "none").any():
-        figures["defense_gain"] = plot_defense_gain(results)
+        figures["defense_gain"] = plot_defense_gain(results, sharey=sharey)
         if (results["ratio"] > 0).any():
-            figures["detection"] = plot_detection(results)
+            figures["detection"] = plot_detection(results, sharey=sharey)
     for name, fig in figures.items():
         fname = f"{prefix}{name}.png"
-        save_small_png(fig, out_dir / fname)
+        save_figure(fig, out_dir / fname, vector=vector)
         written.append(fname)
     return written
+
+
+def save_figure(fig, path, *, vector: str | None = "pdf") -> None:
+    """Save ``fig`` as a small PNG at ``path`` and, unless None, a ``vector`` twin."""
+    path = Path(path)
+    save_small_png(fig, path)
+    if vector is not None:
+        # No creation date in the file: the same study gives the same bytes.
+        date = {"pdf": "CreationDate", "svg": "Date"}[vector]
+        fig.savefig(
+            path.with_suffix(f".{vector}"), format=vector, metadata={date: None}
+        )
 
 
 def save_small_png(fig, path, *, dpi: int = _DPI, colors: int = 128) -> None:
