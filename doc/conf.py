@@ -64,6 +64,8 @@ nitpicky = False
 
 autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": True}
+# "fit_resample()" rather than "StealthyPoisoner.fit_resample()" in a page's TOC.
+toc_object_entries_show_parents = "hide"
 autodoc_typehints = "none"  # numpydoc sections already give the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -161,8 +163,20 @@ html_theme_options = {
 }
 html_context = {"default_mode": "light"}
 
-# MathJax comes from Sphinx's default CDN. To check the pages offline (for
-# example in a headless browser), point SKPOISON_DOCS_MATHJAX at a local copy of
-# MathJax 3, e.g. file:///path/to/mathjax/es5/tex-mml-svg.js.
+# MathJax is served by the site itself, so that the math renders offline:
+# sphinx-mathjax-offline (in the doc extra) ships MathJax 3 and copies it to
+# _static/mathjax. Without it, or with SKPOISON_DOCS_MATHJAX naming another
+# copy (a URL or file:// path), that copy or Sphinx's CDN is used, and a line
+# says so.
 if os.environ.get("SKPOISON_DOCS_MATHJAX"):
     mathjax_path = os.environ["SKPOISON_DOCS_MATHJAX"]
+else:
+    try:
+        importlib.import_module("sphinx-mathjax-offline")
+    except ImportError:
+        print(
+            "skpoison docs: sphinx-mathjax-offline is not installed, MathJax comes "
+            "from a CDN (offline the math shows as TeX); pip install -e '.[doc]'."
+        )
+    else:
+        extensions.append("sphinx-mathjax-offline")

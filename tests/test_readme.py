@@ -31,6 +31,14 @@ def _blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
 
 
+def _example() -> tuple[str, str]:
+    """README's Python example and the output shown right after it."""
+    (match,) = re.findall(
+        r"```python\n(.*?)```(?:(?!```).)*```text\n(.*?)```", README, re.S
+    )
+    return match
+
+
 def _rst_blocks(text: str) -> list[str]:
     """The Python of ``.. code-block:: pycon`` blocks, prompts stripped."""
     blocks = re.findall(r"code-block:: pycon\n\n((?:   .*\n|\n)+)", text)
@@ -80,8 +88,8 @@ def _imports(code: str) -> set[str]:
 
 
 def test_the_readme_has_one_python_example_with_its_output():
-    (code,) = _blocks(README, "python")
-    (shown,) = _blocks(README, "text")
+    assert len(_blocks(README, "python")) == 1
+    code, shown = _example()
     assert list(_parse(shown)) == ["no defense", "BayesCleanFilter", "TrimRegressor"]
     assert "n_outer_steps=30" in code
 
@@ -100,17 +108,17 @@ def test_the_python_blocks_need_only_what_the_readme_installs(page, blocks):
 
 
 def test_the_readme_example_runs_quickly_and_prints_its_lines():
-    (code,) = _blocks(README, "python")
+    code, shown = _example()
     fast = code.replace("n_outer_steps=30", "n_outer_steps=2")
     printed = _parse(_run(fast))
-    assert list(printed) == list(_parse(_blocks(README, "text")[0]))
+    assert list(printed) == list(_parse(shown))
 
 
 @pytest.mark.slow
 def test_the_readme_example_as_written_shows_the_defense_helping():
-    (code,) = _blocks(README, "python")
+    code, shown = _example()
     printed = _parse(_run(code))
-    assert list(printed) == list(_parse(_blocks(README, "text")[0]))
+    assert list(printed) == list(_parse(shown))
     assert printed["BayesCleanFilter"] < printed["no defense"]
 
 

@@ -91,7 +91,7 @@ class StealthyPoisoner(BasePoisoner):
     A sampler in the sense of imbalanced-learn: inside
     ``imblearn.pipeline.Pipeline`` it poisons the training folds only.
 
-    See :mod:`skpoison.attacks._stealthy` for how each step follows the paper.
+    The user guide (:ref:`attack`) says how each step follows the paper.
 
     Parameters
     ----------
