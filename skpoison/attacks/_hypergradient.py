@@ -143,10 +143,12 @@ from ..models._training import (
     RowBlocks,
     _sequential_slopes,
     build_mlp,
+    chain_thread_count,
     gradient_descent,
     init_paper_params,
     loss_and_grad_fn,
     squared_loss,
+    torch_threads,
 )
 
 __all__ = ["LinearSpectralEngine", "UnrolledEngine", "make_engine"]
@@ -355,13 +357,21 @@ class UnrolledEngine(_EngineBase):
         X_p, y_p = self._poison(X_p, y_p)
         return self._train(X_p, y_p, differentiable=differentiable)
 
+    def _thread_count(self, n_p: int) -> int | None:
+        """Torch threads for training on ``n_fixed + n_p`` rows (see :func:`chain_thread_count`)."""
+        n = self.X_fixed.shape[0] + n_p
+        width = self.init_params[0].shape[0]
+        return chain_thread_count(n, self.n_features, width, self.device)
+
     def _train(self, X_p, y_p, *, differentiable):
         X = RowBlocks(self.X_fixed, X_p)
         y = torch.cat([self.y_fixed, y_p])
-        params, _ = gradient_descent(
-            self._loss_and_grad, self.init_params, X, y,
-            n_steps=self.n_steps, lr=self.lr, l2=self.l2, differentiable=differentiable,
-        )  # fmt: skip
+        with torch_threads(self._thread_count(X_p.shape[0])):
+            params, _ = gradient_descent(
+                self._loss_and_grad, self.init_params, X, y,
+                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
+                differentiable=differentiable,
+            )  # fmt: skip
         return params
 
     def predict(self, params, X) -> torch.Tensor:
@@ -385,7 +395,7 @@ class UnrolledEngine(_EngineBase):
         """
         X_p, y_p = self._poison(X_p, y_p)
         if self._slopes is not None:
-            with torch.no_grad():
+            with torch.no_grad(), torch_threads(self._thread_count(X_p.shape[0])):
                 return _chain_value_and_grad(
                     self._slopes, self.init_params, self.X_fixed, self.y_fixed,
                     X_p, y_p, self.X_val, self.y_val,
@@ -394,7 +404,8 @@ class UnrolledEngine(_EngineBase):
                 )  # fmt: skip
         X_p.requires_grad_(True)
         y_p.requires_grad_(True)
-        with torch.enable_grad():
+        threads = torch_threads(self._thread_count(X_p.shape[0]))
+        with torch.enable_grad(), threads:
             params = self._train(X_p, y_p, differentiable=True)
             val = self.validation_loss(params)
             if not bool(torch.isfinite(val)):
@@ -423,6 +434,23 @@ def _leaky_grad(v, h, slope, *, out):
     return _leaky_relu_backward(v, h, slope, True, grad_input=out)
 
 
+# Matrix products of one problem (2-d operands) or of k problems at once
+# (3-d, a leading problem axis): the reverse pass below is written once for
+# both, and the one-problem path keeps the plain mm/addmm kernels.
+def _mm(a, b, out):
+    return torch.mm(a, b, out=out) if a.ndim == 2 else torch.bmm(a, b, out=out)
+
+
+def _addmm(c, a, b, alpha):
+    if a.ndim == 2:
+        return torch.addmm(c, a, b, alpha=alpha)
+    return torch.baddbmm(c, a, b, alpha=alpha)
+
+
+def _addmm_(c, a, b):
+    return c.addmm_(a, b) if a.ndim == 2 else c.baddbmm_(a, b)
+
+
 def _chain_workspace(XTa, T, outs):
     """Per-step tape buffers and their views for :func:`_chain_value_and_grad`.
 
@@ -431,15 +459,17 @@ def _chain_workspace(XTa, T, outs):
     bias into every product with ``h_k``) and one ``(2 outs[k], n)`` slot
     ``[delta_k; z_bar_k]``, whose second half the reverse pass writes so that
     ``h_bar = [G_bar_k^T, W_k^T] [delta_k; z_bar_k]`` is one product without
-    copies. The views are made once.
+    copies. The views are made once. A batched ``XTa`` (``(k, d + 1, n)``)
+    gives every slot the same leading problem axis.
     """
-    n, L = XTa.shape[1], len(outs)
+    n, L = XTa.shape[-1], len(outs)
+    lead = tuple(XTa.shape[:-2])
     hidden = range(1, L)
-    ha = [None] + [XTa.new_empty((T, outs[k - 1] + 1, n)) for k in hidden]
+    ha = [None] + [XTa.new_empty((T, *lead, outs[k - 1] + 1, n)) for k in hidden]
     for k in hidden:
-        ha[k][:, outs[k - 1]].fill_(1.0)
-    dz = [XTa.new_empty((T, outs[0], n))]
-    dz += [XTa.new_empty((T, 2 * outs[k], n)) for k in hidden]
+        ha[k][..., outs[k - 1], :].fill_(1.0)
+    dz = [XTa.new_empty((T, *lead, outs[0], n))]
+    dz += [XTa.new_empty((T, *lead, 2 * outs[k], n)) for k in hidden]
 
     def views(bufs, rows):
         return [
@@ -449,8 +479,8 @@ def _chain_workspace(XTa, T, outs):
 
     def rows(start, stop, transpose=False):
         if transpose:
-            return lambda v: v[start:stop].T
-        return lambda v: v[start:stop]
+            return lambda v: v[..., start:stop, :].mT
+        return lambda v: v[..., start:stop, :]
 
     return {
         "h": views(ha, [None] + [rows(0, outs[k - 1]) for k in hidden]),
@@ -459,10 +489,10 @@ def _chain_workspace(XTa, T, outs):
         "d": views(dz, [rows(0, None)] + [rows(0, outs[k]) for k in hidden]),
         "zb": views(dz, [None] + [rows(outs[k], None) for k in hidden]),
         "dz": views(dz, [None] + [rows(0, None)] * (L - 1)),
-        "t": [XTa.new_empty((outs[k], n)) for k in range(L)],
-        "hb": [None] + [XTa.new_empty((outs[k - 1], n)) for k in hidden],
+        "t": [XTa.new_empty((*lead, outs[k], n)) for k in range(L)],
+        "hb": [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden],
         # s o delta_bar_(k-1), needed within one reverse step only.
-        "e": [None] + [XTa.new_empty((outs[k - 1], n)) for k in hidden],
+        "e": [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden],
         # The tape itself, for memory accounting.
         "tape": [b for b in ha + dz if b is not None],
     }
@@ -491,6 +521,12 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     are the only ``n x d`` work besides the two of the forward step; the input
     gradient is formed for the poison rows only.
 
+    *k problems at once.* Every argument may carry a leading axis of ``k``
+    independent problems of one shape (``params[i]`` of shape
+    ``(k, *shape_i)``, ``X_fixed`` of shape ``(k, n_fixed, d)``, ...): the
+    same sweeps then run with batched products (``bmm``/``baddbmm``) and the
+    value is of shape ``(k,)`` (:class:`~skpoison.attacks._batched.BatchedUnrolledEngine`).
+
     How it is laid out, for speed (``benchmarks/bench_hypergradient.py``):
 
     * per-sample arrays are transposed, ``(features, n)``: BLAS runs these
@@ -507,21 +543,22 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     * ``workspace`` (a dict) keeps the tape between calls: refilling memory
       that is already mapped is much cheaper than allocating it afresh.
     """
-    n_p = X_p.shape[0]
-    d = X_p.shape[1]
-    n = X_fixed.shape[0] + n_p
+    n_p = X_p.shape[-2]
+    d = X_p.shape[-1]
+    n = X_fixed.shape[-2] + n_p
     n_fixed = n - n_p
+    lead = tuple(X_p.shape[:-2])  # () for one problem, (k,) for k
     L = len(params) // 2
     T = n_steps
-    outs = [params[2 * k].shape[0] for k in range(L)]
+    outs = [params[2 * k].shape[-2] for k in range(L)]
     ins = [d] + outs[:-1]
     # [X; 1] as (d + 1, n): the ones row carries the first layer's bias.
-    XTa = X_p.new_empty((d + 1, n))
-    XTa[:d, :n_fixed] = X_fixed.T
-    XTa[:d, n_fixed:] = X_p.T
-    XTa[d] = 1.0
-    y = torch.cat([y_fixed, y_p])
-    key = (n, d, T, tuple(outs), XTa.dtype, XTa.device)
+    XTa = X_p.new_empty((*lead, d + 1, n))
+    XTa[..., :d, :n_fixed] = X_fixed.mT
+    XTa[..., :d, n_fixed:] = X_p.mT
+    XTa[..., d, :] = 1.0
+    y = torch.cat([y_fixed, y_p], dim=-1)
+    key = (lead, n, d, T, tuple(outs), XTa.dtype, XTa.device)
     if workspace is None or workspace.get("key") != key:
         bufs = _chain_workspace(XTa, T, outs)
         if workspace is not None:
@@ -533,23 +570,25 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     D, Zb, DZ = bufs["d"], bufs["zb"], bufs["dz"]
     tmp, hbuf = bufs["t"], bufs["hb"]
     # Wa_k = [W_k, b_k], (outs[k], ins[k] + 1).
-    Wa = [torch.cat([params[2 * k], params[2 * k + 1][:, None]], 1) for k in range(L)]
-    XTaT = XTa.T
+    Wa = [
+        torch.cat([params[2 * k], params[2 * k + 1][..., None]], -1) for k in range(L)
+    ]
+    XTaT = XTa.mT
     tape = []
     for t in range(T):
         inp = [XTa] + [Ha[k][t] for k in range(1, L)]
         inpT = [XTaT] + [HaT[k][t] for k in range(1, L)]
-        Ws = [w[:, :i] for w, i in zip(Wa, ins)]  # views, made once per step
+        Ws = [w[..., :i] for w, i in zip(Wa, ins)]  # views, made once per step
         # z_k goes straight into the tape slot of h_(k+1), activated in place.
-        z = torch.mm(Wa[0], XTa, out=H[1][t])
+        z = _mm(Wa[0], XTa, out=H[1][t])
         for k in range(1, L):
             F.leaky_relu_(z, slopes[k - 1])
-            z = torch.mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
+            z = _mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
         delta = D[L - 1][t]
-        torch.sub(z[0], y, out=delta[0]).div_(n)
+        torch.sub(z[..., 0, :], y, out=delta[..., 0, :]).div_(n)
         for k in range(L - 1, 0, -1):
             nxt = D[k - 1][t]
-            torch.mm(Ws[k].T, delta, out=nxt)
+            _mm(Ws[k].mT, delta, out=nxt)
             _leaky_grad(nxt, H[k][t], slopes[k - 1], out=nxt)
             delta = nxt
         new = []
@@ -558,39 +597,39 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             base = Wa[k]
             if l2:
                 base = base.clone()
-                base[:, : ins[k]].mul_(1.0 - lr * l2)
-            new.append(torch.addmm(base, D[k][t], inpT[k], alpha=-lr))
+                base[..., : ins[k]].mul_(1.0 - lr * l2)
+            new.append(_addmm(base, D[k][t], inpT[k], alpha=-lr))
         tape.append((Ws, inpT, t))
         Wa = new
     # The validation loss at w_T and its gradient (ordinary backpropagation).
-    m = X_val.shape[0]
-    Ws = [w[:, :i] for w, i in zip(Wa, ins)]
-    bs = [w[:, i] for w, i in zip(Wa, ins)]
+    m = X_val.shape[-2]
+    Ws = [w[..., :i] for w, i in zip(Wa, ins)]
+    bs = [w[..., None, :, i] for w, i in zip(Wa, ins)]  # (1, outs) rows
     hv, sv = [X_val], []
-    z = torch.addmm(bs[0], X_val, Ws[0].T)
+    z = _addmm(bs[0], X_val, Ws[0].mT, alpha=1.0)
     for k in range(1, L):
         s = _slope_mask(z, slopes[k - 1])
         sv.append(s)
         hv.append(z * s)
-        z = torch.addmm(bs[k], hv[k], Ws[k].T)
-    r = z[:, 0] - y_val
-    val = 0.5 * torch.dot(r, r) / m
-    if not bool(torch.isfinite(val)):
+        z = _addmm(bs[k], hv[k], Ws[k].mT, alpha=1.0)
+    r = z[..., 0] - y_val
+    val = 0.5 * (torch.dot(r, r) if r.ndim == 1 else torch.linalg.vecdot(r, r)) / m
+    if not bool(torch.isfinite(val).all()):
         raise DivergenceError(
             "The inner training diverged (non-finite validation loss); "
             "lower the inner learning rate."
         )
-    e = (r / m).unsqueeze(1)
+    e = (r / m).unsqueeze(-1)
     Wbar = [None] * L  # [W_bar_k, b_bar_k]
     for k in range(L - 1, -1, -1):
-        Wbar[k] = torch.cat([e.T @ hv[k], e.sum(0)[:, None]], 1)
+        Wbar[k] = torch.cat([e.mT @ hv[k], e.sum(-2)[..., None]], -1)
         if k > 0:
             e = (e @ Ws[k]) * sv[k - 1]
     gX = X_p.new_zeros(X_p.shape)
     gy = y_p.new_zeros(y_p.shape)
     # Views made once: Wbar is updated in place; E is one buffer per layer.
-    WbarW = [w[:, :i] for w, i in zip(Wbar, ins)]
-    ET = [None] + [E[k].T for k in range(1, L)]
+    WbarW = [w[..., :i] for w, i in zip(Wbar, ins)]
+    ET = [None] + [E[k].mT for k in range(1, L)]
     for Ws, inpT, t in reversed(tape):
         Gbar = [-lr * w for w in Wbar]  # [G_bar_k, B_bar_k]
         # Reverse of the backward (gradient) sweep, from delta_1 up to delta_L.
@@ -599,34 +638,34 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             i = ins[k]
             # delta_bar_k = G_bar_k h_(k-1) + B_bar_k 1^T (+ the chain term)
             if k == 0:
-                tk = torch.mm(Gbar[0], XTa, out=tmp[0])
+                tk = _mm(Gbar[0], XTa, out=tmp[0])
             else:
                 ed = _leaky_grad(dbar, H[k][t], slopes[k - 1], out=E[k])
-                tk = torch.mm(Gbar[k], Ha[k][t], out=tmp[k])
-                tk.addmm_(Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
-                WbarW[k].addmm_(D[k][t], ET[k])
+                tk = _mm(Gbar[k], Ha[k][t], out=tmp[k])
+                _addmm_(tk, Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
+                _addmm_(WbarW[k], D[k][t], ET[k])
             if l2:
-                WbarW[k].add_(Gbar[k][:, :i], alpha=l2)
+                WbarW[k].add_(Gbar[k][..., :i], alpha=l2)
             dbar = tk
         if n_p:
-            gX.addmm_(D[0][t][:, n_fixed:].T, Gbar[0][:, :d])
+            _addmm_(gX, D[0][t][..., n_fixed:].mT, Gbar[0][..., :d])
         # z_bar_L (1 x n), as r = z_L - y.
         zbar = torch.div(dbar, n, out=Zb[L - 1][t])
         if n_p:
-            gy.sub_(zbar[0, n_fixed:])
+            gy.sub_(zbar[..., 0, n_fixed:])
         # Reverse of the forward sweep.
         for k in range(L - 1, -1, -1):
-            Wbar[k].addmm_(zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
+            _addmm_(Wbar[k], zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
             if k > 0:
                 # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k: [delta_k; z_bar_k]
                 # is one tape slot, so this is one product.
                 i = ins[k]
-                GW = torch.cat([Gbar[k][:, :i].T, Ws[k].T], dim=1)
-                hb = torch.mm(GW, DZ[k][t], out=hbuf[k])
+                GW = torch.cat([Gbar[k][..., :i].mT, Ws[k].mT], dim=-1)
+                hb = _mm(GW, DZ[k][t], out=hbuf[k])
                 out = Zb[k - 1][t] if k > 1 else hb
                 zbar = _leaky_grad(hb, H[k][t], slopes[k - 1], out=out)
             elif n_p:
-                gX.addmm_(zbar[:, n_fixed:].T, Ws[0])
+                _addmm_(gX, zbar[..., n_fixed:].mT, Ws[0])
     return val, gX, gy
 
 

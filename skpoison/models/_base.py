@@ -17,7 +17,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import resolve_device, resolve_dtype, validate_regression_data
-from ._training import check_loss_curve, gradient_descent, loss_and_grad_fn
+from ._training import (
+    chain_thread_count,
+    check_loss_curve,
+    gradient_descent,
+    loss_and_grad_fn,
+    torch_threads,
+)
 
 __all__ = ["BaseTorchRegressor"]
 
@@ -71,6 +77,22 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         skpoison.exceptions.DivergenceError
             If gradient descent diverges with this ``learning_rate``.
         """
+        module, Xt, yt = self._start_fit(X, y)
+        with torch_threads(_thread_count(module, Xt)):
+            params, losses = gradient_descent(
+                loss_and_grad_fn(module),
+                [p.detach() for p in module.parameters()],
+                Xt,
+                yt,
+                n_steps=self.n_epochs,
+                lr=self.learning_rate,
+                l2=self.l2,
+            )
+        check_loss_curve(losses)
+        return self._finish_fit(module, params, losses)
+
+    def _start_fit(self, X, y):
+        """Validated data as tensors and the initialised module."""
         X, y = validate_regression_data(self, X, y, dtype=np.float64)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype)
@@ -82,16 +104,10 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         Xt = torch.tensor(X, dtype=dtype, device=device)
         yt = torch.tensor(y, dtype=dtype, device=device)
         self._check_trainable(Xt)
-        params, losses = gradient_descent(
-            loss_and_grad_fn(module),
-            [p.detach() for p in module.parameters()],
-            Xt,
-            yt,
-            n_steps=self.n_epochs,
-            lr=self.learning_rate,
-            l2=self.l2,
-        )
-        check_loss_curve(losses)
+        return module, Xt, yt
+
+    def _finish_fit(self, module, params, losses):
+        """Store the trained parameters and the fitted attributes."""
         with torch.no_grad():
             for p, new in zip(module.parameters(), params):
                 p.copy_(new)
@@ -129,3 +145,9 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         # small unscaled problems of sklearn's common checks.
         tags.regressor_tags.poor_score = True
         return tags
+
+
+def _thread_count(module: torch.nn.Module, X: torch.Tensor) -> int | None:
+    """Torch threads for training ``module`` on ``X`` (see :func:`chain_thread_count`)."""
+    width = next(module.parameters()).shape[0]
+    return chain_thread_count(X.shape[-2], X.shape[-1], width, X.device)

@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 
 from skpoison.exceptions import DivergenceError
 from skpoison.models._training import (
+    THREAD_WORK,
     build_mlp,
+    chain_thread_count,
     check_linear_stability,
     check_loss_curve,
     gradient_descent,
     init_paper_params,
     loss_and_grad_fn,
     squared_loss,
+    torch_threads,
 )
 
 
@@ -107,3 +110,80 @@ def test_gradient_descent_does_not_modify_inputs(rng):
     gradient_descent(loss_and_grad_fn(module), params, X, y, n_steps=3, lr=0.1)
     for a, b in zip(params, before):
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------------ k trainings at once
+@given(
+    hidden=st.lists(st.integers(1, 5), min_size=0, max_size=2),
+    k=st.integers(1, 4),
+    l2=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 2**16),
+)
+def test_batched_gradient_descent_matches_separate_runs(hidden, k, l2, seed):
+    g = torch.Generator().manual_seed(seed)
+    module = build_mlp(3, hidden).double()
+    f = loss_and_grad_fn(module)
+    X = torch.randn(k, 9, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(k, 9, generator=g, dtype=torch.float64)
+    inits = [
+        _params(init_paper_params(build_mlp(3, hidden).double(), generator=g))
+        for _ in range(k)
+    ]
+    stacked = [torch.stack(ps) for ps in zip(*inits)]
+    params, losses = gradient_descent(f, stacked, X, y, n_steps=5, lr=0.1, l2=l2)
+    assert losses.shape == (5, k)
+    for i in range(k):
+        one, curve = gradient_descent(f, inits[i], X[i], y[i], n_steps=5, lr=0.1, l2=l2)
+        torch.testing.assert_close(losses[:, i], curve, rtol=0, atol=1e-12)
+        for p, q in zip(params, one):
+            torch.testing.assert_close(p[i], q, rtol=0, atol=1e-12)
+
+
+def test_check_loss_curve_checks_every_column():
+    good = torch.tensor([1.0, 0.5, 0.25])
+    check_loss_curve(torch.stack([good, good], dim=1))
+    bad = torch.tensor([1.0, float("nan"), 0.25])
+    with pytest.raises(DivergenceError, match="non-finite"):
+        check_loss_curve(torch.stack([good, bad], dim=1))
+
+
+# ------------------------------------------------------------- torch threads
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_torch_threads_sets_and_restores(two_threads):
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with torch_threads(None):
+        assert torch.get_num_threads() == 2
+
+
+def test_torch_threads_restores_on_error(two_threads):
+    with pytest.raises(RuntimeError, match="boom"):
+        with torch_threads(1):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2
+
+
+def test_chain_thread_count(two_threads):
+    # The paper's shapes (Heart, Loan) are small: one thread.
+    assert chain_thread_count(1599, 28, 32) == 1
+    assert chain_thread_count(3361, 88, 32) == 1
+    # Large products earn threads, never more than torch has.
+    n = int(4 * THREAD_WORK / (2 * 29 * 32))
+    assert chain_thread_count(n, 28, 32) == 2
+    assert chain_thread_count(n, 28, 32, "meta") is None
+
+
+def test_victim_fit_restores_threads(two_threads):
+    from skpoison.models import TorchMLPRegressor
+
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.zeros(20)
+    TorchMLPRegressor(n_epochs=3).fit(X, y)
+    assert torch.get_num_threads() == 2

@@ -1,0 +1,188 @@
+"""Hypergradients of k independent MLP attack problems of one shape in one call.
+
+A study runs many attacks whose inner problems have the same shape: the
+repetitions of one alpha (other splits, other initialisations) or the alphas
+of one repetition. :class:`BatchedUnrolledEngine` stacks ``k`` such
+:class:`~skpoison.attacks._hypergradient.UnrolledEngine` problems along a
+leading axis and runs the hand-written reverse pass
+(:func:`~skpoison.attacks._hypergradient._chain_value_and_grad`) once, with
+batched products (``bmm``/``baddbmm``) in place of the per-problem ones. The
+algebra is the same code as the one-problem path; the results agree with
+``k`` separate calls to rounding (the batched BLAS kernels may sum in
+another order).
+
+Where it pays. On the CPU the Heart and Loan shapes are bound by the
+arithmetic of the ``n x d x h_1`` products (about 25 GFLOP/s on one core of
+the 2-core benchmark machine, near its peak), so stacking only removes the
+per-operation overhead of ``k - 1`` problems (``benchmarks/bench_dnn_study.py``
+measures the ratio). On a GPU, where each product of these sizes is a kernel
+launch, one call for ``k`` problems replaces ``k`` launches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..exceptions import DivergenceError
+from ..models._training import (
+    check_loss_curve,
+    gradient_descent,
+    loss_and_grad_fn,
+    torch_threads,
+)
+from ._hypergradient import UnrolledEngine, _chain_value_and_grad
+
+__all__ = ["BatchedUnrolledEngine"]
+
+
+class BatchedUnrolledEngine:
+    """``k`` :class:`UnrolledEngine` problems of one shape, solved in one call.
+
+    Parameters
+    ----------
+    engines : sequence of UnrolledEngine
+        Engines of the paper's MLP (or any Linear/LeakyReLU chain with
+        slopes >= 0) that use the hand-written reverse pass, with the same
+        ``n_steps``, ``lr``, ``l2``, dtype, device, architecture and numbers
+        of fixed and validation rows. Their data and initial parameters may
+        differ.
+
+    Attributes
+    ----------
+    n_problems : int
+        ``k``.
+    init_params : list of Tensor
+        The engines' initial parameters, stacked: shapes ``(k, *shape)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skpoison.attacks._hypergradient import UnrolledEngine
+    >>> rng = np.random.default_rng(0)
+    >>> def engine(seed):
+    ...     X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    ...     return UnrolledEngine("mlp", X[:20], y[:20], X[20:], y[20:], n_steps=4,
+    ...                           lr=0.1, hidden_layer_sizes=(4,), random_state=seed)
+    >>> batched = BatchedUnrolledEngine([engine(0), engine(1)])
+    >>> Xp, yp = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5))
+    >>> val, gX, gy = batched.value_and_grad(Xp, yp)
+    >>> tuple(val.shape), tuple(gX.shape), tuple(gy.shape)
+    ((2,), (2, 5, 3), (2, 5))
+    """
+
+    def __init__(self, engines: Sequence[UnrolledEngine]):
+        engines = list(engines)
+        if not engines:
+            raise ValueError("engines is empty: pass at least one UnrolledEngine.")
+        for e in engines:
+            if not isinstance(e, UnrolledEngine) or e._slopes is None:
+                raise TypeError(
+                    "engines must be UnrolledEngine instances of a Linear/LeakyReLU "
+                    "chain with hidden layers (the hand-written reverse pass), got "
+                    f"{e!r}."
+                )
+        first = engines[0]
+        for i, e in enumerate(engines[1:], 1):
+            if _shape_key(e) != _shape_key(first):
+                raise ValueError(
+                    f"engines[{i}] does not have the shape of engines[0]: "
+                    f"{_shape_key(e)} != {_shape_key(first)} (n_steps, lr, l2, "
+                    "slopes, dtype, device, fixed rows, validation rows, parameter "
+                    "shapes must agree)."
+                )
+        self.engines = engines
+        self.n_problems = len(engines)
+        self.n_features = first.n_features
+        self.n_steps, self.lr, self.l2 = first.n_steps, first.lr, first.l2
+        self.dtype, self.device = first.dtype, first.device
+        self._slopes = first._slopes
+        self.X_fixed = torch.stack([e.X_fixed for e in engines])
+        self.y_fixed = torch.stack([e.y_fixed for e in engines])
+        self.X_val = torch.stack([e.X_val for e in engines])
+        self.y_val = torch.stack([e.y_val for e in engines])
+        self.init_params = [
+            torch.stack(ps) for ps in zip(*(e.init_params for e in engines))
+        ]
+        self._loss_and_grad = loss_and_grad_fn(first.module)
+        self._workspace: dict = {}
+
+    def _poison(self, X_p, y_p):
+        """Stacked ``(k, n_p, d)`` and ``(k, n_p)`` poison points, each checked."""
+        k = self.n_problems
+        if len(X_p) != k or len(y_p) != k:
+            raise ValueError(
+                f"X_p and y_p must hold one batch per problem ({k}), got "
+                f"{len(X_p)} and {len(y_p)}."
+            )
+        pairs = [e._poison(a, b) for e, a, b in zip(self.engines, X_p, y_p)]
+        shapes = {tuple(a.shape) for a, _ in pairs}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"Every problem's X_p must have the same shape, got {sorted(shapes)}."
+            )
+        return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+
+    def _threads(self, n_p):
+        return torch_threads(self.engines[0]._thread_count(n_p))
+
+    def value_and_grad(self, X_p, y_p):
+        """Validation losses and their gradients for all ``k`` problems.
+
+        Parameters
+        ----------
+        X_p : array-like or sequence of shape (k, n_p, n_features)
+        y_p : array-like or sequence of shape (k, n_p)
+
+        Returns
+        -------
+        val_loss : Tensor of shape (k,)
+        grad_X_p : Tensor of shape (k, n_p, n_features)
+        grad_y_p : Tensor of shape (k, n_p)
+        """
+        X_p, y_p = self._poison(X_p, y_p)
+        with self._threads(X_p.shape[1]), torch.no_grad():
+            return _chain_value_and_grad(
+                self._slopes, self.init_params, self.X_fixed, self.y_fixed,
+                X_p, y_p, self.X_val, self.y_val,
+                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
+                workspace=self._workspace,
+            )  # fmt: skip
+
+    def train(self, X_p, y_p) -> list[torch.Tensor]:
+        """The ``k`` trained parameter sets, stacked (shapes ``(k, *shape)``)."""
+        X_p, y_p = self._poison(X_p, y_p)
+        X = torch.cat([self.X_fixed, X_p], dim=1)
+        y = torch.cat([self.y_fixed, y_p], dim=1)
+        with self._threads(X_p.shape[1]):
+            params, losses = gradient_descent(
+                self._loss_and_grad, self.init_params, X, y,
+                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
+            )  # fmt: skip
+        check_loss_curve(losses)
+        return params
+
+    def value(self, X_p, y_p) -> torch.Tensor:
+        """Validation losses (shape ``(k,)``) of the models trained with the poison points."""
+        params = self.train(X_p, y_p)
+        vals = torch.stack(
+            [
+                e.validation_loss([p[i] for p in params])
+                for i, e in enumerate(self.engines)
+            ]
+        )
+        if not bool(torch.isfinite(vals).all()):
+            raise DivergenceError(
+                "The inner training diverged (non-finite validation loss); "
+                "lower the inner learning rate."
+            )
+        return vals
+
+
+def _shape_key(e: UnrolledEngine):
+    return (
+        e.n_steps, e.lr, e.l2, tuple(e._slopes), e.dtype, e.device,
+        tuple(e.X_fixed.shape), tuple(e.X_val.shape),
+        tuple(tuple(p.shape) for p in e.init_params),
+    )  # fmt: skip
