@@ -434,23 +434,6 @@ def _leaky_grad(v, h, slope, *, out):
     return _leaky_relu_backward(v, h, slope, True, grad_input=out)
 
 
-# Matrix products of one problem (2-d operands) or of k problems at once
-# (3-d, a leading problem axis): the reverse pass below is written once for
-# both, and the one-problem path keeps the plain mm/addmm kernels.
-def _mm(a, b, out):
-    return torch.mm(a, b, out=out) if a.ndim == 2 else torch.bmm(a, b, out=out)
-
-
-def _addmm(c, a, b, alpha):
-    if a.ndim == 2:
-        return torch.addmm(c, a, b, alpha=alpha)
-    return torch.baddbmm(c, a, b, alpha=alpha)
-
-
-def _addmm_(c, a, b):
-    return c.addmm_(a, b) if a.ndim == 2 else c.baddbmm_(a, b)
-
-
 def _chain_workspace(XTa, T, outs):
     """Per-step tape buffers and their views for :func:`_chain_value_and_grad`.
 
@@ -548,6 +531,12 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     n = X_fixed.shape[-2] + n_p
     n_fixed = n - n_p
     lead = tuple(X_p.shape[:-2])  # () for one problem, (k,) for k
+    # The products of one problem, or their batched forms for k problems:
+    # bound once, so the one-problem path calls the plain kernels directly.
+    if lead:
+        mm, addmm, addmm_ = torch.bmm, torch.baddbmm, torch.Tensor.baddbmm_
+    else:
+        mm, addmm, addmm_ = torch.mm, torch.addmm, torch.Tensor.addmm_
     L = len(params) // 2
     T = n_steps
     outs = [params[2 * k].shape[-2] for k in range(L)]
@@ -580,15 +569,15 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
         inpT = [XTaT] + [HaT[k][t] for k in range(1, L)]
         Ws = [w[..., :i] for w, i in zip(Wa, ins)]  # views, made once per step
         # z_k goes straight into the tape slot of h_(k+1), activated in place.
-        z = _mm(Wa[0], XTa, out=H[1][t])
+        z = mm(Wa[0], XTa, out=H[1][t])
         for k in range(1, L):
             F.leaky_relu_(z, slopes[k - 1])
-            z = _mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
+            z = mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
         delta = D[L - 1][t]
         torch.sub(z[..., 0, :], y, out=delta[..., 0, :]).div_(n)
         for k in range(L - 1, 0, -1):
             nxt = D[k - 1][t]
-            _mm(Ws[k].mT, delta, out=nxt)
+            mm(Ws[k].mT, delta, out=nxt)
             _leaky_grad(nxt, H[k][t], slopes[k - 1], out=nxt)
             delta = nxt
         new = []
@@ -598,7 +587,7 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             if l2:
                 base = base.clone()
                 base[..., : ins[k]].mul_(1.0 - lr * l2)
-            new.append(_addmm(base, D[k][t], inpT[k], alpha=-lr))
+            new.append(addmm(base, D[k][t], inpT[k], alpha=-lr))
         tape.append((Ws, inpT, t))
         Wa = new
     # The validation loss at w_T and its gradient (ordinary backpropagation).
@@ -606,12 +595,12 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     Ws = [w[..., :i] for w, i in zip(Wa, ins)]
     bs = [w[..., None, :, i] for w, i in zip(Wa, ins)]  # (1, outs) rows
     hv, sv = [X_val], []
-    z = _addmm(bs[0], X_val, Ws[0].mT, alpha=1.0)
+    z = addmm(bs[0], X_val, Ws[0].mT, alpha=1.0)
     for k in range(1, L):
         s = _slope_mask(z, slopes[k - 1])
         sv.append(s)
         hv.append(z * s)
-        z = _addmm(bs[k], hv[k], Ws[k].mT, alpha=1.0)
+        z = addmm(bs[k], hv[k], Ws[k].mT, alpha=1.0)
     r = z[..., 0] - y_val
     val = 0.5 * (torch.dot(r, r) if r.ndim == 1 else torch.linalg.vecdot(r, r)) / m
     if not bool(torch.isfinite(val).all()):
@@ -638,34 +627,34 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             i = ins[k]
             # delta_bar_k = G_bar_k h_(k-1) + B_bar_k 1^T (+ the chain term)
             if k == 0:
-                tk = _mm(Gbar[0], XTa, out=tmp[0])
+                tk = mm(Gbar[0], XTa, out=tmp[0])
             else:
                 ed = _leaky_grad(dbar, H[k][t], slopes[k - 1], out=E[k])
-                tk = _mm(Gbar[k], Ha[k][t], out=tmp[k])
-                _addmm_(tk, Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
-                _addmm_(WbarW[k], D[k][t], ET[k])
+                tk = mm(Gbar[k], Ha[k][t], out=tmp[k])
+                addmm_(tk, Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
+                addmm_(WbarW[k], D[k][t], ET[k])
             if l2:
                 WbarW[k].add_(Gbar[k][..., :i], alpha=l2)
             dbar = tk
         if n_p:
-            _addmm_(gX, D[0][t][..., n_fixed:].mT, Gbar[0][..., :d])
+            addmm_(gX, D[0][t][..., n_fixed:].mT, Gbar[0][..., :d])
         # z_bar_L (1 x n), as r = z_L - y.
         zbar = torch.div(dbar, n, out=Zb[L - 1][t])
         if n_p:
             gy.sub_(zbar[..., 0, n_fixed:])
         # Reverse of the forward sweep.
         for k in range(L - 1, -1, -1):
-            _addmm_(Wbar[k], zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
+            addmm_(Wbar[k], zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
             if k > 0:
                 # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k: [delta_k; z_bar_k]
                 # is one tape slot, so this is one product.
                 i = ins[k]
                 GW = torch.cat([Gbar[k][..., :i].mT, Ws[k].mT], dim=-1)
-                hb = _mm(GW, DZ[k][t], out=hbuf[k])
+                hb = mm(GW, DZ[k][t], out=hbuf[k])
                 out = Zb[k - 1][t] if k > 1 else hb
                 zbar = _leaky_grad(hb, H[k][t], slopes[k - 1], out=out)
             elif n_p:
-                _addmm_(gX, zbar[..., n_fixed:].mT, Ws[0])
+                addmm_(gX, zbar[..., n_fixed:].mT, Ws[0])
     return val, gX, gy
 
 
