@@ -33,6 +33,15 @@ Two engines compute it, with one interface
     (``benchmarks/bench_hypergradient.py``). Linear models keep autograd in
     this engine; their exact engine is the next one.
 
+    Threads. The engine runs its steps on
+    :func:`~skpoison.models._training.chain_thread_count` torch threads (one
+    for the paper's shapes, whose products take well under a millisecond) and
+    restores the caller's count afterwards: on a loaded 2-core machine two
+    threads made a Heart hypergradient tens of times slower than one
+    (``benchmarks/bench_dnn_study.py``, ``engine_default_threads_vs_batched``).
+    :class:`~skpoison.attacks._batched.BatchedUnrolledEngine` runs the same
+    reverse pass for ``k`` problems of one shape at once.
+
     ``torch.compile`` was measured and is not used
     (``benchmarks/bench_compile.py``, Heart shape, 100 training steps of the
     MLP): it brings a plainly written ``torch.func.grad`` step from 108 to
