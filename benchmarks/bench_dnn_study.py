@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_hypergradient import cpu_model
 
 from skpoison.attacks._batched import BatchedUnrolledEngine
 from skpoison.attacks._hypergradient import UnrolledEngine, _chain_value_and_grad
@@ -65,16 +66,6 @@ RESULTS = Path(__file__).parent / "results"
 K = 10  # repetitions: the problems of one alpha
 STUDY = dict(repetitions=10, alphas=2, batches=2, victim_fits=10 + 2 * 20)
 FULL = dict(repetitions=10, alphas=4, batches=6)
-
-
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def commit() -> str | None:
@@ -130,6 +121,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "dnn_study_cpu.json"))
     args = parser.parse_args()
     load_before = os.getloadavg()
+    ran_at = commit()
     default_threads = torch.get_num_threads()
     n_default = max(1, min(K, args.default_threads_problems))
     engines, Xp, yp, Xtr, ytr = problems(K, args.quick)
@@ -245,7 +237,7 @@ def main() -> None:
         for side in ("one_at_a_time", "batched")
     }
     out = {
-        "commit": commit(),
+        "commit": ran_at,
         "machine": {
             "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),

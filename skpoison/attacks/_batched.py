@@ -32,7 +32,7 @@ from ..models._training import (
     loss_and_grad_fn,
     torch_threads,
 )
-from ._hypergradient import UnrolledEngine, _chain_value_and_grad
+from ._hypergradient import UnrolledEngine, _run_chain
 
 __all__ = ["BatchedUnrolledEngine"]
 
@@ -124,8 +124,10 @@ class BatchedUnrolledEngine:
             )
         return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
 
-    def _threads(self, n_p):
-        return torch_threads(self.engines[0]._thread_count(n_p))
+    def _thread_count(self, n_p):
+        # Per problem: torch splits batched products over problems, which
+        # gained nothing (see chain_thread_count).
+        return self.engines[0]._thread_count(n_p)
 
     def value_and_grad(self, X_p, y_p):
         """Validation losses and their gradients for all ``k`` problems.
@@ -142,20 +144,14 @@ class BatchedUnrolledEngine:
         grad_y_p : Tensor of shape (k, n_p)
         """
         X_p, y_p = self._poison(X_p, y_p)
-        with self._threads(X_p.shape[1]), torch.no_grad():
-            return _chain_value_and_grad(
-                self._slopes, self.init_params, self.X_fixed, self.y_fixed,
-                X_p, y_p, self.X_val, self.y_val,
-                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
-                workspace=self._workspace,
-            )  # fmt: skip
+        return _run_chain(self, X_p, y_p)
 
     def train(self, X_p, y_p) -> list[torch.Tensor]:
         """The ``k`` trained parameter sets, stacked (shapes ``(k, *shape)``)."""
         X_p, y_p = self._poison(X_p, y_p)
         X = torch.cat([self.X_fixed, X_p], dim=1)
         y = torch.cat([self.y_fixed, y_p], dim=1)
-        with self._threads(X_p.shape[1]):
+        with torch_threads(self._thread_count(X_p.shape[1])):
             params, losses = gradient_descent(
                 self._loss_and_grad, self.init_params, X, y,
                 n_steps=self.n_steps, lr=self.lr, l2=self.l2,

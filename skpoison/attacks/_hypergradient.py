@@ -404,13 +404,7 @@ class UnrolledEngine(_EngineBase):
         """
         X_p, y_p = self._poison(X_p, y_p)
         if self._slopes is not None:
-            with torch.no_grad(), torch_threads(self._thread_count(X_p.shape[0])):
-                return _chain_value_and_grad(
-                    self._slopes, self.init_params, self.X_fixed, self.y_fixed,
-                    X_p, y_p, self.X_val, self.y_val,
-                    n_steps=self.n_steps, lr=self.lr, l2=self.l2,
-                    workspace=self._workspace,
-                )  # fmt: skip
+            return _run_chain(self, X_p, y_p)
         X_p.requires_grad_(True)
         y_p.requires_grad_(True)
         threads = torch_threads(self._thread_count(X_p.shape[0]))
@@ -424,6 +418,22 @@ class UnrolledEngine(_EngineBase):
                 )
             gX, gy = torch.autograd.grad(val, (X_p, y_p))
         return val.detach(), gX, gy
+
+
+def _run_chain(engine, X_p, y_p):
+    """:func:`_chain_value_and_grad` on an engine's data, on its thread count.
+
+    ``engine`` is an :class:`UnrolledEngine` or a
+    :class:`~skpoison.attacks._batched.BatchedUnrolledEngine` (the same
+    attributes, with a leading problem axis).
+    """
+    with torch.no_grad(), torch_threads(engine._thread_count(X_p.shape[-2])):
+        return _chain_value_and_grad(
+            engine._slopes, engine.init_params, engine.X_fixed, engine.y_fixed,
+            X_p, y_p, engine.X_val, engine.y_val,
+            n_steps=engine.n_steps, lr=engine.lr, l2=engine.l2,
+            workspace=engine._workspace,
+        )  # fmt: skip
 
 
 def _slope_mask(z, slope):

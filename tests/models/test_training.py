@@ -148,14 +148,6 @@ def test_check_loss_curve_checks_every_column():
 
 
 # ------------------------------------------------------------- torch threads
-@pytest.fixture
-def two_threads():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(saved)
-
-
 def test_torch_threads_sets_and_restores(two_threads):
     with torch_threads(1):
         assert torch.get_num_threads() == 1
