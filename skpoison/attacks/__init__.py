@@ -7,6 +7,7 @@ the paper's experimental settings (Tables II and III) are available as presets.
 """
 
 from ._base import BasePoisoner
+from ._batched import BatchedUnrolledEngine
 from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
 from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
 from ._risk import detectability_risk, residual_std
@@ -15,6 +16,7 @@ from ._stealthy import StealthyPoisoner
 __all__ = [
     "ATTACK_PRESETS",
     "BasePoisoner",
+    "BatchedUnrolledEngine",
     "LinearSpectralEngine",
     "StealthyPoisoner",
     "UnrolledEngine",

@@ -38,7 +38,11 @@ __all__ = ["BatchedUnrolledEngine"]
 
 
 class BatchedUnrolledEngine:
-    """``k`` :class:`UnrolledEngine` problems of one shape, solved in one call.
+    """``k`` :class:`~skpoison.attacks.UnrolledEngine` problems of one shape in one call.
+
+    The hand-written reverse pass of the paper's MLP runs once for all ``k``
+    problems with batched products; each result agrees with the problem's own
+    engine to rounding. Inputs are never modified.
 
     Parameters
     ----------
@@ -56,10 +60,14 @@ class BatchedUnrolledEngine:
     init_params : list of Tensor
         The engines' initial parameters, stacked: shapes ``(k, *shape)``.
 
+    See Also
+    --------
+    skpoison.attacks.UnrolledEngine : One problem.
+
     Examples
     --------
     >>> import numpy as np
-    >>> from skpoison.attacks._hypergradient import UnrolledEngine
+    >>> from skpoison.attacks import BatchedUnrolledEngine, UnrolledEngine
     >>> rng = np.random.default_rng(0)
     >>> def engine(seed):
     ...     X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
