@@ -369,7 +369,8 @@ class UnrolledEngine(_EngineBase):
     def _thread_count(self, n_p: int) -> int | None:
         """Torch threads for training on ``n_fixed + n_p`` rows (see :func:`chain_thread_count`)."""
         n = self.X_fixed.shape[0] + n_p
-        width = self.init_params[0].shape[0]
+        first = self.init_params[0]  # the first layer's weight for the chains
+        width = first.shape[0] if first.ndim else 1
         return chain_thread_count(n, self.n_features, width, self.device)
 
     def _train(self, X_p, y_p, *, differentiable):
