@@ -14,9 +14,9 @@ another order).
 Where it pays. On the CPU the Heart and Loan shapes are bound by the
 arithmetic of the ``n x d x h_1`` products, not by per-operation overhead
 (a few percent of a call), so stacking gains nothing there: for 10 Heart problems
-``python benchmarks/bench_dnn_study.py`` measured the batched call at 0.93x
-the speed of 10 separate calls (0.91x in CPU time; commit c04c9c1, machine
-shared, load 9-12), and the batched victims at 0.90x. On the CPU the
+``python benchmarks/bench_dnn_study.py`` measured the batched call at 0.78x
+the speed of 10 separate calls (0.84x in CPU time; commit 60ac3b8, machine
+shared, load 12-13), and the batched victims at 0.96x (0.88x). On the CPU the
 evaluation should therefore keep running units one at a time; on a GPU,
 where each product of these sizes is one short kernel launch, one call for
 ``k`` problems replaces ``k`` launches (not measured: no device was used).
