@@ -9,6 +9,7 @@ the paper's experimental settings (Tables II and III) are available as presets.
 from ._base import BasePoisoner
 from ._batched import BatchedUnrolledEngine
 from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
+from ._implicit import ImplicitLinearEngine
 from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
 from ._risk import detectability_risk, residual_std
 from ._stealthy import StealthyPoisoner
@@ -17,6 +18,7 @@ __all__ = [
     "ATTACK_PRESETS",
     "BasePoisoner",
     "BatchedUnrolledEngine",
+    "ImplicitLinearEngine",
     "LinearSpectralEngine",
     "StealthyPoisoner",
     "UnrolledEngine",

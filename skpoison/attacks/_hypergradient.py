@@ -144,6 +144,7 @@ import scipy.linalg.lapack
 import scipy.sparse
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 from torch import nn
 
 from .._validation import resolve_device, resolve_dtype
@@ -192,6 +193,10 @@ class _EngineBase:
             raise ValueError(f"lr must be > 0, got {lr}.")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {l2}.")
+        self._set_data(X_fixed, y_fixed, X_val, y_val)
+
+    def _set_data(self, X_fixed, y_fixed, X_val, y_val):
+        """Validate the fixed and validation sets and store them as tensors."""
         self.X_fixed = _as_tensor(X_fixed, self.dtype, self.device, "X_fixed", 2)
         self.y_fixed = _as_tensor(y_fixed, self.dtype, self.device, "y_fixed", 1)
         self.X_val = _as_tensor(X_val, self.dtype, self.device, "X_val", 2)
@@ -713,7 +718,24 @@ def _seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(2**31 - 1))
 
 
-class LinearSpectralEngine(_EngineBase):
+class _LinearModel:
+    """Parameters and predictions of a linear model (``nn.Linear`` layout)."""
+
+    def _as_params(self, w):
+        d = self.n_features
+        return {"weight": w[:d].reshape(1, d), "bias": w[d:].clone()}
+
+    def predict(self, params, X) -> torch.Tensor:
+        """``X @ weight.T + bias`` of shape (n,), differentiable in ``X`` and ``params``."""
+        X = self._input(X)
+        if isinstance(params, dict):
+            W, bias = params["weight"], params["bias"]
+        else:
+            W, bias = params
+        return (X @ W.reshape(-1)) + bias.reshape(())
+
+
+class LinearSpectralEngine(_LinearModel, _EngineBase):
     """Exact hypergradients for linear regression from ``(d+1) x (d+1)`` Gram algebra.
 
     Same result as :class:`UnrolledEngine` with ``model="linear"`` (to rounding)
@@ -961,19 +983,6 @@ class LinearSpectralEngine(_EngineBase):
             w, _ = self._weights(*self._gram(self._stack(X_p, y_p)), with_grad=False)
         return self._as_params(ops.to_torch(w, self.device))
 
-    def _as_params(self, w):
-        d = self.n_features
-        return {"weight": w[:d].reshape(1, d), "bias": w[d:].clone()}
-
-    def predict(self, params, X) -> torch.Tensor:
-        """``X @ weight.T + bias`` of shape (n,), differentiable in ``X`` and ``params``."""
-        X = self._input(X)
-        if isinstance(params, dict):
-            W, bias = params["weight"], params["bias"]
-        else:
-            W, bias = params
-        return (X @ W.reshape(-1)) + bias.reshape(())
-
     def value_and_grad(self, X_p, y_p):
         """Validation loss and its exact gradient (see the module docstring).
 
@@ -1203,7 +1212,11 @@ def make_engine(
 
     ``engine="auto"`` picks :class:`LinearSpectralEngine` for ``model="linear"``
     and :class:`UnrolledEngine` otherwise; ``"spectral"`` and ``"unrolled"``
-    force one (``"spectral"`` requires ``model="linear"``).
+    force one (``"spectral"`` requires ``model="linear"``). A scikit-learn
+    estimator as ``model`` (``LinearRegression``, ``Ridge``, ``Lasso``,
+    ``ElasticNet``) gets the exact
+    :class:`~skpoison.attacks._implicit.ImplicitLinearEngine` (``engine``
+    must be ``"auto"``; ``n_steps``, ``lr`` and ``l2`` do not apply).
 
     Examples
     --------
@@ -1215,6 +1228,17 @@ def make_engine(
     if engine not in ("auto", "spectral", "unrolled"):
         raise ValueError(
             f"engine must be 'auto', 'spectral' or 'unrolled', got {engine!r}."
+        )
+    if isinstance(model, BaseEstimator):
+        from ._implicit import ImplicitLinearEngine
+
+        if engine != "auto":
+            raise ValueError(
+                f"engine={engine!r} is for the gradient-descent victims; a "
+                "scikit-learn estimator takes engine='auto'."
+            )
+        return ImplicitLinearEngine(
+            model, X_fixed, y_fixed, X_val, y_val, dtype=dtype, device=device
         )
     is_linear = isinstance(model, str) and model == "linear"
     if engine == "spectral" and not is_linear:
