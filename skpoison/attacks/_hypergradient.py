@@ -102,6 +102,28 @@ Two engines compute it, with one interface
     is no subtraction of nearly equal numbers, so equal, nearly equal and zero
     eigenvalues (duplicated or constant columns) are all exact to rounding; the
     diagonal is ``F'(l_i)`` automatically. Likewise ``F(l_i) = c sum_{s<T} V_is``.
+    This costs ``O(p T^2 + p^2 T)`` and is used up to ``T = 256``.
+
+    *Any T: closed forms.* Above that, with ``x = c lam = 1 - mu`` and
+    ``phi(mu) = sum_{k<T} mu^k = (1 - mu^T) / x``, the sums are
+    ``F = c phi`` and ``D_ij = sum_{s+t<=T-2} mu_i^s mu_j^t = phi[mu_i, mu_j]``.
+    Subtracting ``phi(mu_j)`` from ``phi(mu_i)`` gives, with
+    ``q_T = (mu_i^T - mu_j^T) / (mu_i - mu_j)``::
+
+        D_ij = (1 - mu_i^T - x_i q_T) / (x_i x_j),
+
+    and ``1 - mu^T = -expm1(T log1p(-x))``, ``q_T = mu_b^(T-1)
+    expm1(T log1p(rho)) / rho`` (``mu_b`` the larger of the pair,
+    ``rho = (x_b - x_a) / mu_b``) carry no cancellation for close eigenvalues.
+    That formula is used for close pairs; far-apart pairs
+    (``|x_i - x_j| >= max / 2``) take ``(phi_i - phi_j) / (mu_i - mu_j)``, and
+    pairs with ``T max(|x_i|, |x_j|) < 1/2``, where the numerator above is a
+    difference of nearly equal terms, the binomial series
+    ``D = sum_{j>=1} (-1)^(j+1) C(T, j+1) h_j(x_i, x_j)`` (20 terms, each at most
+    ``(T x)^j / (j+1)!`` of the first). Each formula loses at most a factor 4 to
+    cancellation, so ``D`` and ``F`` are exact to rounding for every ``T``
+    (tests compare them with rational arithmetic), in ``O(p^2)`` time and memory
+    independent of ``T``.
 
     *Without eigenvectors.* In the original basis the same sums read
     ``U (G o sym(g^ b^T)) U^T = -c^2 sym(sum_{s+t<=T-2} M^s g b^T M^t)`` with
@@ -110,12 +132,14 @@ Two engines compute it, with one interface
     ``u = c sum_{k<T} M^k g``. This costs ``2 T`` matrix-vector products of
     size ``p`` instead of an eigendecomposition (``method="krylov"``), cheaper
     when ``p^3`` dominates ``T p^2``; it is exact too (the same polynomial).
+    Above ``T = 256`` the product with ``K`` becomes reversed cumulative sums
+    of ``P_b`` (``O(T p)`` memory, not ``T^2``).
 
     *Cost per call.* ``W = [Z_p, y_p]`` gives ``A`` and ``b`` from one BLAS
     ``syrk`` (``W^T W``) and both gradients from one product ``W R`` with
     ``R = [[2 S[:, :d], u], [u[:d]^T, 0]]`` (``O(n_p p^2)`` each); in between
     one symmetric eigendecomposition (``O(p^3)``, plus ``O(p T^2 + p^2 T)`` for
-    ``V K V^T``) or ``2 (T - 1)`` Krylov matrix-vector products, independent
+    ``V K V^T`` or ``O(p^2)`` for the closed forms) or ``2 (T - 1)`` Krylov matrix-vector products, independent
     of ``n_fixed`` and of the validation-set size. Measured on one core of the
     2-core benchmark machine (AMD EPYC, 2.6 GHz), Loan shape (``n_p = 252``,
     ``p = 89``, ``T = 30``): ``syrk`` 60 us, ``W R`` 90 us, the 58 Krylov
@@ -812,7 +836,6 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         Z0 = self._augment(self.X_fixed)
         Zv = self._augment(self.X_val)
         m = Zv.shape[0]
-        idx = torch.arange(max(T - 1, 0), device=self.device)
         penalty = torch.ones(p, dtype=self.dtype, device=self.device)
         penalty[-1] = 0.0
         # The clean Gram statistics stay on the device, where the poison Gram
@@ -833,10 +856,12 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
             "s": torch.dot(self.y_val, self.y_val) / m,
             "penalty": penalty,
             "eye": torch.eye(p, dtype=self.dtype, device=self.device),
+        }
+        if T <= _POWER_SUMS_MAX_T:
             # K_st = [s + t <= T - 2]: the sums over s + t <= T - 2 of the
             # divided differences (module docstring) as one matrix product.
-            "K": (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype),
-        }
+            idx = torch.arange(max(T - 1, 0), device=self.device)
+            stats["K"] = (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype)
         self._stats = {k: self._ops.from_torch(v) for k, v in stats.items()}
 
     @staticmethod
@@ -903,15 +928,26 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         self._check_lam_max(c, float(ops.eigvalsh(A)[-1]))
 
     def _eig(self, A, c):
-        """Eigenvectors and ``V[s, i] = mu_i ** s`` (``s < T``), ``mu = 1 - c lam``."""
-        lam, U = self._ops.eigh(A)
+        """Eigenvectors, ``F(lam)`` and a function giving ``D_ij = -F[l_i, l_j] / c^2``."""
+        ops = self._ops
+        lam, U = ops.eigh(A)
         self._check_lam_max(c, float(lam[-1]))
-        mu = 1.0 - c * lam
-        # Rows mu^0, ..., mu^(T-1) by cumulative products (exact for mu < 0 too).
-        V = self._ops.empty((self.n_steps, mu.shape[0]), mu)
-        V[0] = 1.0
-        V[1:] = mu
-        return U, self._ops.cumprod_rows(V)
+        T = self.n_steps
+        if T <= _POWER_SUMS_MAX_T:
+            mu = 1.0 - c * lam
+            # Rows mu^0, ..., mu^(T-1) by cumulative products (exact for mu < 0 too).
+            V = ops.empty((T, mu.shape[0]), mu)
+            V[0] = 1.0
+            V[1:] = mu
+            V = ops.cumprod_rows(V)
+            return U, c * V.sum(0), lambda: ops.triangle(V, V, self._stats["K"])
+        # Closed forms: time and memory independent of T.
+        x = _NumpyOps.from_torch(c * lam) if ops is _TorchOps else c * lam
+        phi, D = _geometric_sums(x, T)
+        if ops is _TorchOps:
+            phi, D = (torch.as_tensor(a, dtype=lam.dtype, device=lam.device)
+                      for a in (phi, D))  # fmt: skip
+        return U, c * phi, lambda: D
 
     def _krylov(self, M, v):
         """Rows ``v, M v, ..., M^(T-1) v``."""
@@ -937,8 +973,7 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         """
         st, ops = self._stats, self._ops
         if self.method == "eigh":
-            U, V = self._eig(A, c)
-            F = c * V.sum(0)
+            U, F, divided = self._eig(A, c)
             b_hat = U.T @ b
             w = U @ (F * b_hat)
         else:
@@ -957,16 +992,16 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
             g_hat = U.T @ g
             u = U @ (F * g_hat)
             outer = g_hat[:, None] * b_hat[None, :]
-            # G o sym(g^ b^T) with G = -c^2 V^T K V (divided differences of F);
-            # 2 S = -c^2 U (G o sym) U^T, first d columns.
-            inner = ops.triangle(V, V, st["K"]) * (outer + outer.T)
+            # G o sym(g^ b^T) with G = -c^2 D (divided differences of F);
+            # 2 S = -c^2 U (D o sym) U^T, first d columns.
+            inner = divided() * (outer + outer.T)
             R[:p, :d] = (U @ inner) @ U[:d].T
         else:
             Kg = self._krylov(M, g)
             u = c * Kg.sum(0)
             # The same sums in the original basis: sum_{s+t<=T-2} M^s g b^T M^t,
             # and 2 S = -c^2 (P + P^T).
-            P = ops.triangle(Kg, Kb, st["K"])
+            P = ops.triangle(Kg, Kb, st.get("K"))
             ops.add(P[:, :d], P[:d].T, out=R[:p, :d])
         R[:p, :d] *= -c * c
         R[p, :d] = u[:d]
@@ -1024,6 +1059,109 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         )
 
 
+# Eigenvalue steps ``c lam`` below ``_SERIES_TAU / T`` use the binomial series;
+# the closed forms lose at most a factor ``2 / _SERIES_TAU`` to cancellation.
+_SERIES_TAU = 0.5
+_SERIES_TERMS = 20
+# Up to this T the sums are the plain powers mu^s (T x p, fast for small T);
+# above it, the closed forms (cost independent of T).
+_POWER_SUMS_MAX_T = 256
+
+
+def _geometric_phi(x, T):
+    """``phi(mu) = sum_{k<T} mu^k`` with ``mu = 1 - x``, elementwise, no cancellation."""
+    x = np.asarray(x, dtype=np.float64)
+    small = np.abs(T * x) < _SERIES_TAU
+    with np.errstate(all="ignore"):
+        pos = -np.expm1(T * np.log1p(-x)) / x  # mu > 0
+        neg = (1.0 - np.power(1.0 - x, T)) / x  # mu <= 0: no cancellation
+    out = np.where(x < 1.0, pos, neg)
+    if small.any():
+        out[small] = _phi_series(x[small], T)
+    return out
+
+
+def _phi_series(x, T):
+    # phi = sum_j (-x)^j C(T, j + 1): terms ~ T (T x)^j / (j + 1)!.
+    term = np.full_like(x, float(T))
+    out = term.copy()
+    for j in range(1, min(_SERIES_TERMS, T)):
+        term = term * (-x) * (T - j) / (j + 1)
+        out += term
+    return out
+
+
+def _power_quotient(mu, x, T):
+    """``q_ij = (mu_i^T - mu_j^T) / (mu_i - mu_j)`` (``T mu^(T-1)`` when equal), stably.
+
+    Same signs: with ``|mu_b| >= |mu_a|`` the larger of the pair and
+    ``rho = mu_a / mu_b - 1`` (``(x_b - x_a) / mu_b``, from the exact
+    difference), it is ``mu_b^(T-1) expm1(T log1p(rho)) / rho``. Opposite signs
+    are far apart. Powers are taken per eigenvalue, not per pair.
+    """
+    pw, pw1 = np.power(mu, T), np.power(mu, T - 1)
+    swap = np.abs(mu)[:, None] > np.abs(mu)[None, :]
+    mb = np.where(swap, mu[:, None], mu[None, :])
+    xa = np.where(swap, x[None, :], x[:, None])
+    xb = np.where(swap, x[:, None], x[None, :])
+    with np.errstate(all="ignore"):
+        rho = (xb - xa) / mb
+        ratio = np.where(rho == 0, float(T), np.expm1(T * np.log1p(rho)) / rho)
+        same = np.where(swap, pw1[:, None], pw1[None, :]) * ratio
+        direct = (pw[:, None] - pw[None, :]) / (mu[:, None] - mu[None, :])
+    same = np.where(mb == 0, float(T == 1), same)
+    return np.where(mu[:, None] * mu[None, :] >= 0, same, direct)
+
+
+def _geometric_sums(x, T):
+    """``phi_i = phi(mu_i)`` and ``D_ij = phi[mu_i, mu_j]`` in closed form (``O(p^2)``).
+
+    ``phi(mu) = (1 - mu^T) / (1 - mu)`` and ``D`` its first divided difference
+    (``phi'`` on the diagonal), for ``mu = 1 - x``, by three formulas chosen per
+    pair so that none cancels digits (module docstring):
+
+    * ``T max(|x_i|, |x_j|) < tau`` (both steps tiny): the series
+      ``D = sum_{j>=1} (-1)^(j+1) C(T, j+1) h_j(x_i, x_j)``,
+      ``h_j(a, b) = sum_{s+t=j-1} a^s b^t``;
+    * far apart (``|x_i - x_j| >= max / 2``): ``(phi_i - phi_j) / (mu_i - mu_j)``;
+    * close: ``(1 - mu_i^T - x_i q_T(mu_i, mu_j)) / (x_i x_j)`` with
+      ``q_T = (mu_i^T - mu_j^T) / (mu_i - mu_j)`` from :func:`_power_quotient`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mu = 1.0 - x
+    phi = _geometric_phi(x, T)
+    xa, xb = x[:, None], x[None, :]
+    top = np.maximum(np.abs(xa), np.abs(xb))
+    far = np.abs(xa - xb) >= 0.5 * top
+    with np.errstate(all="ignore"):
+        D_far = (phi[:, None] - phi[None, :]) / (xb - xa)
+        q = _power_quotient(mu, x, T)
+        # 1 - mu^T per eigenvalue, without cancellation for small x (mu > 0).
+        one_minus = np.where(
+            x < 1.0, -np.expm1(T * np.log1p(-x)), 1.0 - np.power(mu, T)
+        )
+        D_close = (one_minus[:, None] - xa * q) / (xa * xb)
+    D = np.where(far, D_far, D_close)
+    small = T * top < _SERIES_TAU
+    if small.any():
+        i, j = np.nonzero(small)
+        D[i, j] = _divided_series(x[i], x[j], T)
+    return phi, D
+
+
+def _divided_series(a, b, T):
+    coef = T * (T - 1) / 2.0  # (-1)^(j+1) C(T, j+1) at j = 1
+    h = np.ones_like(a)  # h_1
+    b_pow = np.ones_like(b)
+    out = coef * h
+    for j in range(1, min(_SERIES_TERMS, T - 1)):
+        coef = -coef * (T - j - 1) / (j + 2)
+        b_pow = b_pow * b
+        h = a * h + b_pow  # h_{j+1} = a h_j + b^j
+        out += coef * h
+    return out
+
+
 _SYEVD: dict = {}
 
 
@@ -1079,9 +1217,13 @@ class _NumpyOps:
         return np.sqrt(np.vdot(A, A))
 
     @staticmethod
-    def triangle(P, Q, K):
-        # sum_{s+t<=T-2} P_s^T Q_t = P[:-1]^T K Q[:-1].
-        return P[:-1].T @ (K @ Q[:-1])
+    def triangle(P, Q, K=None):
+        # sum_{s+t<=T-2} P_s^T Q_t = P[:-1]^T K Q[:-1] (one BLAS call, small T),
+        # or sum_s P_s^T (sum_{t<=T-2-s} Q_t): reversed cumulative sums of Q,
+        # O(T p) memory instead of K's T^2.
+        if K is not None:
+            return P[:-1].T @ (K @ Q[:-1])
+        return P[:-1].T @ np.cumsum(Q[:-1], axis=0)[::-1]
 
 
 class _TorchOps:
@@ -1118,8 +1260,10 @@ class _TorchOps:
         return torch.linalg.matrix_norm(A)
 
     @staticmethod
-    def triangle(P, Q, K):
-        return P[:-1].T @ (K @ Q[:-1])
+    def triangle(P, Q, K=None):
+        if K is not None:
+            return P[:-1].T @ (K @ Q[:-1])
+        return P[:-1].T @ torch.cumsum(Q[:-1], dim=0).flip(0)
 
 
 def _blas_switches():

@@ -369,3 +369,83 @@ def test_small_cpu_threads_limits_and_restores_blas_threads():
     assert all(n == 1 for n in seen["main"])
     assert seen["main_after"] == before and blas_threads() == before
     assert seen["worker_after"] == before
+
+
+# ------------------------------------------------- spectral engine for any T
+def _exact_sums(x, T):
+    """phi(mu) and its divided differences by exact rational arithmetic."""
+    from fractions import Fraction
+
+    mu = [1 - Fraction(float(v)) for v in x]
+    phi = np.array([float(sum(m**k for k in range(T))) for m in mu])
+    D = np.array(
+        [
+            [float(sum(a**s * b ** (k - 1 - s) for k in range(1, T) for s in range(k)))
+             for b in mu]
+            for a in mu
+        ]
+    )  # fmt: skip
+    return phi, D
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 40])
+def test_closed_form_sums_are_exact(T):
+    from skpoison.attacks._hypergradient import _geometric_sums
+
+    # Zero, equal, nearly equal, tiny, near-one (mu ~ 0) and negative-mu steps.
+    x = np.array([0.0, 1e-12, 1e-12 + 1e-20, 1e-9, 3e-3, 0.01, 0.0101, 0.3,
+                  0.30000001, 0.9999, 1.0, 1.0001, 1.5, 1.5 + 1e-9, 1.99, -1e-15])  # fmt: skip
+    phi, D = _geometric_sums(x, T)
+    phi_e, D_e = _exact_sums(x, T)
+    np.testing.assert_allclose(phi, phi_e, rtol=1e-13)
+    assert np.abs(D - D_e).max() <= 1e-13 * max(np.abs(D_e).max(), 1.0)
+
+
+@given(st.lists(st.floats(0, 1.999), min_size=1, max_size=6), st.integers(1, 600))
+def test_closed_form_sums_equal_the_power_sums(x, T):
+    from skpoison.attacks._hypergradient import _geometric_sums
+
+    x = np.asarray(x)
+    V = np.cumprod(np.vstack([np.ones_like(x), np.tile(1 - x, (T - 1, 1))]), axis=0)
+    idx = np.arange(T - 1)
+    K = (idx[:, None] + idx[None, :] <= T - 2).astype(float)
+    phi, D = _geometric_sums(x, T)
+    D_ref = V[:-1].T @ K @ V[:-1]
+    np.testing.assert_allclose(phi, V.sum(0), rtol=1e-10)
+    assert np.abs(D - D_ref).max() <= 1e-10 * max(np.abs(D_ref).max(), 1.0)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("T", [1, 2, 40, 1000])
+def test_spectral_any_T_equals_unrolled(T, closed, monkeypatch):
+    from skpoison.attacks import _hypergradient
+
+    if closed:
+        monkeypatch.setattr(_hypergradient, "_POWER_SUMS_MAX_T", 0)
+    X, y, Xv, yv, Xp, yp = _problem(3, d=3)
+    X[:, 1] = X[:, 0]  # a zero eigenvalue
+    Xp[:, 1] = Xp[:, 0]
+    args = (X, y, Xv, yv)
+    fast = LinearSpectralEngine(*args, n_steps=T, lr=0.1, method="eigh")
+    slow = UnrolledEngine("linear", *args, n_steps=T, lr=0.1)
+    a, b = fast.value_and_grad(Xp, yp), slow.value_and_grad(Xp, yp)
+    for u, v in zip(a, b):
+        assert _rel(u, v) < 1e-8
+
+
+def test_spectral_a_million_steps_equals_krylov_sums():
+    X, y, Xv, yv, Xp, yp = _problem(4, d=2)
+    args = (X, y, Xv, yv)
+    kw = dict(n_steps=10**6, lr=0.1)
+    eigh = LinearSpectralEngine(*args, method="eigh", **kw)
+    assert "K" not in eigh._stats  # nothing of size T
+    krylov = LinearSpectralEngine(*args, method="krylov", **kw)
+    a, b = eigh.value_and_grad(Xp, yp), krylov.value_and_grad(Xp, yp)
+    for u, v in zip(a, b):
+        assert _rel(u, v) < 1e-8
+    # A million steps from zero reach the least-squares solution.
+    Z = np.column_stack([np.vstack([X, Xp]), np.ones(len(y) + len(yp))])
+    w_ls = np.linalg.lstsq(Z, np.r_[y, yp], rcond=None)[0]
+    p = eigh.train(Xp, yp)
+    w = np.r_[p["weight"].numpy().ravel(), p["bias"].numpy()]
+    np.testing.assert_allclose(w, w_ls, rtol=1e-9)
