@@ -49,6 +49,11 @@ Ascent (Alg. 4, Eq. 6)
     norm"; a zero row stays zero), then the point is clipped to the feasible box
     (by default the per-column minimum and maximum of the clean training
     features and target).
+Victims users deploy
+    ``model`` may also be a scikit-learn ``LinearRegression``, ``Ridge``,
+    ``Lasso`` or ``ElasticNet``: the inner problem and the clean model are then
+    that estimator's own solution (:mod:`skpoison.attacks._implicit`), not
+    ``T`` gradient-descent steps.
 Hypergradients (Alg. 3)
     From :mod:`skpoison.attacks._hypergradient`: the exact spectral engine for
     the linear model (``engine="auto"``), reverse-mode differentiation through
@@ -62,7 +67,7 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_X_y
 
@@ -100,10 +105,18 @@ class StealthyPoisoner(BasePoisoner):
         to ``fit``) that are replaced; ``n_p = round(poison_fraction * n_tr)``.
     alpha : float in [0, 1], default=1.0
         The stealth factor ``alpha`` of Eq. (4); 1 ignores detectability.
-    model : {"linear", "mlp"} or callable, default="linear"
+    model : {"linear", "mlp"}, callable or scikit-learn estimator, default="linear"
         The victim's architecture: linear regression, the paper's MLP
         (``n_features x hidden_layer_sizes x 1``, LeakyReLU), or a callable
-        ``model(n_features) -> torch.nn.Module``.
+        ``model(n_features) -> torch.nn.Module``, each trained by ``T``
+        gradient-descent steps; or an unfitted ``LinearRegression``, ``Ridge``,
+        ``Lasso`` or ``ElasticNet`` instance (any valid parameters), the model
+        users deploy: the inner problem is then that estimator's own solution
+        and the clean model is that estimator fitted on the clean training set,
+        with exact hypergradients
+        (:class:`~skpoison.attacks.ImplicitLinearEngine`). ``n_inner_steps``
+        and ``inner_lr`` do not apply to an estimator and must keep their
+        defaults (a ``ValueError`` otherwise); ``engine`` must be ``"auto"``.
     hidden_layer_sizes : tuple of int, default=(32, 8)
         Hidden layers for ``model="mlp"`` (the paper's DNN).
     n_inner_steps : int, default=40
@@ -249,7 +262,7 @@ class StealthyPoisoner(BasePoisoner):
     _parameter_constraints: dict = {
         **BasePoisoner._parameter_constraints,
         "alpha": [Interval(numbers.Real, 0, 1, closed="both")],
-        "model": [StrOptions({"linear", "mlp"}), callable],
+        "model": [StrOptions({"linear", "mlp"}), callable, BaseEstimator],
         "hidden_layer_sizes": ["array-like"],
         "n_inner_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "inner_lr": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -419,6 +432,16 @@ class StealthyPoisoner(BasePoisoner):
         """The attacker's validation set, the inner problem's seed, the clean model."""
         X, y = st["X"], st["y"]
         n_tr, d = X.shape
+        defaults = StealthyPoisoner.__init__.__kwdefaults__
+        gd = {k: getattr(self, k) for k in ("n_inner_steps", "inner_lr")}
+        if isinstance(self.model, BaseEstimator) and any(
+            v != defaults[k] for k, v in gd.items()
+        ):
+            raise ValueError(
+                f"n_inner_steps and inner_lr ({gd}) set the gradient-descent "
+                f"victims; model={self.model!r} is fitted to its optimum by "
+                "scikit-learn. Leave them at their defaults."
+            )
         if X_val is None:
             held = st["held_out"]
             X_val, y_val = (X[held], y[held]) if held.size else (X, y)
