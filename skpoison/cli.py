@@ -168,9 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
     st = ev.add_argument_group("study")
     st.add_argument(
         "--model",
-        choices=("linear", "mlp"),
+        choices=("linear", "mlp", "ols", "ridge", "lasso", "elasticnet"),
         default="linear",
-        help="victim: linear regression or the paper's DNN (32 x 8, LeakyReLU)",
+        help="victim: the paper's linear regression or DNN (32 x 8, LeakyReLU), "
+        "trained by gradient descent; or scikit-learn's LinearRegression, Ridge, "
+        "Lasso, ElasticNet fitted by scikit-learn",
+    )
+    st.add_argument(
+        "--alpha-penalty",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="alpha of the ridge, lasso and elasticnet victims (scikit-learn's default: 1)",
+    )
+    st.add_argument(
+        "--l1-ratio",
+        type=float,
+        default=None,
+        help="l1_ratio of the elasticnet victim (scikit-learn's default: 0.5)",
     )
     st.add_argument(
         "--alphas",
@@ -457,6 +472,7 @@ def _run_study(
     title,
     n_outer_steps=None,
     command=None,
+    victim_params=None,
 ):
     from .evaluation import poisoning_curve
     from .evaluation._checkpoint import atomic_write_text
@@ -474,6 +490,7 @@ def _run_study(
             defenses=defenses,
             n_repetitions=reps,
             attack_params=attack_params,
+            victim_params=victim_params,
             random_state=args.random_state,
             n_jobs=args.n_jobs,
             backend=args.backend,
@@ -545,8 +562,25 @@ def _cmd_evaluate(args, argv) -> int:
         title=f"Poisoning study: {name} ({args.model})",
         n_outer_steps=args.n_outer_steps,
         command="skpoison " + shlex.join(argv),
+        victim_params=_penalty_params(args),
     )
     return 0
+
+
+def _penalty_params(args):
+    """``--alpha-penalty`` / ``--l1-ratio`` as the scikit-learn victim's parameters."""
+    params = {}
+    if args.alpha_penalty is not None:
+        if args.model not in ("ridge", "lasso", "elasticnet"):
+            raise ValueError(
+                "--alpha-penalty needs --model ridge, lasso or elasticnet."
+            )
+        params["alpha"] = args.alpha_penalty
+    if args.l1_ratio is not None:
+        if args.model != "elasticnet":
+            raise ValueError("--l1-ratio needs --model elasticnet.")
+        params["l1_ratio"] = args.l1_ratio
+    return params or None
 
 
 def _loan_available() -> str | None:

@@ -77,6 +77,11 @@ def test_evaluate_on_a_csv_file(tmp_path):
         (["--dataset", "synthetic", "--defenses", "magic"], "unknown defenses"),
         (["--dataset", "synthetic", "--alphas", "2"], "alphas"),
         (["--dataset", "synthetic", "--scheduler", "tcp://x:1"], "--backend dask"),
+        (["--dataset", "synthetic", "--alpha-penalty", "1"], "--model ridge, lasso"),
+        (
+            ["--dataset", "synthetic", "--model", "ridge", "--l1-ratio", "0.5"],
+            "--model elasticnet",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
@@ -86,6 +91,16 @@ def test_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
     args = [a.replace("{csv}", str(tmp_path / "d.csv")) for a in args]
     assert main(["evaluate", *args, "--reps", "1", "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_a_scikit_learn_victim(tmp_path):
+    args = ["evaluate", "--dataset", "synthetic", "--model", "elasticnet",
+            "--alpha-penalty", "0.05", "--l1-ratio", "0.3", "--reps", "1",
+            "--alphas", "1", "--ratios", "0", "0.1", "--defenses", "none", "trim",
+            "--n-outer-steps", "2", "--no-progress", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 0
+    df = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert set(df["model"]) == {"elasticnet"} and not df["diverged"].any()
 
 
 def test_dataset_and_data_are_exclusive(capsys):

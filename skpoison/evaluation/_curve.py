@@ -57,7 +57,14 @@ import numpy as np
 
 from ..datasets._split import _n_from_size
 from ._checkpoint import StudyStore, config_hash
-from ._registry import build_defense, defense_label, inlier_mask, n_trusted_items
+from ._registry import (
+    SKLEARN_VICTIMS,
+    build_defense,
+    defense_label,
+    inlier_mask,
+    make_sklearn_victim,
+    n_trusted_items,
+)
 
 __all__ = [
     "DATASETS",
@@ -235,6 +242,8 @@ def _limited_threads(n_threads: int | None):
 def _make_victim(study: _Study, seed: int):
     from ..models import TorchLinearRegressor, TorchMLPRegressor
 
+    if study.model in SKLEARN_VICTIMS:
+        return make_sklearn_victim(study.model, study.victim_params)
     cls = TorchLinearRegressor if study.model == "linear" else TorchMLPRegressor
     victim = cls(**study.victim_params)
     params = victim.get_params()
@@ -254,7 +263,11 @@ def _make_attacker(study: _Study, alpha: float, risk_ref, n_train: int, seed: in
     return StealthyPoisoner(
         poison_fraction=n_poison / n_train,
         alpha=float(alpha),
-        model=study.model,
+        model=(
+            make_sklearn_victim(study.model, study.victim_params)
+            if study.model in SKLEARN_VICTIMS
+            else study.model
+        ),
         batch_size=study.batch_size,
         device=study.device,
         random_state=seed,
@@ -564,8 +577,13 @@ def poisoning_curve(
         A dataset name from :data:`DATASETS` (the paper's presets apply) or
         arrays ``(X, y)`` (Boston Housing's presets, batches sized to the step
         between ``ratios``).
-    model : {"linear", "mlp"}, default="linear"
-        The victim: the paper's LR or its DNN (n_features x 32 x 8 x 1).
+    model : {"linear", "mlp", "ols", "ridge", "lasso", "elasticnet"}, default="linear"
+        The victim: the paper's LR or its DNN (n_features x 32 x 8 x 1),
+        trained by gradient descent (Table III); or scikit-learn's
+        ``LinearRegression``, ``Ridge``, ``Lasso`` or ``ElasticNet``
+        (``"ols"`` ... ``"elasticnet"``), fitted by scikit-learn
+        itself with ``victim_params`` as its parameters (e.g. ``{"alpha": 1.0}``),
+        attacked through its exact solution, and wrapped by TRIM and SEVER.
     alphas : sequence of float in (0, 1], default=(1, 0.5, 0.3, 0.1)
         The attack's trade-off between effectiveness (1) and stealth.
     ratios : sequence of float in [0, 1), default=PAPER_RATIOS
@@ -635,8 +653,10 @@ def poisoning_curve(
     """
     import pandas as pd
 
-    if model not in ("linear", "mlp"):
-        raise ValueError(f"model must be 'linear' or 'mlp', got {model!r}.")
+    if model not in ("linear", "mlp", *SKLEARN_VICTIMS):
+        raise ValueError(
+            f"model must be one of {['linear', 'mlp', *SKLEARN_VICTIMS]}, got {model!r}."
+        )
     alphas = _check_fraction_list(alphas, "alphas", low=0.0, high=1.0, low_closed=False)
     ratios = tuple(sorted(_check_fraction_list(ratios, "ratios", low=0.0, high=0.99)))
     if int(n_repetitions) != n_repetitions or n_repetitions < 1:
@@ -783,6 +803,9 @@ def poisoning_curve(
     return _tidy(pd.DataFrame(rows), alphas, labels)
 
 
+_GD_ONLY = ("n_inner_steps", "inner_lr")
+
+
 def _presets(preset_key, model):
     """Table II and III settings; data without its own preset borrows one.
 
@@ -792,6 +815,11 @@ def _presets(preset_key, model):
     """
     from ..attacks._presets import ATTACK_PRESETS, get_preset, get_victim_preset
 
+    if model in SKLEARN_VICTIMS:
+        # The linear attack settings; the victim is fitted to its optimum by
+        # scikit-learn, so the GD steps and the Table III training do not apply.
+        attack, _ = _presets(preset_key, "linear")
+        return {k: v for k, v in attack.items() if k not in _GD_ONLY}, {}
     key = preset_key if (preset_key, model) in ATTACK_PRESETS else None
     if key is None:
         key = "heart" if model == "mlp" else _DEFAULT_PRESET

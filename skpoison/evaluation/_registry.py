@@ -50,8 +50,10 @@ from sklearn.base import clone
 __all__ = [
     "DEFENSE_NAMES",
     "PAPER_TRUSTED_ITEMS",
+    "SKLEARN_VICTIMS",
     "build_defense",
     "defense_label",
+    "make_sklearn_victim",
     "n_trusted_items",
 ]
 
@@ -158,6 +160,33 @@ _BUILDERS = {
 
 #: The defenses :func:`build_defense` knows by name, in the paper's order.
 DEFENSE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+#: Victims trained by scikit-learn itself, by name (``model=`` of
+#: :func:`~skpoison.evaluation.poisoning_curve`, ``skpoison evaluate --model``);
+#: ``victim_params`` are the estimator's parameters (``alpha``, ``l1_ratio``).
+SKLEARN_VICTIMS: dict[str, str] = {
+    "ols": "LinearRegression",
+    "ridge": "Ridge",
+    "lasso": "Lasso",
+    "elasticnet": "ElasticNet",
+}
+
+
+def make_sklearn_victim(name: str, params: dict | None = None):
+    """The scikit-learn estimator named ``name`` (:data:`SKLEARN_VICTIMS`) with ``params``.
+
+    Examples
+    --------
+    >>> make_sklearn_victim("ridge", {"alpha": 2.0})
+    Ridge(alpha=2.0)
+    """
+    import sklearn.linear_model
+
+    if name not in SKLEARN_VICTIMS:
+        raise ValueError(
+            f"unknown scikit-learn victim {name!r}; choose among {list(SKLEARN_VICTIMS)}."
+        )
+    return getattr(sklearn.linear_model, SKLEARN_VICTIMS[name])(**(params or {}))
 
 
 def defense_label(spec) -> str:
