@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skpoison.attacks import StealthyPoisoner
+from skpoison.attacks import OptPPoisoner, StealthyPoisoner
 from skpoison.defenses import (
     BayesCleanFilter,
     DutiFilter,
@@ -21,6 +21,10 @@ from skpoison.defenses import (
 SAMPLERS = {
     "StealthyPoisoner": (
         lambda: StealthyPoisoner(0.1, n_outer_steps=2, device="cpu", random_state=0),
+        lambda X, y: {},
+    ),
+    "OptPPoisoner": (
+        lambda: OptPPoisoner(0.1, max_iter=3, random_state=0),
         lambda X, y: {},
     ),
     "BayesCleanFilter": (BayesCleanFilter, lambda X, y: {}),

@@ -10,6 +10,7 @@ from ._base import BasePoisoner
 from ._batched import BatchedUnrolledEngine
 from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
 from ._implicit import ImplicitLinearEngine
+from ._optp import OptPPoisoner
 from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
 from ._risk import detectability_risk, residual_std
 from ._stealthy import StealthyPoisoner
@@ -20,6 +21,7 @@ __all__ = [
     "BatchedUnrolledEngine",
     "ImplicitLinearEngine",
     "LinearSpectralEngine",
+    "OptPPoisoner",
     "StealthyPoisoner",
     "UnrolledEngine",
     "VICTIM_PRESETS",
