@@ -470,6 +470,27 @@ class BasePoisoner(BaseEstimator):
         return tags
 
 
+def check_validation_set(X, X_val, y_val):
+    """The attacker's validation set ``(X_val, y_val)`` validated against ``X``.
+
+    Both or neither (``(None, None)``); float64, finite targets, the features
+    of ``X``.
+    """
+    from sklearn.utils.validation import check_X_y
+
+    from .._validation import check_target
+
+    if (X_val is None) != (y_val is None):
+        raise ValueError("Pass both X_val and y_val, or neither.")
+    if X_val is None:
+        return None, None
+    X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
+    y_val = check_target(y_val, name="y_val")
+    if X_val.shape[1] != X.shape[1]:
+        raise ValueError(f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}.")
+    return X_val, y_val
+
+
 def _named_fit_params(fit) -> list[str]:
     """Named parameters of ``fit`` beyond ``X`` and ``y`` (routable metadata)."""
     params = list(inspect.signature(fit).parameters.values())[1:]

@@ -52,10 +52,8 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_X_y
 
-from .._validation import check_target
-from ._base import BasePoisoner
+from ._base import BasePoisoner, check_validation_set
 from ._hypergradient import make_engine
 
 __all__ = ["OptPPoisoner"]
@@ -205,15 +203,7 @@ class OptPPoisoner(BasePoisoner):
 
     # ------------------------------------------------------------------- hooks
     def _check_fit_params(self, X, X_val=None, y_val=None):
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
-        if X_val is not None:
-            X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
-            y_val = check_target(y_val, name="y_val")
-            if X_val.shape[1] != X.shape[1]:
-                raise ValueError(
-                    f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}."
-                )
+        X_val, y_val = check_validation_set(X, X_val, y_val)
         return dict(X_val=X_val, y_val=y_val)
 
     def _prepare(self, st, rng, X_val=None, y_val=None):

@@ -69,15 +69,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
-from sklearn.utils.validation import check_X_y
 
 from .._validation import (
-    check_target,
     resolve_device,
     resolve_dtype,
 )
 from ..exceptions import DivergenceError
-from ._base import BasePoisoner, _count_from_fraction
+from ._base import BasePoisoner, _count_from_fraction, check_validation_set
 from ._hypergradient import make_engine
 from ._presets import get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
@@ -395,15 +393,7 @@ class StealthyPoisoner(BasePoisoner):
 
     # ------------------------------------------------------------------- hooks
     def _check_fit_params(self, X, X_val=None, y_val=None):
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
-        if X_val is not None:
-            X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
-            y_val = check_target(y_val, name="y_val")
-            if X_val.shape[1] != X.shape[1]:
-                raise ValueError(
-                    f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}."
-                )
+        X_val, y_val = check_validation_set(X, X_val, y_val)
         return dict(X_val=X_val, y_val=y_val)
 
     def _warm_key(self):
