@@ -156,7 +156,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.datasets, args.ratios, args.seeds = ["boston"], [0.04, 0.2], 1
-    cells = []
+    out = Path(__file__).parent / "results"
+    out = out / ("vs_optp_quick.json" if args.quick else "vs_optp.json")
+    result = dict(
+        commit=_commit(),
+        machine=dict(cpus=os.cpu_count(), platform=platform.platform()),
+        args=vars(args),
+        cells=[],
+    )
     for name in args.datasets:
         X, y = _data(name, args.appliances_rows)
         for ratio in args.ratios:
@@ -164,30 +171,17 @@ def main(argv=None):
                     for s in range(args.seeds)]  # fmt: skip
             mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
             if "time_holisticai" in mean:
-                mean["speedup_stealthy"] = (
-                    mean["time_holisticai"] / mean["time_skpoison_stealthy"]
-                )
-                mean["speedup_optp"] = (
-                    mean["time_holisticai"] / mean["time_skpoison_optp"]
-                )
+                t_h = mean["time_holisticai"]
+                mean["speedup_stealthy"] = t_h / mean["time_skpoison_stealthy"]
+                mean["speedup_optp"] = t_h / mean["time_skpoison_optp"]
                 mean["stealthy_at_least_optp"] = (
                     mean["skpoison_stealthy"] >= mean["holisticai"]
                 )
-            cells.append(dict(dataset=name, ratio=ratio, n_rows=int(X.shape[0]),
-                              mean=mean, runs=runs))  # fmt: skip
+            result["cells"].append(dict(dataset=name, ratio=ratio, n_rows=int(X.shape[0]),
+                                        mean=mean, runs=runs))  # fmt: skip
             print(name, ratio, {k: round(v, 3) for k, v in mean.items()}, flush=True)
-    result = dict(
-        commit=_commit(),
-        machine=dict(cpus=os.cpu_count(), platform=platform.platform()),
-        args=vars(args),
-        cells=cells,
-    )
-    out = (
-        Path(__file__).parent
-        / "results"
-        / ("vs_optp_quick.json" if args.quick else "vs_optp.json")
-    )
-    out.write_text(json.dumps(result, indent=1, default=float))
+            # Written after every cell: a long run that is stopped keeps its cells.
+            out.write_text(json.dumps(result, indent=1, default=float))
     print("->", out)
 
 
