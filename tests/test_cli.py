@@ -29,7 +29,7 @@ def test_help_is_complete(command, capsys):
     assert "usage: skpoison" in text
     expected = {
         (): ["evaluate", "reproduce", "figure-9"],
-        ("evaluate",): ["--dataset", "--data", "--target", "--model", "--alphas",
+        ("evaluate",): ["--dataset", "--data", "--target", "--model", "--attacks", "--alphas",
                         "--ratios", "--defenses", "--reps", "--n-jobs", "--out",
                         "--device", "--backend", "--scheduler", "results.csv"],
         ("reproduce",): ["--quick", "--out", "Loan"],
@@ -48,6 +48,8 @@ def test_evaluate_writes_every_file(tmp_path, capsys):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == list(RESULT_COLUMNS)
     assert len(df) == 2 * 2 * 2 * 3
+    assert set(df["attack"]) == {"stealthy"}  # the default of --attacks
+    assert "attack" in pd.read_csv(out / "timings.csv").columns
     report = (out / "report.md").read_text()
     assert "skpoison evaluate" in report and "diverged runs: 0" in report
     assert "Defense gain" in report and "trim" in report
@@ -75,6 +77,7 @@ def test_evaluate_on_a_csv_file(tmp_path):
         (["--data", "{csv}", "--target", "nope"], "not a column"),
         (["--dataset", "synthetic", "--target", "x"], "--target goes with --data"),
         (["--dataset", "synthetic", "--defenses", "magic"], "unknown defenses"),
+        (["--dataset", "synthetic", "--attacks", "magic"], "Unknown attack 'magic'"),
         (["--dataset", "synthetic", "--alphas", "2"], "alphas"),
         (["--dataset", "synthetic", "--scheduler", "tcp://x:1"], "--backend dask"),
         (["--dataset", "synthetic", "--alpha-penalty", "1"], "--model ridge, lasso"),

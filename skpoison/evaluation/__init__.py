@@ -1,7 +1,7 @@
 """Evaluation: poisoning curves, defenses by name, checkpoints, plots and reports.
 
-:func:`poisoning_curve` runs the paper's protocol (Appendix E) and returns a
-tidy table; :func:`plot_poisoning_curve` and :func:`write_report` turn it into
+:func:`poisoning_curve` runs the paper's protocol (Appendix E), for one attack
+or several (:func:`build_attack`), and returns a tidy table; :func:`plot_poisoning_curve` and :func:`write_report` turn it into
 the paper's figures and tables. The ``skpoison`` command wraps them.
 """
 
@@ -10,20 +10,24 @@ from ._curve import DATASETS, PAPER_ALPHAS, PAPER_RATIOS, load_dataset, poisonin
 from ._figure9 import figure_9
 from ._plots import plot_defense_gain, plot_detection, plot_nmse, plot_poisoning_curve
 from ._registry import (
+    ATTACK_NAMES,
     DEFENSE_NAMES,
     PAPER_TRUSTED_ITEMS,
+    build_attack,
     build_defense,
     n_trusted_items,
 )
 from ._report import summarize, write_report
 
 __all__ = [
+    "ATTACK_NAMES",
     "DATASETS",
     "DEFENSE_NAMES",
     "PAPER_ALPHAS",
     "PAPER_RATIOS",
     "PAPER_TRUSTED_ITEMS",
     "StudyStore",
+    "build_attack",
     "build_defense",
     "figure_9",
     "load_dataset",

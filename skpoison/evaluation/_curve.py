@@ -5,21 +5,24 @@
 1. a random train / validation / test split (Table I's 50 / 15 / 35 %) and
    standardisation of X and y with the mean and standard deviation of the
    *clean* training part (:func:`~skpoison.datasets.split_and_standardize`);
-2. for each alpha, the stealthy attack (:class:`~skpoison.attacks.StealthyPoisoner`
-   with Table II's settings) replaces training points by poison points, batch
+2. for each attack (by default the stealthy attack,
+   :class:`~skpoison.attacks.StealthyPoisoner` with Table II's settings) and
+   each alpha, the attack replaces training points by poison points, batch
    after batch; the cumulative prefixes of the batches give the poisoning
-   ratios (15 % is the first two 7.5 % batches of the 45 % run);
+   ratios (15 % is the first two 7.5 % batches of the 45 % run). An attack
+   without a stealth factor runs once, reported at alpha = 1;
 3. for each ratio and each defense, the defense is trained on the poisoned
    training set and the victim (Table III) on what it keeps; the test NMSE
    (Eq. 7) and the defense gain against "no defense" (Eq. 8) are recorded.
 
-Units of work. The attack dominates the cost, so a unit is one attack: one
-(repetition, alpha) pair, with all its ratios and defenses. Alg. 1 normalises
+Units of work. The attack dominates the cost, so a unit is one attack run: one
+(repetition, attack, alpha) triple, with all its ratios and defenses
+(``_plan`` lays out the grid, ``_run_unit`` runs one). Alg. 1 normalises
 the detectability risk of an alpha < 1 attack by ``risk_ref``, the largest risk
 of the alpha = 1 attack's batches on the same split, so the units run in two
-phases: first alpha = 1 for every repetition (run even when 1 is not among the
-alphas asked for, then only to obtain ``risk_ref``), then the other alphas,
-each given its repetition's ``risk_ref``. Within a phase the units run in
+phases: first alpha = 1 for every repetition and attack (run even when 1 is not
+among the alphas asked for, then only to obtain ``risk_ref``), then the other
+alphas, each given its repetition's ``risk_ref``. Within a phase the units run in
 parallel with joblib, on any backend (``"loky"`` processes, or
 ``"dask"`` for a dask.distributed cluster).
 
@@ -44,6 +47,7 @@ paper's models are trained), where ``||y_test||^2 / n_test`` is close to 1.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -103,6 +107,7 @@ SYNTHETIC_N_SAMPLES = 200
 RESULT_COLUMNS: tuple[str, ...] = (
     "dataset",
     "model",
+    "attack",
     "repetition",
     "alpha",
     "ratio",
@@ -173,7 +178,7 @@ def load_dataset(name: str, *, random_state: int = 0):
 
 @dataclass(frozen=True)
 class _Study:
-    """Everything a unit needs besides its (repetition, alpha)."""
+    """Everything a unit needs besides its (repetition, attack, alpha)."""
 
     dataset: str
     preset_key: str | None
@@ -185,6 +190,12 @@ class _Study:
     victim_params: dict
     defenses: tuple
     labels: tuple[str, ...]
+    attacks: tuple
+    attack_labels: tuple[str, ...]
+    # The alphas each attack is reported at: the study's alphas for an attack
+    # with a stealth factor, (1.0,) for one without (it ignores detectability,
+    # which is what alpha = 1 means in Eq. 4).
+    attack_alphas: tuple[tuple[float, ...], ...]
     random_state: int
     device: str
     divergence_threshold: float
@@ -253,35 +264,38 @@ def _make_victim(study: _Study, seed: int):
     return victim.set_params(**update)
 
 
-def _make_attacker(study: _Study, alpha: float, risk_ref, n_train: int, seed: int):
-    from ..attacks import StealthyPoisoner
+def _make_attacker(study: _Study, attack: int, alpha: float, risk_ref, n_train, seed):
+    """The unit's attack: what the protocol decides is set, the rest is the spec's."""
+    from ._registry import build_attack
 
-    n_poison = max(study.batch_counts) * study.batch_size
-    params = dict(study.attack_params)
-    if risk_ref is not None and math.isfinite(risk_ref) and risk_ref > 0:
-        params["risk_ref"] = float(risk_ref)
-    return StealthyPoisoner(
-        poison_fraction=n_poison / n_train,
-        alpha=float(alpha),
-        model=(
-            make_sklearn_victim(study.model, study.victim_params)
-            if study.model in SKLEARN_VICTIMS
-            else study.model
-        ),
-        batch_size=study.batch_size,
-        device=study.device,
-        random_state=seed,
-        **params,
+    model = study.model
+    if model in SKLEARN_VICTIMS:  # the estimator itself, as the victim trains
+        model = make_sklearn_victim(model, study.victim_params)
+    attacker = build_attack(
+        study.attacks[attack], model=model, attack_params=study.attack_params
     )
+    n_poison = max(study.batch_counts) * study.batch_size
+    has = attacker.get_params()
+    update = {"poison_fraction": n_poison / n_train, "random_state": seed}
+    optional = {"alpha": float(alpha), "batch_size": study.batch_size}
+    optional["device"] = study.device
+    if risk_ref is not None and math.isfinite(risk_ref) and risk_ref > 0:
+        optional["risk_ref"] = float(risk_ref)
+    update.update({k: v for k, v in optional.items() if k in has})
+    return attacker.set_params(**update)
 
 
 def _poisoned_prefixes(attacker, X, y, X_val, y_val, batch_counts, batch_size):
     """Run the attack once; return {n_batches: (X_poisoned, y_poisoned, poison_idx)}.
 
     The smaller ratios are prefixes of the largest one (the paper's cumulative
-    protocol): :meth:`StealthyPoisoner.resample_at` reads them off the fitted run.
+    protocol): :meth:`~skpoison.attacks.BasePoisoner.resample_at` reads them off
+    the fitted run. An attack whose ``fit`` takes ``X_val`` gets the split's
+    validation set (the paper's ``D_val``).
     """
-    attacker.fit(X, y, X_val=X_val, y_val=y_val)
+    fit_params = inspect.signature(attacker.fit).parameters
+    val = {"X_val": X_val, "y_val": y_val} if "X_val" in fit_params else {}
+    attacker.fit(X, y, **val)
     out = {}
     for k in sorted(set(batch_counts) - {0}):
         n = k * batch_size
@@ -312,99 +326,110 @@ def _evaluate(study, estimator, fit_params, X, y, X_test, y_test):
     return score, False, ""
 
 
-def _run_unit(
-    study: _Study, X, y, repetition: int, alpha: float, risk_ref, evaluate, clean
-):
-    """One attack and its evaluations.
-
-    ``evaluate``: evaluate every defense at the poisoned ratios; ``clean``: at
-    ratio 0 too (done once per repetition, in the alpha = 1 unit, since no
-    point is poisoned there whatever alpha is).
-    """
+def _run_unit(study: _Study, X, y, unit: _Unit, risk_ref):
+    """One attack and its evaluations (``unit.evaluate``: at the poisoned
+    ratios; ``unit.clean``: at ratio 0 too, done once per repetition)."""
     from ..datasets import split_and_standardize
-    from ..exceptions import DivergenceError
 
-    seeds = _unit_seeds(study.random_state, repetition)
+    seeds = _unit_seeds(study.random_state, unit.repetition)
     with _limited_threads(study.threads_per_unit):
         split = split_and_standardize(X, y, random_state=seeds["split_seed"])
-        Xtr, ytr = split.X_train, split.y_train
-        n_train = Xtr.shape[0]
-        t0 = time.perf_counter()
-        attacker = _make_attacker(study, alpha, risk_ref, n_train, seeds["attack_seed"])
-        attack_error = ""
-        try:
-            prefixes = _poisoned_prefixes(
-                attacker,
-                Xtr,
-                ytr,
-                split.X_val,
-                split.y_val,
-                study.batch_counts,
-                study.batch_size,
-            )
-            unit_risk_ref = float(attacker.risk_ref_)
-            if not math.isfinite(unit_risk_ref):  # nothing was poisoned
-                unit_risk_ref = None
-        except (DivergenceError, FloatingPointError) as exc:
-            prefixes, unit_risk_ref = {}, None
-            attack_error = f"attack: {type(exc).__name__}: {exc}"
-        prefixes[0] = _clean_prefix(Xtr, ytr)
-        attack_time = time.perf_counter() - t0
-        result = {"risk_ref": unit_risk_ref, "rows": []}
+        attacked = _attack_split(study, unit, split, risk_ref, seeds["attack_seed"])
         todo = [
             (ratio, k)
             for ratio, k in zip(study.ratios, study.batch_counts)
-            if (clean if k == 0 else evaluate)
+            if (unit.clean if k == 0 else unit.evaluate)
         ]
-        if not todo:
-            return result
+        rows = (
+            _evaluate_ratios(study, unit, split, attacked, todo, seeds) if todo else []
+        )
+    return {"risk_ref": attacked["risk_ref"], "rows": rows}
 
-        victim = _make_victim(study, seeds["victim_seed"])
-        trusted_rng = np.random.default_rng(seeds["trusted_seed"])
-        n_trusted = n_trusted_items(study.preset_key, n_train, split.X_val.shape[0])
-        trusted = trusted_rng.choice(split.X_val.shape[0], n_trusted, replace=False)
-        trusted_params = {
-            "X_trusted": split.X_val[trusted],
-            "y_trusted": split.y_val[trusted],
-        }
-        for ratio, k in todo:
-            common = dict(
-                dataset=study.dataset,
-                model=study.model,
-                repetition=repetition,
-                alpha=float(alpha),
-                ratio=float(ratio),
-                n_poison=k * study.batch_size,
-                poison_fraction=k * study.batch_size / n_train,
-                risk_ref=unit_risk_ref,
-                attack_time=attack_time,
-                **seeds,
+
+def _attack_split(study, unit, split, risk_ref, seed):
+    """The poisoned prefixes of one split; an attack that diverges leaves none."""
+    from ..exceptions import DivergenceError
+
+    Xtr, ytr = split.X_train, split.y_train
+    t0 = time.perf_counter()
+    attacker = _make_attacker(
+        study, unit.attack, unit.alpha, risk_ref, Xtr.shape[0], seed
+    )
+    error = ""
+    try:
+        prefixes = _poisoned_prefixes(
+            attacker,
+            Xtr,
+            ytr,
+            split.X_val,
+            split.y_val,
+            study.batch_counts,
+            study.batch_size,
+        )
+        unit_risk_ref = float(getattr(attacker, "risk_ref_", math.nan))
+        if not math.isfinite(unit_risk_ref):  # nothing poisoned, or no R_ref
+            unit_risk_ref = None
+    except (DivergenceError, FloatingPointError) as exc:
+        prefixes, unit_risk_ref = {}, None
+        error = f"attack: {type(exc).__name__}: {exc}"
+    prefixes[0] = _clean_prefix(Xtr, ytr)
+    return dict(
+        prefixes=prefixes,
+        risk_ref=unit_risk_ref,
+        error=error,
+        time=time.perf_counter() - t0,
+    )
+
+
+def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
+    """Every defense at every ratio of ``todo``: the result rows."""
+    n_train = split.X_train.shape[0]
+    victim = _make_victim(study, seeds["victim_seed"])
+    trusted_rng = np.random.default_rng(seeds["trusted_seed"])
+    n_trusted = n_trusted_items(study.preset_key, n_train, split.X_val.shape[0])
+    trusted = trusted_rng.choice(split.X_val.shape[0], n_trusted, replace=False)
+    trusted_params = {
+        "X_trusted": split.X_val[trusted],
+        "y_trusted": split.y_val[trusted],
+    }
+    rows = []
+    for ratio, k in todo:
+        common = dict(
+            dataset=study.dataset,
+            model=study.model,
+            attack=study.attack_labels[unit.attack],
+            repetition=unit.repetition,
+            alpha=float(unit.alpha),
+            ratio=float(ratio),
+            n_poison=k * study.batch_size,
+            poison_fraction=k * study.batch_size / n_train,
+            risk_ref=attacked["risk_ref"],
+            attack_time=attacked["time"],
+            **seeds,
+        )
+        if k not in attacked["prefixes"]:  # the attack itself diverged
+            for label in study.labels:
+                rows.append(
+                    _row(common, label, math.nan, True, attacked["error"], None, None)
+                )
+            continue
+        Xp, yp, poison_idx = attacked["prefixes"][k]
+        is_poison = np.zeros(n_train, dtype=bool)
+        is_poison[poison_idx] = True
+        for spec, label in zip(study.defenses, study.labels):
+            dseed = _defense_seed(study.random_state, unit.repetition, label)
+            estimator, wants_trusted = build_defense(spec, victim, random_state=dseed)
+            fit_params = trusted_params if wants_trusted else {}
+            t1 = time.perf_counter()
+            score, diverged, error = _evaluate(
+                study, estimator, fit_params, Xp, yp, split.X_test, split.y_test
             )
-            if k not in prefixes:  # the attack itself diverged
-                for label in study.labels:
-                    result["rows"].append(
-                        _row(common, label, math.nan, True, attack_error, None, None)
-                    )
-                continue
-            Xp, yp, poison_idx = prefixes[k]
-            is_poison = np.zeros(n_train, dtype=bool)
-            is_poison[poison_idx] = True
-            for spec, label in zip(study.defenses, study.labels):
-                dseed = _defense_seed(study.random_state, repetition, label)
-                estimator, wants_trusted = build_defense(
-                    spec, victim, random_state=dseed
-                )
-                fit_params = trusted_params if wants_trusted else {}
-                t1 = time.perf_counter()
-                score, diverged, error = _evaluate(
-                    study, estimator, fit_params, Xp, yp, split.X_test, split.y_test
-                )
-                mask = None if diverged else inlier_mask(estimator, n_train)
-                row = _row(common, label, score, diverged, error, mask, is_poison)
-                row["defense_seed"] = dseed
-                row["fit_time"] = time.perf_counter() - t1
-                result["rows"].append(row)
-    return result
+            mask = None if diverged else inlier_mask(estimator, n_train)
+            row = _row(common, label, score, diverged, error, mask, is_poison)
+            row["defense_seed"] = dseed
+            row["fit_time"] = time.perf_counter() - t1
+            rows.append(row)
+    return rows
 
 
 def _row(common, label, score, diverged, error, mask, is_poison):
@@ -422,8 +447,73 @@ def _row(common, label, score, diverged, error, mask, is_poison):
     return row
 
 
-def _unit_key(repetition: int, alpha: float) -> str:
-    return f"rep{repetition:03d}_alpha{alpha!r}"
+@dataclass(frozen=True)
+class _Unit:
+    """One attack run: (repetition, attack, alpha) and what to evaluate.
+
+    ``reference`` is the key of the unit whose ``risk_ref`` this one needs
+    (the same attack at alpha = 1 on the same split, Alg. 1), or None.
+    """
+
+    repetition: int
+    attack: int
+    alpha: float
+    evaluate: bool
+    clean: bool
+    reference: str | None = None
+
+    def key(self, study: _Study) -> str:
+        label = study.attack_labels[self.attack]
+        return f"rep{self.repetition:03d}_{label}_alpha{self.alpha!r}"
+
+
+def _plan(study: _Study, n_repetitions: int):
+    """The grid of units, in two phases.
+
+    Phase 1: every attack at alpha = 1 (run for an attack with a stealth
+    factor even when 1 is not among its alphas, then only for its ``risk_ref``);
+    the first attack's unit also evaluates ratio 0, which no attack touches.
+    Phase 2: the other alphas, each after its repetition's alpha = 1 unit.
+    """
+    phase1, phase2 = [], []
+    for r in range(n_repetitions):
+        for i, alphas in enumerate(study.attack_alphas):
+            first = _Unit(r, i, 1.0, evaluate=1.0 in alphas, clean=i == 0)
+            phase1.append(first)
+            phase2 += [
+                _Unit(r, i, a, True, False, reference=first.key(study))
+                for a in alphas
+                if a != 1.0
+            ]
+    return phase1, phase2
+
+
+def _collect(study: _Study, phase1, phase2, results):
+    """The result rows of every reported (repetition, attack, alpha).
+
+    The clean rows (ratio 0) were evaluated once per repetition; each attack
+    and alpha gets a copy, so every curve starts from the same point.
+    """
+    rows = []
+    by_rep = {}
+    for unit in phase1 + phase2:
+        by_rep.setdefault(unit.repetition, []).append(unit)
+    for units in by_rep.values():
+        clean = next(u for u in units if u.clean)
+        clean_rows = [
+            row for row in results[clean.key(study)]["rows"] if row["ratio"] == 0.0
+        ]
+        for unit in units:
+            if not unit.evaluate:
+                continue
+            own = results[unit.key(study)]
+            label = study.attack_labels[unit.attack]
+            rows += [
+                dict(row, attack=label, alpha=unit.alpha, risk_ref=own["risk_ref"])
+                for row in clean_rows
+            ]
+            rows += [row for row in own["rows"] if row["ratio"] != 0.0]
+    return rows
 
 
 def _batch_plan(ratios, n_train, preset_key, batch_size=None):
@@ -477,7 +567,7 @@ def _batch_plan(ratios, n_train, preset_key, batch_size=None):
             + ", ".join(f"{r:g} -> {done:.4g}" for r, done in moved)
             + f"; multiples of {batch_size / n_train:.4g} are exact.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # _batch_plan <- _make_study <- poisoning_curve <- caller
         )
     return batch_size, tuple(counts)
 
@@ -507,29 +597,32 @@ def _dataset_fingerprint(X, y) -> str:
     return f"{h}-{digest.hexdigest()[:16]}"
 
 
-def _run_phase(tasks, study, X, y, *, n_jobs, backend, store, bar, results):
-    """Run ``tasks`` [(key, rep, alpha, risk_ref, evaluate, clean)], saving each."""
+def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results):
+    """Run ``units`` (skipping those saved in ``store``), saving each as it ends."""
     from joblib import Parallel, delayed, parallel_config
 
     todo = []
-    for task in tasks:
-        key = task[0]
+    for unit in units:
+        key = unit.key(study)
         if store is not None and store.is_done(key):
             results[key] = store.load(key)
             if bar is not None:
                 bar.update(1)
         else:
-            todo.append(task)
+            todo.append(unit)
     if not todo:
         return
 
-    def job(key, *args):
-        return key, _run_unit(study, X, y, *args)
+    def job(unit, risk_ref):
+        return unit.key(study), _run_unit(study, X, y, unit, risk_ref)
+
+    def risk_ref(unit):
+        return None if unit.reference is None else results[unit.reference]["risk_ref"]
 
     config = {} if backend is None else {"backend": backend}
     with parallel_config(**config):
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        for key, result in parallel(delayed(job)(*task) for task in todo):
+        for key, result in parallel(delayed(job)(u, risk_ref(u)) for u in todo):
             if store is not None:
                 store.save(key, result)
             results[key] = result
@@ -553,6 +646,7 @@ def poisoning_curve(
         "huber",
     ),
     n_repetitions: int = 10,
+    attacks: Sequence = ("stealthy",),
     attack_params: dict | None = None,
     victim_params: dict | None = None,
     random_state: int = 0,
@@ -565,7 +659,7 @@ def poisoning_curve(
     threads_per_unit: int | None = 1,
     progress: bool = False,
 ):
-    """Test NMSE and defense gain against the poisoning ratio, per alpha and defense.
+    """Test NMSE and defense gain against the poisoning ratio, per attack, alpha and defense.
 
     In the spirit of :func:`sklearn.model_selection.validation_curve`: one call
     runs the paper's whole protocol (Appendix E, see the module docstring) and
@@ -595,8 +689,16 @@ def poisoning_curve(
         ``"none"`` is always evaluated: it is the reference of the gain.
     n_repetitions : int, default=10
         Random splits (the paper averages 10).
+    attacks : sequence of str or attack, default=("stealthy",)
+        Names from :data:`~skpoison.evaluation.ATTACK_NAMES` or attack objects
+        (see :func:`~skpoison.evaluation.build_attack`), each run on every
+        split. An attack with a stealth factor ``alpha`` runs at each of
+        ``alphas``; one without runs once and is reported at ``alpha = 1``
+        (detectability ignored, Eq. 4). Every attack replaces the same rows
+        (the attack seed is the repetition's).
     attack_params : dict, default=None
-        Overrides of the attack's Table II preset (e.g. ``n_outer_steps``).
+        Overrides of the stealthy attack's Table II preset (e.g.
+        ``n_outer_steps``); an attack object keeps its own settings.
     victim_params : dict, default=None
         Overrides of the victim's Table III preset (e.g. ``n_epochs``).
     random_state : int, default=0
@@ -624,8 +726,8 @@ def poisoning_curve(
     Returns
     -------
     results : pandas.DataFrame
-        One row per repetition x alpha x ratio x defense, with columns
-        :data:`RESULT_COLUMNS` (``test_nmse``, ``defense_gain`` in percent,
+        One row per repetition x attack x alpha x ratio x defense, with columns
+        :data:`RESULT_COLUMNS` (``attack``, ``test_nmse``, ``defense_gain`` in percent,
         ``diverged``, the fraction of poison points and of clean points each
         defense rejected, ``risk_ref`` and every seed) plus the timings
         ``fit_time`` and ``attack_time`` (seconds).
@@ -638,7 +740,7 @@ def poisoning_curve(
 
     See Also
     --------
-    skpoison.attacks.StealthyPoisoner : The attack.
+    skpoison.attacks.StealthyPoisoner : The default attack.
     skpoison.evaluation.plot_poisoning_curve : Figures of the result.
     skpoison.evaluation.write_report : Markdown tables of the result.
 
@@ -653,67 +755,86 @@ def poisoning_curve(
     """
     import pandas as pd
 
+    study, X, y, config = _make_study(
+        data,
+        model=model,
+        ratios=ratios,
+        alphas=alphas,
+        defenses=defenses,
+        attacks=attacks,
+        n_repetitions=n_repetitions,
+        attack_params=attack_params,
+        victim_params=victim_params,
+        random_state=random_state,
+        device=device,
+        divergence_threshold=divergence_threshold,
+        threads_per_unit=threads_per_unit,
+    )
+    store = None
+    if out_dir is not None:
+        store = StudyStore(out_dir, config, overwrite=overwrite)
+    phase1, phase2 = _plan(study, int(n_repetitions))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(phase1) + len(phase2), unit="attack", desc=study.dataset)
+    results: dict = {}
+    run = dict(n_jobs=n_jobs, backend=backend, store=store, bar=bar, results=results)
+    try:
+        _run_phase(phase1, study, X, y, **run)
+        _run_phase(phase2, study, X, y, **run)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = _collect(study, phase1, phase2, results)
+    return _tidy(pd.DataFrame(rows), config["alphas"], study)
+
+
+def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
+    """Check the arguments, load the data, resolve presets and batches.
+
+    Returns the study, the data and the configuration that decides the results
+    (what a checkpoint folder is keyed by). Every error is raised here, before
+    any work.
+    """
     if model not in ("linear", "mlp", *SKLEARN_VICTIMS):
         raise ValueError(
             f"model must be one of {['linear', 'mlp', *SKLEARN_VICTIMS]}, got {model!r}."
         )
     alphas = _check_fraction_list(alphas, "alphas", low=0.0, high=1.0, low_closed=False)
     ratios = tuple(sorted(_check_fraction_list(ratios, "ratios", low=0.0, high=0.99)))
+    n_repetitions = settings["n_repetitions"]
     if int(n_repetitions) != n_repetitions or n_repetitions < 1:
         raise ValueError(
             f"n_repetitions must be a positive int, got {n_repetitions!r}."
         )
+    random_state = settings["random_state"]
     if not isinstance(random_state, (int, np.integer)) or isinstance(
         random_state, bool
     ):
         raise TypeError(
             f"random_state must be an int (it is the root of every seed), got {random_state!r}."
         )
-    specs = list(defenses)
-    labels = [defense_label(s) for s in specs]
-    if "none" not in labels:
-        specs.insert(0, "none")
-        labels.insert(0, "none")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"defense names must be unique, got {labels}.")
-    for spec in specs:  # fail early on an unknown name
-        if isinstance(spec, str):
-            build_defense(spec, _probe_regressor())
-
-    if isinstance(data, str):
-        dataset = data
-        X, y = load_dataset(data, random_state=random_state)
-        preset_key = _PRESET_KEY.get(data)
-        data_id = data
-    else:
-        from sklearn.utils.validation import check_X_y
-
-        from .._validation import check_target
-
-        X, y = check_X_y(*data, dtype=np.float64, y_numeric=True)
-        y = check_target(y)
-        if y.size > 1 and np.ptp(y) == 0:  # (one sample: the split says too few)
-            # Standardised, a constant y is all zeros: the NMSE of Eq. (7)
-            # (normalised by ||y_test||^2) is undefined for every unit.
-            raise ValueError(
-                f"y is constant (every value is {float(y[0])!r}): once standardised it is "
-                "all zeros and the test NMSE (Eq. 7) is undefined. poisoning_curve "
-                "needs a target that varies."
-            )
-        dataset, preset_key, data_id = "custom", None, _dataset_fingerprint(X, y)
+    specs, labels = _defense_specs(defenses)
+    dataset, preset_key, data_id, X, y = _load_data(data, random_state)
 
     attack_preset, victim_preset = _presets(preset_key, model)
     attack_preset.pop("model", None)
     attack_preset.pop("batch_size", None)
-    attack_params = dict(attack_params or {})
+    attack_params = dict(settings["attack_params"] or {})
     user_batch = attack_params.pop("batch_size", None)
     attack_params = {**attack_preset, **attack_params}
-    victim_params = {**victim_preset, **dict(victim_params or {})}
+    victim_params = {**victim_preset, **dict(settings["victim_params"] or {})}
+    attack_specs, attack_labels, attack_alphas = _attack_specs(
+        attacks, alphas, model, attack_params
+    )
 
     # The same rounding as the split the units will make (split_and_standardize).
     n_train = _n_from_size(0.5, X.shape[0], name="train_size")
     batch_size, batch_counts = _batch_plan(ratios, n_train, preset_key, user_batch)
 
+    device = str(settings["device"])
     study = _Study(
         dataset=dataset,
         preset_key=preset_key,
@@ -725,82 +846,85 @@ def poisoning_curve(
         victim_params=victim_params,
         defenses=tuple(specs),
         labels=tuple(labels),
+        attacks=attack_specs,
+        attack_labels=attack_labels,
+        attack_alphas=attack_alphas,
         random_state=int(random_state),
-        device=str(device),
-        divergence_threshold=float(divergence_threshold),
-        threads_per_unit=threads_per_unit,
+        device=device,
+        divergence_threshold=float(settings["divergence_threshold"]),
+        threads_per_unit=settings["threads_per_unit"],
     )
-    store = None
-    if out_dir is not None:
-        config = dict(
-            data=data_id,
-            model=model,
-            alphas=list(alphas),
-            ratios=list(ratios),
-            defenses=[s if isinstance(s, str) else repr(s) for s in specs],
-            n_repetitions=int(n_repetitions),
-            attack_params=attack_params,
-            batch_size=batch_size,
-            victim_params=victim_params,
-            random_state=int(random_state),
-            device=str(device),
-            divergence_threshold=float(divergence_threshold),
-            threads_per_unit=threads_per_unit,
-        )
-        store = StudyStore(out_dir, config, overwrite=overwrite)
+    config = dict(
+        data=data_id,
+        model=model,
+        alphas=list(alphas),
+        ratios=list(ratios),
+        defenses=[s if isinstance(s, str) else repr(s) for s in specs],
+        attacks=[s if isinstance(s, str) else repr(s) for s in attack_specs],
+        n_repetitions=int(n_repetitions),
+        attack_params=attack_params,
+        batch_size=batch_size,
+        victim_params=victim_params,
+        random_state=int(random_state),
+        device=device,
+        divergence_threshold=study.divergence_threshold,
+        threads_per_unit=study.threads_per_unit,
+    )
+    return study, X, y, config
 
-    reps = range(int(n_repetitions))
-    phase1 = [(_unit_key(r, 1.0), r, 1.0, None, 1.0 in alphas, True) for r in reps]
-    other = [a for a in alphas if a != 1.0]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=len(phase1) + len(other) * len(reps), unit="attack", desc=dataset
-        )
-    results: dict = {}
-    try:
-        _run_phase(
-            phase1,
-            study,
-            X,
-            y,
-            n_jobs=n_jobs,
-            backend=backend,
-            store=store,
-            bar=bar,
-            results=results,
-        )
-        phase2 = [
-            (_unit_key(r, a), r, a, results[phase1[r][0]]["risk_ref"], True, False)
-            for r in reps
-            for a in other
-        ]
-        _run_phase(
-            phase2,
-            study,
-            X,
-            y,
-            n_jobs=n_jobs,
-            backend=backend,
-            store=store,
-            bar=bar,
-            results=results,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+def _defense_specs(defenses):
+    specs = list(defenses)
+    labels = [defense_label(s) for s in specs]
+    if "none" not in labels:
+        specs.insert(0, "none")
+        labels.insert(0, "none")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"defense names must be unique, got {labels}.")
+    for spec in specs:  # fail early on an unknown name
+        if isinstance(spec, str):
+            build_defense(spec, _probe_regressor())
+    return specs, labels
 
-    rows = []
-    for r in reps:
-        first = results[_unit_key(r, 1.0)]["rows"]
-        if 1.0 in alphas:
-            rows += first
-        for a in other:
-            rows += [dict(row, alpha=a) for row in first if row["ratio"] == 0.0]
-            rows += results[_unit_key(r, a)]["rows"]
-    return _tidy(pd.DataFrame(rows), alphas, labels)
+
+def _attack_specs(attacks, alphas, model, attack_params):
+    """Attack specs, their labels and the alphas each is reported at."""
+    from ._registry import attack_label, build_attack
+
+    specs = [attacks] if isinstance(attacks, str) else list(attacks)
+    if not specs:
+        raise ValueError("attacks must not be empty.")
+    labels = [attack_label(s) for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"attack names must be unique, got {labels}.")
+    # Building each once fails early on an unknown name or a bad object.
+    built = [build_attack(s, model=model, attack_params=attack_params) for s in specs]
+    per_attack = tuple(
+        tuple(alphas) if "alpha" in b.get_params() else (1.0,) for b in built
+    )
+    return tuple(specs), tuple(labels), per_attack
+
+
+def _load_data(data, random_state):
+    """(dataset label, preset key, id for the checkpoint config, X, y)."""
+    if isinstance(data, str):
+        X, y = load_dataset(data, random_state=random_state)
+        return data, _PRESET_KEY.get(data), data, X, y
+    from sklearn.utils.validation import check_X_y
+
+    from .._validation import check_target
+
+    X, y = check_X_y(*data, dtype=np.float64, y_numeric=True)
+    y = check_target(y)
+    if y.size > 1 and np.ptp(y) == 0:  # (one sample: the split says too few)
+        # Standardised, a constant y is all zeros: the NMSE of Eq. (7)
+        # (normalised by ||y_test||^2) is undefined for every unit.
+        raise ValueError(
+            f"y is constant (every value is {float(y[0])!r}): once standardised it is "
+            "all zeros and the test NMSE (Eq. 7) is undefined. poisoning_curve "
+            "needs a target that varies."
+        )
+    return "custom", None, _dataset_fingerprint(X, y), X, y
 
 
 _GD_ONLY = ("n_inner_steps", "inner_lr")
@@ -832,22 +956,23 @@ def _probe_regressor():
     return LinearRegression()
 
 
-def _tidy(df, alphas, labels):
+def _tidy(df, alphas, study):
     """Order rows and columns, and compute the defense gain against "none"."""
     import pandas as pd
 
     if df.empty:
         return pd.DataFrame(columns=[*RESULT_COLUMNS, *TIME_COLUMNS])
-    df["defense"] = pd.Categorical(df["defense"], categories=list(labels), ordered=True)
+    labels = list(study.labels)
+    df["defense"] = pd.Categorical(df["defense"], categories=labels, ordered=True)
+    attack_rank = {a: i for i, a in enumerate(study.attack_labels)}
     alpha_rank = {a: i for i, a in enumerate(alphas)}
-    df["_alpha_rank"] = df["alpha"].map(alpha_rank)
-    df = df.sort_values(["repetition", "_alpha_rank", "ratio", "defense"])
-    df = df.drop(columns="_alpha_rank").reset_index(drop=True)
-    ref = df[df["defense"] == "none"].set_index(["repetition", "alpha", "ratio"])[
-        "test_nmse"
-    ]
-    key = pd.MultiIndex.from_frame(df[["repetition", "alpha", "ratio"]])
-    reference = ref.reindex(key).to_numpy()
+    df["_attack_rank"] = df["attack"].map(attack_rank)
+    df["_alpha_rank"] = df["alpha"].map(alpha_rank).fillna(-1)
+    order = ["repetition", "_attack_rank", "_alpha_rank", "ratio", "defense"]
+    df = df.sort_values(order).drop(columns=order[1:3]).reset_index(drop=True)
+    keys = ["repetition", "attack", "alpha", "ratio"]
+    ref = df[df["defense"] == "none"].set_index(keys)["test_nmse"]
+    reference = ref.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         df["defense_gain"] = (
             100.0 * (reference - df["test_nmse"].to_numpy()) / reference

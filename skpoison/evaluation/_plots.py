@@ -1,9 +1,10 @@
 """The paper's figures from a :func:`poisoning_curve` table.
 
 - :func:`plot_nmse`: test NMSE without defense against the poisoning ratio,
-  one line per alpha (Fig. 5 and 12);
+  one line per alpha (Fig. 5 and 12), or per attack and alpha;
 - :func:`plot_defense_gain`: test defense gain against the ratio, one panel per
-  alpha and one line per defense, negative gains shaded red (Figs. 6, 7, 10);
+  alpha (per attack and alpha) and one line per defense, negative gains shaded
+  red (Figs. 6, 7, 10);
   DUTI, which uses a trusted set, is dashed as in the paper;
 - :func:`plot_detection`: the fraction of poison points each defense rejected
   (how the stealth of the attack shows).
@@ -23,6 +24,8 @@ writes a vector PDF next to each PNG.
 from __future__ import annotations
 
 from pathlib import Path
+
+from ._report import curves
 
 __all__ = [
     "plot_defense_gain",
@@ -133,8 +136,8 @@ def plot_nmse(results, ax=None):
     else:
         fig = ax.figure
     none = results[results["defense"] == "none"]
-    for alpha, part in none.groupby("alpha", sort=False):
-        _curve(ax, _stats(part, "test_nmse"), label=f"α = {alpha:g}")
+    for label, part in curves(none, alpha_name="α"):
+        _curve(ax, _stats(part, "test_nmse"), label=label)
     ax.set_xlabel("poisoning points [%]")
     ax.set_ylabel("test NMSE (no defense)")
     name = _study_name(results)
@@ -146,11 +149,10 @@ def plot_nmse(results, ax=None):
 
 def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what):
     defended = results[results["defense"] != "none"]
-    alphas = list(dict.fromkeys(defended["alpha"]))
-    fig, axes = _figure(max(1, len(alphas)), sharey=sharey)
+    panels = curves(defended, alpha_name="α")
+    fig, axes = _figure(max(1, len(panels)), sharey=sharey)
     scale = 100.0 if percent else 1.0
-    for ax, alpha in zip(axes, alphas):
-        part = defended[defended["alpha"] == alpha]
+    for ax, (title, part) in zip(axes, panels):
         for name, sub in part.groupby("defense", sort=False):
             s = _stats(sub, value)
             if s["mean"].isna().all():
@@ -162,7 +164,7 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
                 label=name,
                 linestyle="--" if name == "duti" else "-",
             )
-        ax.set_title(f"α = {alpha:g}")
+        ax.set_title(title)
         ax.set_xlabel("poisoning points [%]")
         ax.grid(alpha=0.3)
     if shade_negative:

@@ -1,6 +1,15 @@
-"""Defenses by name, as the paper configures them (Appendix E).
+"""Attacks and defenses by name, as the paper configures them (Appendix E).
 
-Every entry turns the victim (the model the defender trains, Table III) into
+Attacks (:func:`build_attack`): ``"stealthy"`` is
+:class:`~skpoison.attacks.StealthyPoisoner` with Table II's settings for the
+dataset and model (``attack_params`` of
+:func:`~skpoison.evaluation.poisoning_curve` override them). Besides names,
+any attack object (a :class:`~skpoison.attacks.BasePoisoner`) is accepted and
+used with its own settings; the study sets only what its protocol decides
+(``poison_fraction``, ``random_state`` and, where the attack has them,
+``alpha``, ``batch_size``, ``device`` and ``risk_ref``).
+
+Defenses: every entry turns the victim (the model the defender trains, Table III) into
 the estimator that is fitted on the poisoned training set:
 
 ========================  =====================================================
@@ -48,14 +57,93 @@ import numpy as np
 from sklearn.base import clone
 
 __all__ = [
+    "ATTACK_NAMES",
     "DEFENSE_NAMES",
     "PAPER_TRUSTED_ITEMS",
     "SKLEARN_VICTIMS",
+    "attack_label",
+    "build_attack",
     "build_defense",
     "defense_label",
     "make_sklearn_victim",
     "n_trusted_items",
 ]
+
+
+# ------------------------------------------------------------------- attacks
+def _stealthy(model: str, attack_params: dict):
+    from ..attacks import StealthyPoisoner
+
+    return StealthyPoisoner(model=model, **attack_params)
+
+
+# name -> builder(model, attack_params) -> unfitted attack. ``attack_params``
+# are the stealthy attack's Table II settings (with the user's overrides); a
+# builder uses what applies to its attack. New attacks register here:
+# "optp" (OptPPoisoner), "statp" (StatPPoisoner), "flip" (FlipPoisoner),
+# "noise" (the uniform-noise baseline).
+_ATTACK_BUILDERS = {
+    "stealthy": _stealthy,
+}
+
+#: The attacks :func:`build_attack` knows by name.
+ATTACK_NAMES: tuple[str, ...] = tuple(_ATTACK_BUILDERS)
+
+
+def attack_label(spec) -> str:
+    """The name an attack gets in result tables: its name, or its class name.
+
+    Examples
+    --------
+    >>> from skpoison.attacks import StealthyPoisoner
+    >>> attack_label("stealthy"), attack_label(StealthyPoisoner())
+    ('stealthy', 'StealthyPoisoner')
+    """
+    return spec if isinstance(spec, str) else type(spec).__name__
+
+
+def build_attack(spec, *, model: str = "linear", attack_params: dict | None = None):
+    """The unfitted attack that ``spec`` names.
+
+    Parameters
+    ----------
+    spec : str or attack
+        A name from :data:`ATTACK_NAMES` or an attack object (an estimator
+        with ``fit`` and ``resample_at``, such as a
+        :class:`~skpoison.attacks.BasePoisoner`), which is cloned.
+    model : {"linear", "mlp"}, default="linear"
+        The victim's architecture, for attacks that model it.
+    attack_params : dict, default=None
+        Settings of a named attack (for ``"stealthy"``: Table II's preset and
+        overrides); ignored for objects.
+
+    Returns
+    -------
+    attack : estimator
+        A fresh, unfitted attack.
+
+    Examples
+    --------
+    >>> attack = build_attack("stealthy", attack_params={"n_outer_steps": 5})
+    >>> type(attack).__name__, attack.n_outer_steps
+    ('StealthyPoisoner', 5)
+    """
+    if isinstance(spec, str):
+        if spec not in _ATTACK_BUILDERS:
+            raise ValueError(
+                f"Unknown attack {spec!r}; known names are {list(ATTACK_NAMES)}, "
+                "or pass an attack object."
+            )
+        return _ATTACK_BUILDERS[spec](model, dict(attack_params or {}))
+    if hasattr(spec, "fit") and hasattr(spec, "resample_at"):
+        return clone(spec)
+    raise TypeError(
+        "An attack must be a name or an attack object (with fit and resample_at, "
+        f"e.g. a BasePoisoner), got {spec!r}."
+    )
+
+
+# ------------------------------------------------------------------ defenses
 
 #: The paper's number of DUTI trusted items and the training-set size (Table I).
 PAPER_TRUSTED_ITEMS: dict[str, tuple[int, int]] = {

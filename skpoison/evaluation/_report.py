@@ -14,7 +14,37 @@ from pathlib import Path
 
 __all__ = ["summarize", "write_report"]
 
-_KEYS = ["dataset", "model", "alpha", "ratio", "defense"]
+_KEYS = ["dataset", "model", "attack", "alpha", "ratio", "defense"]
+
+
+def _keys(results) -> list[str]:
+    # Tables written before the evaluation took several attacks have no
+    # ``attack`` column: they hold the stealthy attack only.
+    return [k for k in _KEYS if k != "attack" or "attack" in results.columns]
+
+
+def curves(results, *, alpha_name: str = "alpha"):
+    """The curves of a study: ``(label, rows)`` per attack and alpha, in order.
+
+    With one attack the label is ``"alpha = 1"`` (the paper's figures); with
+    several, ``"stealthy, alpha = 1"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(attack=["stealthy", "stealthy", "flip"],
+    ...                        alpha=[1.0, 0.1, 1.0]))
+    >>> [label for label, _ in curves(df)]
+    ['stealthy, alpha = 1', 'stealthy, alpha = 0.1', 'flip, alpha = 1']
+    """
+    keys = [k for k in ("attack", "alpha") if k in results.columns]
+    several = "attack" in keys and results["attack"].nunique() > 1
+    out = []
+    for key, part in results.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        label = f"{alpha_name} = {key[-1]:g}"
+        out.append((f"{key[0]}, {label}" if several else label, part))
+    return out
 
 
 def summarize(results):
@@ -28,7 +58,7 @@ def summarize(results):
     Returns
     -------
     summary : pandas.DataFrame
-        One row per dataset x model x alpha x ratio x defense with ``n_runs``,
+        One row per dataset x model x attack x alpha x ratio x defense with ``n_runs``,
         ``n_diverged`` and, for ``test_nmse``, ``defense_gain``,
         ``poison_rejected`` and ``clean_rejected``, the ``_mean``, ``_std``
         (sample standard deviation; NaN for a single run) and ``_median`` over
@@ -48,13 +78,14 @@ def summarize(results):
     >>> float(row.test_nmse_median)
     2.0
     """
+    keys = _keys(results)
     ok = results[~results["diverged"].astype(bool)]
-    grouped = ok.groupby(_KEYS, sort=False, observed=True)
+    grouped = ok.groupby(keys, sort=False, observed=True)
     stats = grouped[
         ["test_nmse", "defense_gain", "poison_rejected", "clean_rejected"]
     ].agg(["mean", "std", "median"])
     stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
-    counts = results.groupby(_KEYS, sort=False, observed=True).agg(
+    counts = results.groupby(keys, sort=False, observed=True).agg(
         n_runs=("diverged", "size"), n_diverged=("diverged", "sum")
     )
     out = counts.join(stats, how="left").reset_index()
@@ -128,9 +159,10 @@ def write_report(
 ) -> str:
     """Write a Markdown report of a :func:`poisoning_curve` table.
 
-    Tables: the undefended test NMSE per ratio and alpha (the paper's Fig. 5),
-    the defense gain per ratio and defense for each alpha (Figs. 6, 7, 10),
-    and the fraction of poison points each defense rejected. Each cell is
+    Tables: the undefended test NMSE per ratio and alpha (the paper's Fig. 5;
+    per attack and alpha when the study compares attacks), the defense gain
+    per ratio and defense for each attack and alpha (Figs. 6, 7, 10), and the
+    fraction of poison points each defense rejected. Each cell is
     ``mean ± std (median)`` over repetitions, with ``[k div.]`` when ``k`` runs
     diverged.
 
@@ -181,6 +213,11 @@ def write_report(
     meta = [
         f"- dataset(s): {', '.join(map(str, results['dataset'].unique()))}; "
         f"model: {', '.join(map(str, results['model'].unique()))}",
+        *(
+            [f"- attacks: {', '.join(map(str, results['attack'].unique()))}"]
+            if "attack" in results.columns
+            else []
+        ),
         f"- repetitions: {reps}; alphas: {', '.join(f'{a:g}' for a in results['alpha'].unique())}; "
         f"ratios: {', '.join(f'{100 * r:g}%' for r in sorted(results['ratio'].unique()))}",
         f"- rows: {n_rows}; diverged runs: {n_div}",
@@ -213,20 +250,29 @@ def write_report(
         parts += [f"## {dataset} ({model})", ""]
         none = sub[sub["defense"] == "none"]
         parts += ["### Test NMSE without defense (Fig. 5)", ""]
-        parts += [_pivot_table(none, "test_nmse", row_key="ratio", col_key="alpha"), ""]
+        table, col_key = none, "alpha"
+        if "attack" in sub.columns and sub["attack"].nunique() > 1:
+            import pandas as pd
+
+            labelled = [part.assign(curve=label) for label, part in curves(none)]
+            table, col_key = pd.concat(labelled), "curve"
+        parts += [
+            _pivot_table(table, "test_nmse", row_key="ratio", col_key=col_key),
+            "",
+        ]
         defended = sub[sub["defense"] != "none"]
         if defended.empty:
             continue
-        for alpha, part in defended.groupby("alpha", sort=False):
-            parts += [f"### Defense gain [%], alpha = {alpha:g} (Figs. 6, 7, 10)", ""]
+        for label, part in curves(defended):
+            parts += [f"### Defense gain [%], {label} (Figs. 6, 7, 10)", ""]
             parts += [
                 _pivot_table(part, "defense_gain", row_key="ratio", col_key="defense"),
                 "",
             ]
-        for alpha, part in defended.groupby("alpha", sort=False):
+        for label, part in curves(defended):
             part = part[part["ratio"] > 0]
             if part["poison_rejected_mean"].notna().any():
-                parts += [f"### Poison points rejected [%], alpha = {alpha:g}", ""]
+                parts += [f"### Poison points rejected [%], {label}", ""]
                 parts += [
                     _pivot_table(
                         part,

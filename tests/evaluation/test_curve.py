@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skpoison.attacks import BasePoisoner, StealthyPoisoner
 from skpoison.evaluation import poisoning_curve
 from skpoison.evaluation._curve import (
     RESULT_COLUMNS,
@@ -228,3 +229,126 @@ def test_constant_target_is_refused_before_any_unit(tmp_path):
     with pytest.raises(ValueError, match=r"y is constant.*NMSE"):
         poisoning_curve((X, np.full(40, 2.5)), out_dir=tmp_path / "out", **FAST)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------ several attacks
+class TopTargetPoisoner(BasePoisoner):
+    """A baseline without a stealth factor: targets to the top of the box."""
+
+    def __init__(self, poison_fraction=0.1, *, bounds=None, random_state=None):
+        self.poison_fraction = poison_fraction
+        self.bounds = bounds
+        self.random_state = random_state
+
+    def _craft(self, state, indices):
+        return state["X_current"][indices], np.full(
+            indices.size, state["bounds"][1][-1]
+        )
+
+
+TWO = dict(FAST, n_repetitions=1, defenses=["none", "trim"])
+
+
+@pytest.fixture(scope="module")
+def two_attacks():
+    return poisoning_curve(
+        "synthetic", attacks=["stealthy", TopTargetPoisoner()], **TWO
+    )
+
+
+def test_default_attack_numbers_are_unchanged():
+    # The stored table was computed before the evaluation took several attacks.
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location(
+        "make_curve_reference", here / "make_curve_reference.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    stored = pd.read_csv(here / "curve_reference.csv")
+    computed = script.compute().reset_index(drop=True)
+    assert list(computed.columns) == list(stored.columns)
+    for col in computed.columns:
+        np.testing.assert_array_equal(computed[col].to_numpy(), stored[col].to_numpy())
+    default = poisoning_curve("synthetic", **script.ARGS)
+    assert set(default["attack"]) == {"stealthy"}
+
+
+def test_each_attack_gets_its_own_curves(two_attacks):
+    df = two_attacks
+    assert list(dict.fromkeys(df["attack"])) == ["stealthy", "TopTargetPoisoner"]
+    keys = df[["repetition", "attack", "alpha", "ratio", "defense"]]
+    assert not keys.duplicated().any()
+    # the stealthy attack at every alpha, the baseline (no alpha) once
+    per_attack = df.groupby("attack")["alpha"].unique().map(sorted).to_dict()
+    assert per_attack == {"stealthy": [0.5, 1.0], "TopTargetPoisoner": [1.0]}
+    assert len(df) == (2 + 1) * 3 * 2
+    # the clean rows are shared; the poisoned ones are each attack's own
+    clean = df[df["ratio"] == 0].groupby("defense")["test_nmse"].nunique()
+    assert (clean == 1).all()
+    top = df[(df["attack"] == "TopTargetPoisoner") & (df["defense"] == "none")]
+    assert top["risk_ref"].isna().all()
+    base = top.set_index("ratio")["test_nmse"]
+    assert base[0.2] > base[0.1] > base[0.0]  # targets at the top of the box hurt
+    # Eq. (8) against the undefended row of the same attack
+    trim = df[(df["attack"] == "TopTargetPoisoner") & (df["defense"] == "trim")]
+    gain = 100 * (base.to_numpy() - trim["test_nmse"].to_numpy()) / base.to_numpy()
+    np.testing.assert_allclose(trim["defense_gain"], gain, rtol=1e-12)
+
+
+def test_adding_an_attack_leaves_the_others_rows_unchanged(two_attacks):
+    alone = poisoning_curve("synthetic", **TWO)
+    both = two_attacks[two_attacks["attack"] == "stealthy"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(_without_times(alone), _without_times(both))
+
+
+def test_checkpoints_are_keyed_per_attack(two_attacks, tmp_path):
+    args = dict(attacks=["stealthy", TopTargetPoisoner()], out_dir=tmp_path, **TWO)
+    first = poisoning_curve("synthetic", **args)
+    names = sorted(p.stem for p in (tmp_path / "units").glob("*.json"))
+    assert names == [
+        "rep000_TopTargetPoisoner_alpha1.0",
+        "rep000_stealthy_alpha0.5",
+        "rep000_stealthy_alpha1.0",
+    ]
+    (tmp_path / "units" / "rep000_stealthy_alpha0.5.json").unlink()
+    resumed = poisoning_curve("synthetic", **args)
+    pd.testing.assert_frame_equal(_without_times(first), _without_times(resumed))
+    pd.testing.assert_frame_equal(_without_times(first), _without_times(two_attacks))
+    with pytest.raises(ValueError, match="different study"):
+        poisoning_curve("synthetic", **dict(args, attacks=["stealthy"]))
+
+
+@pytest.mark.parametrize(
+    "attacks, error, match",
+    [
+        (["nope"], ValueError, "Unknown attack 'nope'"),
+        (["stealthy", "stealthy"], ValueError, "attack names must be unique"),
+        ([], ValueError, "attacks must not be empty"),
+        ([object()], TypeError, "An attack must be a name or an attack object"),
+    ],
+)
+def test_bad_attacks_are_refused_before_any_work(attacks, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        poisoning_curve("synthetic", attacks=attacks, out_dir=tmp_path / "o", **TWO)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_attack_object_keeps_its_settings_but_not_the_protocols():
+    from skpoison.evaluation import build_attack
+    from skpoison.evaluation._curve import _make_attacker, _make_study
+
+    mine = StealthyPoisoner(n_outer_steps=1, alpha=0.2, poison_fraction=0.3)
+    study = _make_study(
+        "synthetic", model="linear", ratios=[0.0, 0.1], alphas=[1.0, 0.5],
+        defenses=["none"], attacks=[mine], n_repetitions=1, attack_params=None,
+        victim_params=None, random_state=0, device="cpu",
+        divergence_threshold=1e6, threads_per_unit=1,
+    )[0]  # fmt: skip
+    att = _make_attacker(study, 0, 0.5, 3.0, 100, seed=7)
+    assert att is not mine and att.n_outer_steps == 1  # its own setting
+    assert (att.alpha, att.poison_fraction, att.risk_ref) == (0.5, 0.1, 3.0)
+    assert (att.batch_size, att.random_state, att.device) == (10, 7, "cpu")
+    assert build_attack(mine).get_params() == mine.get_params()

@@ -71,3 +71,40 @@ def test_figures_are_written(tmp_path):
     for name in names:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) < 200_000
+
+
+def _two_attacks():
+    """The fake study with a second attack, which has no alpha (reported at 1)."""
+    df = _fake_results().assign(attack="stealthy")
+    other = _fake_results(seed=1).query("alpha == 1.0").assign(attack="flip")
+    other["test_nmse"] *= 2.0
+    return pd.concat([df, other], ignore_index=True)
+
+
+def test_summary_and_report_are_grouped_by_attack(tmp_path):
+    df = _two_attacks()
+    s = summarize(df)
+    assert len(s) == (2 + 1) * 2 * 3  # (attack, alpha) curves x ratios x defenses
+    flip = s[(s.attack == "flip") & (s.ratio == 0.15) & (s.defense == "none")]
+    part = df[(df.attack == "flip") & (df.ratio == 0.15) & (df.defense == "none")]
+    assert flip["test_nmse_mean"].iloc[0] == pytest.approx(part["test_nmse"].mean())
+    text = write_report(df, tmp_path / "r.md")
+    assert "- attacks: stealthy, flip" in text
+    header = "| ratio | stealthy, alpha = 1 | stealthy, alpha = 0.1 | flip, alpha = 1 |"
+    assert header in text  # the undefended NMSE compares every curve
+    assert text.count("### Defense gain") == 3
+    assert "### Defense gain [%], flip, alpha = 1" in text
+    # one attack: the paper's layout, no attack names
+    single = write_report(df[df.attack == "stealthy"], tmp_path / "s.md")
+    assert "### Defense gain [%], alpha = 0.1" in single
+    assert "| ratio | alpha=1.0 | alpha=0.1 |" in single
+
+
+def test_figures_have_a_panel_and_a_line_per_attack_and_alpha():
+    from skpoison.evaluation import plot_defense_gain, plot_nmse
+
+    df = _two_attacks()
+    titles = [ax.get_title() for ax in plot_defense_gain(df).axes]
+    assert titles == ["stealthy, α = 1", "stealthy, α = 0.1", "flip, α = 1"]
+    labels = plot_nmse(df).axes[0].get_legend_handles_labels()[1]
+    assert labels == titles

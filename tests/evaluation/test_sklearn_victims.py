@@ -37,12 +37,13 @@ def test_victim_attacker_and_trim_use_the_estimator():
         dataset="synthetic", preset_key=None, model="ridge", ratios=(0.0, 0.1),
         batch_counts=(0, 1), batch_size=5, attack_params={"n_outer_steps": 2},
         victim_params={"alpha": 3.0}, defenses=("none", "trim"),
-        labels=("none", "trim"), random_state=0, device="cpu",
+        labels=("none", "trim"), attacks=("stealthy",), attack_labels=("stealthy",),
+        attack_alphas=((1.0,),), random_state=0, device="cpu",
         divergence_threshold=1e6, threads_per_unit=None,
     )  # fmt: skip
     victim = _make_victim(study, 0)
     assert isinstance(victim, Ridge) and victim.alpha == 3.0
-    attacker = _make_attacker(study, 1.0, None, 50, 0)
+    attacker = _make_attacker(study, 0, 1.0, None, 50, 0)  # attack 0: "stealthy"
     assert isinstance(attacker.model, Ridge) and attacker.model.alpha == 3.0
     trim, _ = build_defense("trim", victim)
     assert isinstance(trim, TrimRegressor) and isinstance(trim.estimator, Ridge)
