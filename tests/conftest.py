@@ -33,3 +33,21 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def reference_script():
+    """Load a fixture-writing script (``data/make_*.py`` next to a test) as a module.
+
+    Regression tests compare today's numbers with a file such a script wrote
+    at an older commit; loading the script gives the exact computation again.
+    """
+    import importlib.util
+
+    def load(path):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

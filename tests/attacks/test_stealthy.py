@@ -124,18 +124,13 @@ def test_history_starts_from_the_reference_loss(synthetic):
     assert att.loss_ref_[1] == pytest.approx(att.history_[0]["val_loss"][-1])
 
 
-def test_poison_points_match_the_stored_reference():
+def test_poison_points_match_the_stored_reference(reference_script):
     # The attack-base refactor kept every bit: the fixture was written by the
     # old code (see make_stealthy_reference.py for the commit it ran at).
-    import importlib.util
     from pathlib import Path
 
     here = Path(__file__).parent / "data"
-    spec = importlib.util.spec_from_file_location(
-        "make_stealthy_reference", here / "make_stealthy_reference.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = reference_script(here / "make_stealthy_reference.py")
     stored = np.load(here / "stealthy_reference.npz")
     computed = script.compute()
     assert set(computed) == set(stored.files)

@@ -256,17 +256,12 @@ def two_attacks():
     )
 
 
-def test_default_attack_numbers_are_unchanged():
+def test_default_attack_numbers_are_unchanged(reference_script):
     # The stored table was computed before the evaluation took several attacks.
-    import importlib.util
     from pathlib import Path
 
     here = Path(__file__).parent / "data"
-    spec = importlib.util.spec_from_file_location(
-        "make_curve_reference", here / "make_curve_reference.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = reference_script(here / "make_curve_reference.py")
     stored = pd.read_csv(here / "curve_reference.csv")
     computed = script.compute().reset_index(drop=True)
     assert list(computed.columns) == list(stored.columns)
