@@ -854,23 +854,35 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
         divergence_threshold=float(settings["divergence_threshold"]),
         threads_per_unit=settings["threads_per_unit"],
     )
-    config = dict(
+    # What decides the results (a checkpoint folder is keyed by its hash).
+    config = {name: getattr(study, name) for name in _CONFIG_FIELDS}
+    config.update(
         data=data_id,
-        model=model,
         alphas=list(alphas),
-        ratios=list(ratios),
-        defenses=[s if isinstance(s, str) else repr(s) for s in specs],
-        attacks=[s if isinstance(s, str) else repr(s) for s in attack_specs],
         n_repetitions=int(n_repetitions),
-        attack_params=attack_params,
-        batch_size=batch_size,
-        victim_params=victim_params,
-        random_state=int(random_state),
-        device=device,
-        divergence_threshold=study.divergence_threshold,
-        threads_per_unit=study.threads_per_unit,
+        defenses=_spec_names(specs),
+        attacks=_spec_names(attack_specs),
     )
     return study, X, y, config
+
+
+# The study's settings that go into the checkpoint configuration as they are.
+_CONFIG_FIELDS = (
+    "model",
+    "ratios",
+    "attack_params",
+    "batch_size",
+    "victim_params",
+    "random_state",
+    "device",
+    "divergence_threshold",
+    "threads_per_unit",
+)
+
+
+def _spec_names(specs) -> list[str]:
+    """Names as given; objects by their ``repr`` (what the configuration records)."""
+    return [s if isinstance(s, str) else repr(s) for s in specs]
 
 
 def _defense_specs(defenses):
