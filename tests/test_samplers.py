@@ -67,3 +67,22 @@ def test_dataframe_in_dataframe_out(name):
     assert type(X_arr) is np.ndarray and type(y_arr) is np.ndarray
     assert np.array_equal(X_out.to_numpy(), X_arr)
     assert np.array_equal(y_out.to_numpy(), y_arr)
+
+
+def _public_samplers():
+    import skpoison.attacks
+    import skpoison.defenses
+
+    names = []
+    for module in (skpoison.attacks, skpoison.defenses):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and hasattr(obj, "fit_resample"):
+                if not name.startswith("Base"):
+                    names.append(name)
+    return sorted(names)
+
+
+def test_every_public_sampler_is_checked_here():
+    # A sampler added later must join SAMPLERS, so its containers are tested too.
+    assert set(_public_samplers()) <= set(SAMPLERS)

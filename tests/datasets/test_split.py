@@ -183,3 +183,15 @@ def test_nan_in_input_is_rejected():
 @parametrize_with_checks([PaperStandardizer()])
 def test_sklearn_compatible(estimator, check):
     check(clone(estimator))
+
+
+def test_standardizer_set_output_pandas_keeps_names_and_index():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        rng.normal(5, 2, size=(12, 2)), columns=["area", "age"], index=range(100, 112)
+    )
+    out = PaperStandardizer().set_output(transform="pandas").fit_transform(X)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ["area", "age"] and out.index.equals(X.index)
+    np.testing.assert_allclose(out.to_numpy(), (X - X.mean()) / X.std(ddof=0))
