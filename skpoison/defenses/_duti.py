@@ -90,6 +90,23 @@ except ImportError:  # pragma: no cover - without imblearn there is no imblearn 
 __all__ = ["DutiFilter"]
 
 
+def _check_scaled_weights(duti, n, m):
+    """The penalty ``n lambda`` and the weight ``n c / m`` must be finite numbers.
+
+    Beyond float64 they reach LAPACK as inf (then NaN), where the solvers can
+    hang: refuse them first.
+    """
+    for name, value in (
+        ("regularization", n * duti.regularization),
+        ("confidence", n * duti.confidence / m),
+    ):
+        if not np.isfinite(value):
+            raise ValueError(
+                f"DutiFilter: {name}={getattr(duti, name)!r} is too large for "
+                f"n_samples={n}: the scaled value {value!r} overflows float64."
+            )
+
+
 class _LinearLasso:
     """The linear DUTI lasso, ``Q = I - Z M Z^T``, solved by active-set Newton steps.
 
@@ -106,6 +123,11 @@ class _LinearLasso:
     def __init__(self, X, y, X_t, y_t, regularization, confidence):
         n, d = X.shape
         m = X_t.shape[0]
+        # Shifting the features (trusted items alike) by the training medians
+        # changes only the unpenalised intercept, not the model, and keeps the
+        # Gram matrix free of the cancellation that large offsets cause.
+        shift = np.median(X, axis=0)
+        X, X_t = X - shift, X_t - shift
         self.X = X
         G, s0, _, _ = gram_statistics(X, y)
         Gt, st, _, _ = gram_statistics(X_t, y_t)
@@ -390,6 +412,7 @@ class DutiFilter(BaseDefense):
         n_reject = check_n_from_fraction(
             self.reject_fraction, n, name="reject_fraction", min_remaining=1
         )
+        _check_scaled_weights(self, n, X_t.shape[0])
         if self.kernel == "rbf":
             if n > self.max_samples_kernel:
                 raise ValueError(

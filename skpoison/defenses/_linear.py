@@ -9,23 +9,63 @@ needs the sufficient statistics
 a ``(d+1) x (d+1)`` matrix and two small vectors. They are additive over rows, so
 a defense that changes its kept set by a few points (TRIM, SEVER, Proda) updates
 them in ``O(m d^2)`` for ``m`` changed points instead of recomputing them in
-``O(n d^2)``. The normal equations ``(ZtZ + ridge * I') theta = Zty`` (``I'`` the
-identity without the intercept entry) are solved by Cholesky; when ``ZtZ`` is
-singular or too ill-conditioned for it, by a symmetric eigendecomposition whose
-small eigenvalues are cut (the minimum-norm least-squares solution, as
-``numpy.linalg.lstsq`` would give), so that collinear features never give NaN.
+``O(n d^2)``.
+
+Centring, as scikit-learn does. :class:`~sklearn.linear_model.LinearRegression`
+and :class:`~sklearn.linear_model.Ridge` centre ``X`` and ``y`` by the means of
+the rows used, solve for the coefficients on the centred data (minimum-norm when
+rank deficient) and set ``intercept = y_mean - x_mean . coef``. :func:`solve_gram`
+does the same from the additive statistics: with ``n = ZtZ[d, d]`` and the means
+``m_x = ZtZ[:d, d] / n``, ``m_y = Zty[d] / n``,
+
+    C = ZtZ[:d, :d] - n m_x m_x^T,   c = Zty[:d] - n m_x m_y,
+    (C + ridge I) w = c,             b = m_y - m_x . w.
+
+A constant column of the kept rows has ``C_jj = 0`` and gets ``w_j = 0``, as in
+scikit-learn (on uncentred ``Z`` it is collinear with the ones and the
+minimum-norm solution gives it weight).
+
+Cancellation and the reference frame. ``C`` is a difference of two terms of
+size ``n (s^2 + m^2)`` (``s`` the spread, ``m`` the mean of a column), so it loses
+about ``log10(1 + m^2 / s^2)`` digits: a timestamp-like column with an offset of
+1e6 times its spread loses all sixteen. :class:`LinearFrame` therefore moves the
+data, once, into a frame where every column has median 0 and largest absolute
+value 1 (``(X - median) / scale``; the same for ``y``). Sums are accumulated
+there: the offset is gone before anything is squared, no square can overflow
+or underflow (data at 1e-170 or 1e+170 scale work), and the kept set of a
+defense, which holds most clean points, has a mean of the order of its spread
+(the median lies among the clean points as long as fewer than half are
+poisoned). Final models are refitted from scratch on the kept rows by
+:func:`fit_least_squares`, which centres them by their own mean first (two
+passes, as scikit-learn), so their accuracy does not depend on how far the kept
+set is from the frame's origin. The frame maps solutions back to the original
+units (:meth:`LinearFrame.to_original`); it changes nothing else: a ridge
+penalty is given in the original units and translated, and the minimum-norm
+solution is the one of the original coefficients, as scikit-learn's.
+
+Solving. The centred system is solved by Cholesky after scaling it to unit
+diagonal (so the condition test does not depend on the units of the features);
+when that fails or the scaled system is ill-conditioned, by a symmetric
+eigendecomposition whose small eigenvalues are cut (the minimum-norm
+least-squares solution, as :func:`scipy.linalg.lstsq` would give), so that
+collinear features never give NaN.
 
 ``theta`` has shape ``(d + 1,)``: the ``d`` coefficients, then the intercept.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import scipy.linalg
 
 __all__ = [
     "add_intercept",
+    "LinearFrame",
+    "fit_least_squares",
     "gram_statistics",
+    "gram_statistics_without",
     "solve_gram",
     "predict_linear",
     "squared_residuals",
@@ -33,6 +73,7 @@ __all__ = [
 ]
 
 _CHUNK_ROWS = 65536
+_EPS = np.finfo(np.float64).eps
 
 
 def add_intercept(X: np.ndarray) -> np.ndarray:
@@ -59,8 +100,71 @@ def add_intercept(X: np.ndarray) -> np.ndarray:
     return Z
 
 
+def _centre_and_scale(A: np.ndarray, name: str):
+    """``(A - median) / scale`` (a new array), the median and the scale, per column."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        offset = np.median(A, axis=0)
+        out = A - offset
+        scale = np.maximum(out.max(axis=0, initial=0.0), -out.min(axis=0, initial=0.0))
+    if not (np.isfinite(out).all() and np.isfinite(scale).all()):
+        raise ValueError(
+            f"{name} is too large for float64 least squares: its spread overflows. "
+            "Rescale it first."
+        )
+    scale = np.where(scale > 0, scale, 1.0)
+    out /= scale
+    return out, offset, scale
+
+
+class LinearFrame(NamedTuple):
+    """The frame ``X' = (X - x_offset) / x_scale``, ``y' = (y - y_offset) / y_scale``.
+
+    Offsets are the medians of the columns and scales the largest absolute
+    deviations from them, so every column of the frame lies in ``[-1, 1]`` (see
+    the module docstring for why the defenses accumulate sums there). A ridge
+    penalty in the original units is the same number on the frame when
+    :func:`solve_gram` gets ``column_scale=x_scale`` (the scale of ``y`` cancels).
+
+    Examples
+    --------
+    >>> X = np.array([[1e6 + 1.0], [1e6 + 2.0], [1e6 + 4.0]])
+    >>> y = np.array([2.0, 4.0, 8.0])
+    >>> frame, Xf, yf = LinearFrame.from_data(X, y)
+    >>> Xf.ravel(), yf
+    (array([-0.5,  0. ,  1. ]), array([-0.5,  0. ,  1. ]))
+    >>> frame.to_original(fit_least_squares(Xf, yf)).round(6) + 0.0
+    array([ 2.e+00, -2.e+06])
+    """
+
+    x_offset: np.ndarray
+    x_scale: np.ndarray
+    y_offset: float
+    y_scale: float
+
+    @classmethod
+    def from_data(cls, X: np.ndarray, y: np.ndarray):
+        """The frame of ``(X, y)`` and the data in it: ``(frame, X', y')``."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        Xf, x_offset, x_scale = _centre_and_scale(X, "X")
+        yf, y_offset, y_scale = _centre_and_scale(y[:, None], "y")
+        frame = cls(x_offset, x_scale, float(y_offset[0]), float(y_scale[0]))
+        return frame, Xf, yf[:, 0]
+
+    def to_original(self, theta: np.ndarray) -> np.ndarray:
+        """Coefficients and intercept of a fit in the frame, in the original units."""
+        theta = np.asarray(theta, dtype=np.float64)
+        coef = theta[:-1] * (self.y_scale / self.x_scale)
+        intercept = self.y_offset + self.y_scale * theta[-1] - self.x_offset @ coef
+        return np.append(coef, intercept)
+
+
 def gram_statistics(
-    X: np.ndarray, y: np.ndarray, sample_mask: np.ndarray | None = None
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_mask: np.ndarray | None = None,
+    *,
+    offset: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Sufficient statistics of least squares with intercept on (a subset of) the rows.
 
@@ -73,6 +177,9 @@ def gram_statistics(
     y : ndarray of shape (n_samples,)
     sample_mask : ndarray of shape (n_samples,), bool, default=None
         The rows to use; ``None`` uses all of them.
+    offset : (ndarray of shape (n_features,), float), default=None
+        ``(x_offset, y_offset)`` subtracted from the rows before they are
+        accumulated (block by block: ``X`` is not copied whole).
 
     Returns
     -------
@@ -104,7 +211,7 @@ def gram_statistics(
         if sample_mask.all():
             sample_mask = None
     # Row blocks bound the extra memory of X[sample_mask] to one block.
-    step = X.shape[0] if sample_mask is None else _CHUNK_ROWS
+    step = X.shape[0] if sample_mask is None and offset is None else _CHUNK_ROWS
     # Overflow is checked once, below, with a message that says what to do.
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, max(X.shape[0], 1), step):
@@ -112,6 +219,8 @@ def gram_statistics(
             if sample_mask is not None:
                 keep = sample_mask[start : start + step]
                 Xb, yb = Xb[keep], yb[keep]
+            if offset is not None:
+                Xb, yb = Xb - offset[0], yb - offset[1]
             col_sum = Xb.sum(axis=0)
             ZtZ[:d, :d] += Xb.T @ Xb
             ZtZ[:d, d] += col_sum
@@ -131,36 +240,186 @@ def gram_statistics(
     return ZtZ, Zty, yty, n
 
 
-def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarray:
-    """Solve the normal equations ``(ZtZ + ridge * I') theta = Zty``.
+def gram_statistics_without(
+    full: tuple[np.ndarray, np.ndarray, float, int],
+    X: np.ndarray,
+    y: np.ndarray,
+    removed: np.ndarray,
+    keep: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """The Gram statistics of ``full`` less the rows ``removed``, accurately.
+
+    Subtracting the removed rows' statistics costs ``O(m d^2)`` for ``m`` rows
+    but cancels digits when those rows outweigh the ones that stay (far-away
+    poison, exactly what the defenses remove); then, and when ``m`` is not
+    smaller than the rows left, the statistics are recomputed from the rows that
+    stay.
+
+    Parameters
+    ----------
+    full : tuple
+        :func:`gram_statistics` of a set of rows of ``X`` (all, or a subset that
+        contains ``removed``).
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    removed : ndarray of int
+        Indices of the rows to take out (distinct, all among the rows of ``full``).
+    keep : ndarray of shape (n_samples,), bool
+        The rows that are left (those of ``full`` without ``removed``).
+
+    Returns
+    -------
+    stats : tuple
+        ``(ZtZ, Zty, yty, n)`` of the rows of ``full`` without ``removed``.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0], [2.0], [3.0]]); y = np.array([1.0, 2.0, 1e9])
+    >>> keep = np.array([True, True, False])
+    >>> stats = gram_statistics_without(gram_statistics(X, y), X, y, [2], keep)
+    >>> stats[0], stats[1], stats[2], stats[3]
+    (array([[5., 3.],
+           [3., 2.]]), array([5., 3.]), 5.0, 2)
+    """
+    ZtZ, Zty, yty, n = full
+    removed = np.asarray(removed, dtype=np.intp)
+    n_left = int(n) - removed.size
+    if removed.size < n_left:
+        dZtZ, dZty, dyty, dn = gram_statistics(X[removed], y[removed])
+        left = (ZtZ - dZtZ, Zty - dZty, yty - dyty, int(n) - dn)
+        size_removed = float(np.trace(dZtZ)) + dyty
+        size_left = float(np.trace(left[0])) + max(left[2], 0.0)
+        # The subtraction's error is about eps * size_removed: keep it below
+        # about 1e-13 of what is left.
+        if size_removed <= 1e3 * size_left:
+            return left
+    return gram_statistics(X, y, keep)
+
+
+def _check_ridge(ridge) -> float:
+    ridge = float(ridge)
+    if not (np.isfinite(ridge) and ridge >= 0):
+        # An infinite penalty reaches LAPACK as inf - inf = NaN, where some
+        # routines never return: refuse it before any solver runs.
+        raise ValueError(
+            f"The ridge penalty must be a finite number >= 0, got {ridge!r}."
+        )
+    return ridge
+
+
+def _solve_normal(ZtZ, Zty, ridge, column_scale, column_noise):
+    """Centre the normal equations by the ones row and solve (see the module docstring).
+
+    ``column_noise`` is the rounding noise of each centred diagonal entry: a
+    column whose centred diagonal is not above it is constant on the rows and
+    gets no weight.
+    """
+    A = np.asarray(ZtZ, dtype=np.float64)
+    b = np.asarray(Zty, dtype=np.float64)
+    if not (np.isfinite(A).all() and np.isfinite(b).all()):
+        raise ValueError("solve_gram: the Gram statistics contain NaN or inf.")
+    p = A.shape[0]
+    d = p - 1
+    n = A[d, d]
+    if not n > 0:
+        raise ValueError("solve_gram: the Gram statistics have no rows (n = 0).")
+    mean = A[:d, d] / n
+    C = A[:d, :d] - np.outer(A[:d, d], mean)
+    C = 0.5 * (C + C.T)
+    c = b[:d] - np.multiply.outer(mean, b[d])
+    varying = np.diag(C) > np.asarray(column_noise, dtype=np.float64)
+    # Minimum-norm in the original units of the coefficients: w' = Dn v on the
+    # columns of ZtZ, with Dn the columns' scales relative to the largest.
+    scale = np.ones(d) if column_scale is None else np.asarray(column_scale, float)
+    top = scale.max(initial=0.0) or 1.0
+    Dn = scale / top
+    with np.errstate(over="ignore", divide="ignore"):
+        # inf when the features are so small that any penalty wins: w = 0.
+        ridge_v = ridge / (top * top) if ridge else 0.0
+    w = np.zeros((d,) + b.shape[1:])
+    idx = np.flatnonzero(varying)
+    if idx.size and np.isfinite(ridge_v):
+        Cv = C[np.ix_(idx, idx)] * Dn[idx, None] * Dn[None, idx]
+        cv = c[idx] * (Dn[idx, None] if b.ndim == 2 else Dn[idx])
+        Cv[np.diag_indices_from(Cv)] += ridge_v
+        v = _solve_psd(Cv, cv)
+        w[idx] = v * (Dn[idx, None] if b.ndim == 2 else Dn[idx])
+    intercept = (b[d] - A[d, :d] @ w) / n
+    return np.concatenate([w, intercept[None]], axis=0)
+
+
+def _solve_psd(A, b):
+    """``A^+ b`` for symmetric PSD ``A``: Cholesky when well-conditioned, else min-norm."""
+    p = A.shape[0]
+    eps = np.finfo(np.float64).eps
+    # The condition test on the matrix scaled to unit diagonal is unit free; the
+    # solution, when unique, does not depend on that scaling.
+    diag = np.diag(A)
+    s = 1.0 / np.sqrt(diag)
+    As = A * s[:, None] * s[None, :]
+    ss = s[:, None] if b.ndim == 2 else s
+    try:
+        c, low = scipy.linalg.cho_factor(As, lower=True, check_finite=False)
+        # Cholesky succeeds on barely-positive matrices; reject a bad conditioning
+        # (the squared ratio of the factor's diagonal bounds the condition number).
+        d_c = np.abs(np.diag(c))
+        if d_c.min() > 0 and (d_c.max() / d_c.min()) ** 2 < 1.0 / (p * 1e3 * eps):
+            x = scipy.linalg.cho_solve((c, low), b * ss, check_finite=False) * ss
+            if np.isfinite(x).all():
+                return x
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        pass
+    # Not equilibrated: the minimum norm is that of the unknowns as given.
+    w, V = scipy.linalg.eigh(A, check_finite=False)
+    cutoff = max(w.max(), 0.0) * p * eps * 1e3
+    inv = np.zeros_like(w)
+    keep = w > cutoff
+    inv[keep] = 1.0 / w[keep]
+    return V @ (inv.reshape(-1, *(1,) * (b.ndim - 1)) * (V.T @ b))
+
+
+def solve_gram(
+    ZtZ: np.ndarray,
+    Zty: np.ndarray,
+    ridge: float = 0.0,
+    *,
+    column_scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """Solve the normal equations ``(ZtZ + ridge * I') theta = Zty``, centred.
 
     ``I'`` is the identity with a zero in the last (intercept) entry, so the
     intercept is never penalised (as in :class:`~sklearn.linear_model.Ridge`).
-    Both steps work on the Gram matrix scaled to unit diagonal (so the units of
-    the features do not matter). Cholesky is tried first; when it fails or the
-    scaled system is ill-conditioned, the minimum-norm solution (in the scaled
-    coordinates) from a symmetric eigendecomposition is returned, with
-    eigenvalues below ``1e3 * p * eps * max_eig`` treated as zero: a margin
-    above the rounding noise of an exactly singular matrix. Forming the Gram
-    matrix squares the condition number of the design, so for designs with a
-    scaled condition number above about 1e5 the answer is this truncated
-    solution and can differ from ``numpy.linalg.lstsq`` on ``[X, 1]``. The
-    result is always finite for finite input.
+    The system is centred by the means that the ones row of ``ZtZ`` holds and
+    solved for the coefficients as scikit-learn does (see the module
+    docstring): a column constant on the rows gets weight 0, a singular system
+    the minimum-norm coefficients. Forming the Gram matrix squares the condition
+    number of the design, so for nearly collinear designs (condition number
+    above about 1e5 after scaling the columns to unit norm) the answer is a
+    truncated solution and can differ from :func:`scipy.linalg.lstsq`. The result
+    is always finite for finite input.
 
     Parameters
     ----------
     ZtZ : ndarray of shape (p, p)
-        Symmetric positive semi-definite Gram matrix (see :func:`gram_statistics`).
+        Symmetric positive semi-definite Gram matrix of ``[X', 1]`` (see
+        :func:`gram_statistics`), ``X'`` the features in any frame
+        ``(X - offset) / column_scale``.
     Zty : ndarray of shape (p,) or (p, k)
         One right-hand side, or ``k`` of them (e.g. the identity, for the
         inverse).
     ridge : float, default=0.0
-        L2 penalty on the coefficients (not on the intercept).
+        L2 penalty on the coefficients (not on the intercept), in the units of
+        ``X' * column_scale``. Must be finite.
+    column_scale : ndarray of shape (p - 1,), default=None
+        The scale of each column of ``X'`` in the original units (``None``: 1).
+        It only sets the units of ``ridge`` and the norm that the minimum-norm
+        solution minimises.
 
     Returns
     -------
     theta : ndarray of shape (p,) or (p, k)
-        Coefficients followed by the intercept (one column per right-hand side).
+        Coefficients of ``X'`` followed by the intercept (one column per
+        right-hand side).
 
     Examples
     --------
@@ -170,47 +429,79 @@ def solve_gram(ZtZ: np.ndarray, Zty: np.ndarray, ridge: float = 0.0) -> np.ndarr
     array([2., 1.])
 
     A duplicated feature makes ``ZtZ`` singular; the minimum-norm solution splits
-    the weight evenly:
+    the weight evenly, and a constant feature gets none:
 
-    >>> ZtZ, Zty, _, _ = gram_statistics(np.hstack([X, X]), y)
-    >>> solve_gram(ZtZ, Zty).round(8)
-    array([1., 1., 1.])
+    >>> ZtZ, Zty, _, _ = gram_statistics(np.hstack([X, X, np.ones((3, 1))]), y)
+    >>> solve_gram(ZtZ, Zty).round(8) + 0.0
+    array([1., 1., 0., 1.])
     """
-    A = np.array(ZtZ, dtype=np.float64)  # a copy: the caller's matrix is kept
-    b = np.asarray(Zty, dtype=np.float64)
-    if not (np.isfinite(A).all() and np.isfinite(b).all()):
-        raise ValueError("solve_gram: the Gram statistics contain NaN or inf.")
-    p = A.shape[0]
-    if ridge:
-        idx = np.arange(p - 1)
-        A[idx, idx] += ridge
-    A = 0.5 * (A + A.T)
-    # Equilibrate so the condition test is scale free (features of any unit).
-    diag = np.diag(A).copy()
-    scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)
-    As = A * scale[:, None] * scale[None, :]
-    if b.ndim == 2:
-        scale = scale[:, None]  # the unknowns' scaling, applied row-wise
-    bs = b * scale
-    eps = np.finfo(np.float64).eps
-    try:
-        c, low = scipy.linalg.cho_factor(As, lower=True, check_finite=False)
-        # Cholesky succeeds on barely-positive matrices; reject a bad conditioning
-        # (the squared ratio of the factor's diagonal bounds the condition number).
-        d_c = np.abs(np.diag(c))
-        if d_c.min() > 0 and (d_c.max() / d_c.min()) ** 2 < 1.0 / (p * 1e3 * eps):
-            theta = scipy.linalg.cho_solve((c, low), bs, check_finite=False)
-            if np.isfinite(theta).all():
-                return theta * scale
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        pass
-    w, V = scipy.linalg.eigh(As, check_finite=False)
-    cutoff = max(w.max(), 0.0) * p * eps * 1e3
-    inv = np.zeros_like(w)
-    keep = w > cutoff
-    inv[keep] = 1.0 / w[keep]
-    theta = V @ (inv.reshape(-1, *(1,) * (bs.ndim - 1)) * (V.T @ bs))
-    return theta * scale
+    ridge = _check_ridge(ridge)
+    ZtZ = np.asarray(ZtZ, dtype=np.float64)
+    # One pass: the centred diagonal is a difference of sums of squares, whose
+    # rounding error is of the order of eps times the sums themselves.
+    noise = 1e3 * ZtZ.shape[0] * _EPS * np.diag(ZtZ)[:-1]
+    return _solve_normal(ZtZ, Zty, ridge, column_scale, noise)
+
+
+def fit_least_squares(
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_mask: np.ndarray | None = None,
+    ridge: float = 0.0,
+    *,
+    column_scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """Least squares (or ridge) with intercept on the selected rows, from scratch.
+
+    Two passes, as scikit-learn: the rows' means first, then the Gram statistics
+    of the rows centred by them, solved by :func:`solve_gram`. Its accuracy does
+    not depend on the offset of the data; use it for every result that is
+    returned, and the additive statistics for the iterations in between.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    sample_mask : ndarray of shape (n_samples,), bool, default=None
+        The rows to use; ``None`` uses all of them.
+    ridge : float, default=0.0
+        As in :func:`solve_gram`.
+    column_scale : ndarray of shape (n_features,), default=None
+        As in :func:`solve_gram`.
+
+    Returns
+    -------
+    theta : ndarray of shape (n_features + 1,)
+        Coefficients of ``X`` followed by the intercept.
+
+    Examples
+    --------
+    >>> t = 1.7e9 + np.arange(5.0)  # a timestamp-like column
+    >>> coef, intercept = fit_least_squares(t[:, None], 3.0 * (t - 1.7e9) + 2.0)
+    >>> round(float(coef), 8), round(float(intercept) + 5.1e9, 3)
+    (3.0, 2.0)
+    """
+    ridge = _check_ridge(ridge)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if sample_mask is None:
+        weights = np.ones(X.shape[0])
+    else:
+        sample_mask = np.asarray(sample_mask, dtype=bool)
+        weights = sample_mask.astype(np.float64)
+    n = weights.sum()
+    if not n > 0:
+        raise ValueError("fit_least_squares: no rows are selected.")
+    x_mean = (weights @ X) / n
+    y_mean = float(weights @ y) / n
+    ZtZ, Zty, _, _ = gram_statistics(X, y, sample_mask, offset=(x_mean, y_mean))
+    # Two passes: each centred entry is off by about eps times the mean, so the
+    # centred diagonal's noise is of the order of (eps * mean)^2 per row.
+    size = np.diag(ZtZ)[:-1] + n * x_mean * x_mean
+    noise = (1e2 * ZtZ.shape[0] * _EPS) ** 2 * size
+    theta = _solve_normal(ZtZ, Zty, ridge, column_scale, noise)
+    theta[-1] += y_mean - x_mean @ theta[:-1]
+    return theta
 
 
 def predict_linear(X: np.ndarray, theta: np.ndarray) -> np.ndarray:

@@ -59,10 +59,12 @@ from sklearn.utils._param_validation import Interval
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
+    LinearFrame,
+    fit_least_squares,
     gram_statistics,
+    gram_statistics_without,
     solve_gram,
     squared_residuals,
-    trimmed_sum_of_squares,
 )
 
 __all__ = ["ProdaRegressor", "proda_n_groups"]
@@ -102,6 +104,12 @@ def proda_n_groups(epsilon: float, poison_fraction: float, group_size: int) -> i
     p_clean = (1.0 - poison_fraction) ** group_size
     if p_clean >= 1.0:
         return 1
+    if p_clean <= 0.0:
+        raise ValueError(
+            f"proda_n_groups: a group of {group_size} points is clean with "
+            f"probability (1 - {poison_fraction})^{group_size}, which underflows "
+            "to 0: no number of groups reaches epsilon."
+        )
     return max(1, math.ceil(math.log(epsilon) / math.log1p(-p_clean)))
 
 
@@ -146,6 +154,13 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         ``None`` refits every group (Wen et al.'s algorithm). An int ``m`` refits
         only the ``m`` groups whose small fit has the lowest trimmed loss, a
         much cheaper approximation for large ``n`` (see the module docstring).
+    max_groups : int, default=100_000
+        Refuse to fit (``ValueError``) when the number of groups, from
+        ``epsilon`` or ``n_groups``, exceeds it. The count grows like
+        ``(1 - reject_fraction)^-group_size``: 143 for the paper's settings, over
+        a million for ``reject_fraction=0.9``, each group costing a least-squares
+        fit; the bound turns such a request into an error instead of hours and
+        gigabytes.
     random_state : int, RandomState instance or None, default=None
         Draws the groups.
 
@@ -214,6 +229,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         "epsilon": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_groups": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "n_refits": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_groups": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -225,6 +241,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         epsilon: float = 1e-5,
         n_groups: int | None = None,
         n_refits: int | None = None,
+        max_groups: int = 100_000,
         random_state=None,
     ):
         self.reject_fraction = reject_fraction
@@ -232,6 +249,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.epsilon = epsilon
         self.n_groups = n_groups
         self.n_refits = n_refits
+        self.max_groups = max_groups
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -264,6 +282,14 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
             n_groups = int(self.n_groups)
         else:
             n_groups = proda_n_groups(self.epsilon, n_reject / n, self.group_size)
+        if n_groups > self.max_groups:
+            raise ValueError(
+                f"ProdaRegressor would draw {n_groups} groups (reject_fraction="
+                f"{self.reject_fraction!r}, group_size={self.group_size}, epsilon="
+                f"{self.epsilon!r}, n_groups={self.n_groups!r}), more than "
+                f"max_groups={self.max_groups}. Lower reject_fraction or "
+                "group_size, raise epsilon, or raise max_groups."
+            )
         rng = check_random_state(self.random_state)
         groups = np.stack(
             [rng.choice(n, self.group_size, replace=False) for _ in range(n_groups)]
@@ -271,11 +297,14 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
 
         Theta = _group_fits(X, y, groups).T  # (d+1, N)
 
-        full = gram_statistics(X, y) if n_reject else None
+        # The refits run in the data's frame (see skpoison.defenses._linear);
+        # the small group fits and their residuals stay in the original units.
+        frame, Xf, yf = LinearFrame.from_data(X, y)
+        refit = _Refit(Xf, yf, n_keep, frame.x_scale)
         literal = self.n_refits is None
         losses = np.full(n_groups, np.nan)
         trimmed = np.empty(n_groups)
-        best = (np.inf, -1, None, None)  # (loss, group, theta, kept mask)
+        best = (np.inf, -1, None)  # (loss, group, kept mask)
         block = max(1, _BLOCK_BYTES // (8 * n))
         for start in range(0, n_groups, block):
             cols = slice(start, min(start + block, n_groups))
@@ -288,14 +317,17 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
                 if not literal:
                     trimmed[g] = np.partition(R[:, j], n_keep - 1)[:n_keep].sum()
                     continue
-                best = self._refit(X, y, R[:, j], n_keep, full, g, losses, best)
+                best = refit(R[:, j], g, losses, best)
         if not literal:
             order = np.argsort(trimmed, kind="stable")[: self.n_refits]
             for g in order:
                 r2 = squared_residuals(X, y, Theta[:, g])
-                best = self._refit(X, y, r2, n_keep, full, g, losses, best)
+                best = refit(r2, g, losses, best)
 
-        _, g_best, theta, mask = best
+        _, g_best, mask = best
+        # The returned model is refitted from scratch (two passes) on its rows.
+        theta_f = fit_least_squares(Xf, yf, mask, column_scale=frame.x_scale)
+        theta = frame.to_original(theta_f)
         self.estimator_ = LinearRegression()
         self.estimator_.coef_ = theta[:d].copy()
         self.estimator_.intercept_ = float(theta[d])
@@ -303,33 +335,39 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.coef_ = theta[:d].copy()
         self.intercept_ = float(theta[d])
         self.inlier_mask_ = mask
-        self.scores_ = squared_residuals(X, y, theta)
+        with np.errstate(under="ignore", over="ignore"):
+            loss_scale = np.float64(frame.y_scale) ** 2
+            self.scores_ = squared_residuals(Xf, yf, theta_f) * loss_scale
+            self.group_losses_ = losses * loss_scale
         self.n_groups_ = n_groups
         self.groups_ = groups
         self.best_group_ = int(g_best)
-        self.group_losses_ = losses
         return self
 
-    @staticmethod
-    def _refit(X, y, r2, n_keep, full, g, losses, best):
-        """Refit least squares on the ``n_keep`` smallest ``r2``; keep the best so far."""
-        n = X.shape[0]
+
+class _Refit:
+    """Least squares on the ``n_keep`` smallest residuals of a group's fit."""
+
+    def __init__(self, X, y, n_keep, column_scale):
+        self.X, self.y, self.n_keep, self.column_scale = X, y, n_keep, column_scale
+        self.full = gram_statistics(X, y)
+
+    def __call__(self, r2, g, losses, best):
+        """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best."""
+        n = self.X.shape[0]
         mask = np.ones(n, dtype=bool)
-        if n_keep < n:
-            rejected = np.argpartition(r2, n_keep - 1)[n_keep:]
+        stats = self.full
+        if self.n_keep < n:
+            rejected = np.argpartition(r2, self.n_keep - 1)[self.n_keep :]
             mask[rejected] = False
             # Downdate the Gram of all points by the rejected rows (k < n - k
             # rows in the paper's setting) rather than rebuild it from the kept ones.
-            if rejected.size < n_keep:
-                dZtZ, dZty, dyty, _ = gram_statistics(X[rejected], y[rejected])
-                stats = (full[0] - dZtZ, full[1] - dZty, full[2] - dyty)
-            else:
-                stats = gram_statistics(X, y, mask)[:3]
-        else:
-            stats = gram_statistics(X, y)[:3]
-        theta = solve_gram(stats[0], stats[1])
-        loss = trimmed_sum_of_squares(*stats, theta) / n_keep
+            stats = gram_statistics_without(self.full, self.X, self.y, rejected, mask)
+        theta = solve_gram(stats[0], stats[1], column_scale=self.column_scale)
+        # The loss from the residuals themselves: from the statistics it would
+        # be a difference that cancels for good fits.
+        loss = float(squared_residuals(self.X, self.y, theta)[mask].mean())
         losses[g] = loss
         if loss < best[0]:
-            return (loss, g, theta, mask)
+            return (loss, g, mask)
         return best

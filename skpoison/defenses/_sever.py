@@ -55,7 +55,13 @@ from sklearn.utils.extmath import randomized_svd
 
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense
-from ._linear import gram_statistics, predict_linear, solve_gram
+from ._linear import (
+    LinearFrame,
+    gram_statistics,
+    gram_statistics_without,
+    predict_linear,
+    solve_gram,
+)
 
 __all__ = ["SeverFilter", "linear_per_sample_gradients", "torch_per_sample_gradients"]
 
@@ -272,7 +278,12 @@ class SeverFilter(BaseDefense):
         active = np.ones(n, dtype=bool)
         removal_round = np.full(n, -1, dtype=int)
         scores = np.zeros(n)
-        gram = gram_statistics(X, y) if self.estimator is None else None
+        gram = None
+        if self.estimator is None:
+            # The least-squares fits run in the data's frame (see
+            # skpoison.defenses._linear); the scores use the original units.
+            frame, Xf, yf = LinearFrame.from_data(X, y)
+            gram = (gram_statistics(Xf, yf), frame, Xf, yf)
 
         for t, n_remove in enumerate(counts):
             idx = np.flatnonzero(active)
@@ -286,9 +297,9 @@ class SeverFilter(BaseDefense):
             active[removed] = False
             removal_round[removed] = t
             if gram is not None:
-                ZtZ, Zty, yty, m = gram
-                dZtZ, dZty, dyty, dm = gram_statistics(X[removed], y[removed])
-                gram = (ZtZ - dZtZ, Zty - dZty, yty - dyty, m - dm)
+                stats, frame, Xf, yf = gram
+                stats = gram_statistics_without(stats, Xf, yf, removed, active)
+                gram = (stats, frame, Xf, yf)
 
         # Removed points sit at or above their round's offset, kept ones below 1.
         self.scores_ = scores
@@ -300,7 +311,9 @@ class SeverFilter(BaseDefense):
     def _round_scores(self, X, y, active, idx, gram, random_state):
         """Squared projections ``tau`` of the active points' centred gradients."""
         if self.estimator is None:
-            theta = solve_gram(gram[0], gram[1], ridge=self.alpha)
+            (ZtZ, Zty, _, _), frame, _, _ = gram
+            theta_f = solve_gram(ZtZ, Zty, self.alpha, column_scale=frame.x_scale)
+            theta = frame.to_original(theta_f)
             # tau only ranks and is normalised, so y and theta may share a scale:
             # residuals of order 1 keep the fourth moments of huge data finite.
             c = max(float(np.abs(y[idx]).max(initial=0.0)), 1.0)

@@ -10,10 +10,15 @@ For least squares neither step can increase the objective (the refit minimises
 over ``theta`` on ``S``; the re-selection minimises over ``S`` for ``theta``), so
 the *trimmed loss* (the mean of the ``n - k`` smallest squared residuals of the
 current model) is non-increasing and the kept set settles after finitely many
-steps. The loop stops when the kept set stops changing, when the trimmed loss
-improves by at most ``tol`` (relative), or after ``max_iter`` fits; these are the
-reference implementation's rules (``manip-ml``, ``trimclf``), with the tolerance
-made relative so that it does not depend on the units of ``y``.
+steps. The loop stops when the kept set stops changing, when it returns to a
+kept set it has already fitted (a cycle), when the trimmed loss improves by at
+most ``tol`` (relative, so that it does not depend on the units of ``y``), or
+after ``max_iter`` fits. A *rise* of the loss does not stop it: with inexact
+inner fits (a neural network, a gradient-descent victim) the loss can rise by
+noise after a step that is still on the way to a much better minimum, and the
+reference rule (stop as soon as the loss fails to improve, ``manip-ml``)
+then stops after two fits. Each start returns its best iterate by trimmed loss
+(for least squares, the last one).
 
 Starts. The first start fits on all points, as the reference code does. A start
 from the first ``n - k`` indices must never be used: when the poison is appended
@@ -31,12 +36,17 @@ and each iteration costs one ``(d+1) x (d+1)`` solve plus one pass over the data
 for the residuals. Updates subtract, so rounding error accumulates with the size
 of the rows that were added and removed; the statistics are recomputed from
 scratch from the kept rows when that accumulated size grows large against the
-current statistics, after a fixed number of updates, when many points change at
-once, and always for the final model.
+current statistics, after a fixed number of updates, or when many points change
+at once. All of it happens in the data's :class:`~skpoison.defenses._linear.LinearFrame`
+(medians removed, columns in ``[-1, 1]``), and the final model is refitted from
+scratch in two passes (:func:`~skpoison.defenses._linear.fit_least_squares`), so
+large offsets, tiny or huge units and constant columns of the kept set give
+scikit-learn's solution.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from numbers import Integral, Real
 
@@ -49,7 +59,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
 
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
-from ._linear import _CHUNK_ROWS, gram_statistics, solve_gram, squared_residuals
+from ._linear import (
+    _CHUNK_ROWS,
+    LinearFrame,
+    fit_least_squares,
+    gram_statistics,
+    solve_gram,
+    squared_residuals,
+)
 
 __all__ = ["TrimRegressor"]
 
@@ -68,6 +85,9 @@ def _linear_penalty(estimator) -> float | None:
             return 0.0
     elif type(estimator) is Ridge:
         alpha = estimator.alpha
+        if np.ndim(alpha) == 0 and not np.isfinite(float(alpha)):
+            # Ridge itself refuses it in fit; the fast path never calls that fit.
+            raise ValueError(f"estimator Ridge(alpha={alpha!r}): alpha must be finite.")
         if (
             estimator.fit_intercept
             and not estimator.positive
@@ -80,6 +100,8 @@ def _linear_penalty(estimator) -> float | None:
 
 class _GenericEngine:
     """Fits a clone of any regressor on the kept rows; residuals by ``predict``."""
+
+    loss_scale = 1.0
 
     def __init__(self, estimator, X, y):
         self.estimator, self.X, self.y = estimator, X, y
@@ -102,7 +124,12 @@ class _GenericEngine:
 
 
 class _GramEngine:
-    """Least squares with intercept on Gram statistics of the kept set."""
+    """Least squares with intercept on Gram statistics of the kept set.
+
+    Works in the :class:`~skpoison.defenses._linear.LinearFrame` of the data:
+    models, residuals and losses are in the frame's units (``loss_scale``
+    converts losses back), coefficients are mapped back in :meth:`finalize`.
+    """
 
     # Recompute from scratch after this many incremental updates.
     refresh_every = 25
@@ -111,11 +138,12 @@ class _GramEngine:
     max_touched_ratio = 1e3
 
     def __init__(self, X, y, ridge, template):
-        self.X, self.y, self.ridge, self.template = X, y, ridge, template
-        # First, so that data whose squares overflow fail with a clear error.
-        self._full = gram_statistics(X, y)
+        self.frame, self.X, self.y = LinearFrame.from_data(X, y)
+        self.ridge, self.template = ridge, template
+        self.loss_scale = np.float64(self.frame.y_scale) ** 2
+        self._full = None
         # |z_i|^2 + y_i^2 per row: the size of what an update adds or removes.
-        self.row_size = np.einsum("ij,ij->i", X, X) + 1.0 + y * y
+        self.row_size = np.einsum("ij,ij->i", self.X, self.X) + 1.0 + self.y**2
         self.mask = None
         self.stats = None
         self.n_updates = 0
@@ -171,39 +199,42 @@ class _GramEngine:
 
     def fit(self, mask):
         ZtZ, Zty, _, _ = self._stats_for(mask)
-        return solve_gram(ZtZ, Zty, ridge=self.ridge)
+        return solve_gram(ZtZ, Zty, self.ridge, column_scale=self.frame.x_scale)
 
     def residuals(self, theta):
         return squared_residuals(self.X, self.y, theta)
 
     def finalize(self, theta, mask):
-        """The final model from statistics computed from scratch on ``mask``."""
-        if not (
-            self.n_updates == 0
-            and self.mask is not None
-            and np.array_equal(mask, self.mask)
-        ):
-            self._recompute(mask)
-            theta = self.fit(mask)
-        ZtZ = self.stats[0]
-        return self._as_estimator(theta, ZtZ), self.residuals(theta)
+        """The final model, refitted from scratch (two passes) on ``mask``."""
+        theta = fit_least_squares(
+            self.X, self.y, mask, self.ridge, column_scale=self.frame.x_scale
+        )
+        scores = self.residuals(theta)
+        with np.errstate(under="ignore", over="ignore"):
+            scores *= self.loss_scale
+        return self._as_estimator(theta, mask), scores
 
-    def _as_estimator(self, theta, ZtZ):
+    def _as_estimator(self, theta, mask):
         # The solution of the normal equations, presented as a fitted instance of
         # the estimator the user asked for (not refitted: that would cost a full
         # sklearn fit on the kept rows, the very cost this path avoids).
         est = LinearRegression() if self.template is None else clone(self.template)
         d = self.X.shape[1]
-        est.coef_ = theta[:-1].copy()
-        est.intercept_ = float(theta[-1])
+        theta_orig = self.frame.to_original(theta)
+        est.coef_ = theta_orig[:-1]
+        est.intercept_ = float(theta_orig[-1])
         est.n_features_in_ = d
         if isinstance(est, LinearRegression):
-            # Singular values of the centred kept design, from its Gram matrix.
+            # Singular values of the centred kept design, from its Gram matrix
+            # in the frame, in the original units: D C' D with D = x_scale.
+            ZtZ = self._stats_for(mask)[0]
             n = ZtZ[d, d]
             mean = ZtZ[:d, d] / n
-            centred = ZtZ[:d, :d] - n * np.outer(mean, mean)
+            top = self.frame.x_scale.max(initial=0.0) or 1.0
+            Dn = self.frame.x_scale / top
+            centred = (ZtZ[:d, :d] - n * np.outer(mean, mean)) * np.outer(Dn, Dn)
             eig = np.clip(np.linalg.eigvalsh(centred)[::-1], 0.0, None)
-            est.singular_ = np.sqrt(eig)
+            est.singular_ = top * np.sqrt(eig)
             cutoff = eig.max(initial=0.0) * max(int(n), d) * np.finfo(float).eps
             est.rank_ = int(np.sum(eig > cutoff))
         else:
@@ -220,21 +251,38 @@ class _Run:
         self.path, self.n_fits, self.converged = path, n_fits, converged
 
 
+def _mask_key(mask) -> bytes:
+    # A short digest of the kept set: cycles are found without storing masks.
+    return hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
+
+
 def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
-    """Alternate fit and re-selection from the kept set ``mask`` (one start)."""
+    """Alternate fit and re-selection from the kept set ``mask`` (one start).
+
+    Returns the iterate with the lowest trimmed loss (the latest among equals).
+    """
     model = engine.fit(mask)
     resid = engine.residuals(model)
     n_fits = 1
     new_mask = mask_keep_lowest(resid, n_reject)
     loss = float(resid[new_mask].mean())
     path = [loss]
+    best = (loss, mask, model)
+    seen = {_mask_key(mask)}
     converged = False
     while True:
         if np.array_equal(new_mask, mask):
             converged = True
             break
+        key = _mask_key(new_mask)
+        if key in seen:
+            # A cycle: an inexact fit (e.g. gradient descent) came back to a kept
+            # set it had already fitted; going on would repeat it.
+            converged = True
+            break
         if n_fits >= max_iter:
             break
+        seen.add(key)
         mask = new_mask
         model = engine.fit(mask)
         resid = engine.residuals(model)
@@ -243,10 +291,14 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
         new_loss = float(resid[new_mask].mean())
         path.append(new_loss)
         improvement, loss = loss - new_loss, new_loss
-        if improvement <= tol * path[-2]:
+        if loss <= best[0]:
+            best = (loss, mask, model)
+        # A rise (only possible for inexact fits) is not a reason to stop: the
+        # best iterate is kept, and cycles and max_iter bound the loop.
+        if 0.0 <= improvement <= tol * path[-2]:
             converged = True
             break
-    return _Run(mask, model, loss, path, n_fits, converged)
+    return _Run(best[1], best[2], best[0], path, n_fits, converged)
 
 
 class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
@@ -274,8 +326,9 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         Maximum number of model fits per start (the reference code's limit).
     tol : float, default=1e-5
         Stop when the trimmed loss improves by at most ``tol`` times its previous
-        value. (For least squares it never rises; for other models it may, and
-        the loop then stops too.)
+        value. A rise (possible for models other than least squares) does not
+        stop the loop; a kept set seen before (a cycle) does, and the fit with
+        the lowest trimmed loss is returned.
     n_init : int, default=1
         Number of starts. The first fits on all points; the others start from
         random subsets of ``n - k`` points. The start with the lowest trimmed
@@ -424,6 +477,6 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.trimmed_loss_ = float(
             np.partition(self.scores_, n_keep - 1)[:n_keep].mean()
         )
-        self.trimmed_loss_path_ = np.asarray(best.path)
+        self.trimmed_loss_path_ = np.asarray(best.path) * engine.loss_scale
         self.n_iter_ = best.n_fits
         return self
