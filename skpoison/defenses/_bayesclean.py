@@ -13,6 +13,20 @@ Poisoning points inflate the fitted noise variance ``1 / beta`` (Section V-B), s
 the rule scales with the model's own uncertainty and needs no estimate of the
 number of poisoning points.
 
+Units. The Gamma hyperpriors are not scale free: a rate ``beta_2 = 1e-6`` is
+negligible next to a noise variance of 1 but not next to one of 1e-8, and the
+weight prior is isotropic, so its pull on each coefficient depends on the unit
+of its feature. Fitted on raw data, the decisions then change with the units:
+``y`` in dollars rejects far more clean points than the same ``y`` in
+thousands. By default (``standardize=True``) the model is therefore fitted on
+``X`` and ``y`` standardised (column means and standard deviations, as
+:class:`~sklearn.preprocessing.StandardScaler`; no centring when
+``fit_intercept=False``) and its moments are mapped back: ``mu_i`` and
+``sigma_i`` transform with ``y``, and the decisions are invariant to
+``y -> a y + b`` and ``X -> X D + c`` (``a != 0``, ``D`` diagonal and
+invertible). This amounts to priors stated in standard deviations of the data.
+``standardize=False`` fits the raw data, the literal reading of Alg. 5.
+
 Two readings of the thresholds
 ------------------------------
 The text describes the accepted points as those "closest to the predictive mean";
@@ -40,6 +54,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.linear_model import BayesianRidge
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._validation import validate_regression_data
@@ -71,6 +86,36 @@ def _predictive_mean_std(estimator: BayesianRidge, X: np.ndarray):
         model_var = (np.dot(Xc, estimator.sigma_) * Xc).sum(axis=1)
         sigma[block] = np.sqrt(np.maximum(model_var, 0.0) + noise_var)
     return mu, sigma
+
+
+def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
+    """Fit ``estimator`` on standardised ``(X, y)``; map its moments back to the units.
+
+    With ``x = x_mean + x_scale * x'`` and ``y = y_mean + y_scale * y'``, a model
+    ``y' = w' . (x' - o') + b'`` with posterior covariance ``S'`` and noise
+    precision ``a'`` is ``y = w . (x - o) + b`` with ``w = y_scale * w' / x_scale``,
+    ``S = diag(y_scale / x_scale) S' diag(y_scale / x_scale)``, ``a = a' / y_scale^2``,
+    ``o = x_mean + x_scale * o'``, which gives the same predictive moments.
+    """
+    centre = estimator.fit_intercept
+    x_scaler = StandardScaler(with_mean=centre).fit(X)
+    y_scaler = StandardScaler(with_mean=centre).fit(y[:, None])
+    estimator.fit(x_scaler.transform(X), y_scaler.transform(y[:, None])[:, 0])
+    x_mean = x_scaler.mean_ if centre else np.zeros(X.shape[1])
+    y_mean = float(y_scaler.mean_[0]) if centre else 0.0
+    x_scale, y_scale = x_scaler.scale_, float(y_scaler.scale_[0])
+    ratio = y_scale / x_scale
+    estimator.coef_ = estimator.coef_ * ratio
+    estimator.sigma_ = estimator.sigma_ * np.outer(ratio, ratio)
+    estimator.alpha_ = estimator.alpha_ / y_scale**2
+    estimator.X_offset_ = x_mean + x_scale * estimator.X_offset_
+    estimator.X_scale_ = np.ones_like(x_scale)
+    estimator.intercept_ = (
+        y_mean + y_scale * estimator.intercept_ - (x_mean @ estimator.coef_)
+        if centre
+        else 0.0
+    )
+    return estimator
 
 
 class BayesCleanFilter(BaseDefense):
@@ -110,11 +155,22 @@ class BayesCleanFilter(BaseDefense):
         ``lambda_2`` in the paper).
     fit_intercept : bool, default=True
         Whether the Bayesian model has an (unpenalised) intercept.
+    standardize : bool, default=True
+        Fit the Bayesian model on standardised ``X`` and ``y`` and map its
+        moments back, so that the decisions do not depend on the units (or,
+        with an intercept, the origins) of ``X`` and ``y`` (see the module
+        docstring). ``False`` fits the raw data, whose decisions depend on
+        them through the priors.
 
     Attributes
     ----------
     estimator_ : BayesianRidge
-        The fitted Bayesian linear model.
+        The fitted Bayesian linear model, in the units of ``X`` and ``y``:
+        ``predict(X, return_std=True)`` gives ``predictive_mean_`` and
+        ``predictive_std_``. With ``standardize=True`` it was fitted on the
+        standardised data and its ``coef_``, ``intercept_``, ``sigma_``,
+        ``alpha_`` and ``X_offset_`` are mapped back; ``lambda_``, ``scores_``
+        and the other evidence quantities stay those of the standardised fit.
     predictive_mean_ : ndarray of shape (n_samples,)
         ``mu_i`` of each training point.
     predictive_std_ : ndarray of shape (n_samples,)
@@ -180,6 +236,7 @@ class BayesCleanFilter(BaseDefense):
         "lambda_1": [Interval(Real, 0, None, closed="left")],
         "lambda_2": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
+        "standardize": ["boolean"],
     }
 
     def __init__(
@@ -196,6 +253,7 @@ class BayesCleanFilter(BaseDefense):
         lambda_1: float = 1e-6,
         lambda_2: float = 1e-6,
         fit_intercept: bool = True,
+        standardize: bool = True,
     ):
         self.c1 = c1
         self.c2 = c2
@@ -208,6 +266,7 @@ class BayesCleanFilter(BaseDefense):
         self.lambda_1 = lambda_1
         self.lambda_2 = lambda_2
         self.fit_intercept = fit_intercept
+        self.standardize = standardize
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -259,7 +318,11 @@ class BayesCleanFilter(BaseDefense):
             lambda_1=self.lambda_1,
             lambda_2=self.lambda_2,
             fit_intercept=self.fit_intercept,
-        ).fit(X, y)
+        )
+        if self.standardize:
+            estimator = _fit_standardized(estimator, X, y)
+        else:
+            estimator.fit(X, y)
         with np.errstate(all="ignore"):
             mu, sigma = _predictive_mean_std(estimator, X)
             residual = np.abs(y - mu)

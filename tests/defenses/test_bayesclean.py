@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.linear_model import BayesianRidge, LinearRegression, Ridge
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import cross_validate
+from sklearn.preprocessing import StandardScaler
 
 from skpoison.defenses import BayesCleanFilter
 
@@ -99,8 +100,26 @@ def test_uses_the_papers_bayesian_ridge_settings():
     for name in ("alpha_1", "alpha_2", "lambda_1", "lambda_2"):
         assert params[name] == 1e-6
     assert params["max_iter"] == 300
+    raw = BayesCleanFilter(standardize=False).fit(X, y).estimator_
     ref = BayesianRidge(max_iter=300).fit(X, y)
-    np.testing.assert_allclose(est.coef_, ref.coef_)
+    np.testing.assert_allclose(raw.coef_, ref.coef_)
+
+
+def test_standardized_model_is_the_standardized_fit_mapped_back():
+    X, y = _random_problem(3)
+    X = X * [1e3, 1e-2, 1.0] + [5e4, -3.0, 0.0]
+    y = 250.0 * y + 1e4
+    bc = BayesCleanFilter().fit(X, y)
+    xs, ys = StandardScaler().fit(X), StandardScaler().fit(y[:, None])
+    ref = BayesianRidge(max_iter=300).fit(
+        xs.transform(X), ys.transform(y[:, None])[:, 0]
+    )
+    mu_s, std_s = ref.predict(xs.transform(X), return_std=True)
+    mu, std = bc.estimator_.predict(X, return_std=True)
+    np.testing.assert_allclose(mu, ys.inverse_transform(mu_s[:, None])[:, 0])
+    np.testing.assert_allclose(std, std_s * ys.scale_[0])
+    np.testing.assert_allclose(bc.predictive_mean_, mu)
+    np.testing.assert_allclose(bc.predictive_std_, std)
 
 
 @given(seed=st.integers(0, 10_000))
@@ -214,3 +233,55 @@ def test_data_whose_squares_overflow_is_refused(scale_X, scale_y):
     with pytest.raises(ValueError, match="too large.*Standardise"):
         bc.fit(X * scale_X, y * scale_y)
     assert not hasattr(bc, "estimator_")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    log_a=st.floats(-6, 6),
+    sign=st.sampled_from([-1.0, 1.0]),
+    b=st.floats(-1e4, 1e4),
+    log_d=st.lists(st.floats(-6, 6), min_size=3, max_size=3),
+    # Offsets up to 1e4 spreads: beyond, rounding X * D + c itself moves the
+    # data by more than the tolerance.
+    c=st.lists(st.floats(-1e4, 1e4), min_size=3, max_size=3),
+    rule=st.sampled_from(["residual", "paper"]),
+)
+def test_decisions_do_not_depend_on_units_or_origins(
+    seed, log_a, sign, b, log_d, c, rule
+):
+    X, y = _random_problem(seed)
+    y[:6] += 4.0
+    if rule == "paper":
+        # The literal rule compares |y| with |mu + c sigma|: it depends on the
+        # origin and the sign of y, only its scale is free.
+        sign, b = 1.0, 0.0
+    a = sign * 10.0**log_a
+    D = 10.0 ** np.asarray(log_d)
+    base = BayesCleanFilter(rule=rule).fit(X, y)
+    moved = BayesCleanFilter(rule=rule).fit(X * D + np.multiply(c, D), a * y + b)
+    np.testing.assert_allclose(moved.scores_, base.scores_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        moved.predictive_std_, abs(a) * base.predictive_std_, rtol=1e-6
+    )
+    # Points on a threshold may flip with rounding; all others must agree.
+    if rule == "residual":
+        margins = [base.scores_ - t for t in (0.5, 1.5)]
+    else:
+        mu, sigma = base.predictive_mean_, base.predictive_std_
+        margins = [(np.abs(y) - np.abs(mu + t * sigma)) / sigma for t in (0.5, 1.5)]
+    safe = (np.abs(margins[0]) > 1e-5) & (np.abs(margins[1]) > 1e-5)
+    np.testing.assert_array_equal(moved.inlier_mask_[safe], base.inlier_mask_[safe])
+
+
+def test_raw_fit_depends_on_the_units_of_y():
+    # Why standardize=True is the default: the raw Gamma priors are not scale free.
+    X, y = _random_problem(5, n=200)
+    y[:20] += 4.0
+    y = 1e-4 * y
+    raw = BayesCleanFilter(standardize=False)
+    kept = [raw.fit(X, s * y).inlier_mask_.sum() for s in (1.0, 1e4)]
+    assert kept[0] != kept[1]
+    std = BayesCleanFilter()
+    kept = [std.fit(X, s * y).inlier_mask_.sum() for s in (1.0, 1e4)]
+    assert kept[0] == kept[1]
