@@ -328,54 +328,52 @@ def _solve_normal(ZtZ, Zty, ridge, column_scale, column_noise):
     C = 0.5 * (C + C.T)
     c = b[:d] - np.multiply.outer(mean, b[d])
     varying = np.diag(C) > np.asarray(column_noise, dtype=np.float64)
-    # Minimum-norm in the original units of the coefficients: w' = Dn v on the
-    # columns of ZtZ, with Dn the columns' scales relative to the largest.
     scale = np.ones(d) if column_scale is None else np.asarray(column_scale, float)
-    top = scale.max(initial=0.0) or 1.0
-    Dn = scale / top
     with np.errstate(over="ignore", divide="ignore"):
-        # inf when the features are so small that any penalty wins: w = 0.
-        ridge_v = ridge / (top * top) if ridge else 0.0
+        # The penalty on the columns of ZtZ; inf when a feature is so small in
+        # its units that any penalty wins: its weight is then 0.
+        ridge_f = ridge / (scale * scale) if ridge else np.zeros(d)
     w = np.zeros((d,) + b.shape[1:])
-    idx = np.flatnonzero(varying)
-    if idx.size and np.isfinite(ridge_v):
-        Cv = C[np.ix_(idx, idx)] * Dn[idx, None] * Dn[None, idx]
-        cv = c[idx] * (Dn[idx, None] if b.ndim == 2 else Dn[idx])
-        Cv[np.diag_indices_from(Cv)] += ridge_v
-        v = _solve_psd(Cv, cv)
-        w[idx] = v * (Dn[idx, None] if b.ndim == 2 else Dn[idx])
+    idx = np.flatnonzero(varying & np.isfinite(ridge_f))
+    if idx.size:
+        Ck = C[np.ix_(idx, idx)]
+        Ck[np.diag_indices_from(Ck)] += ridge_f[idx]
+        # Minimum norm (if singular) in the original units of the coefficients.
+        w[idx] = _solve_psd(Ck, c[idx], scale[idx])
     intercept = (b[d] - A[d, :d] @ w) / n
     return np.concatenate([w, intercept[None]], axis=0)
 
 
-def _solve_psd(A, b):
-    """``A^+ b`` for symmetric PSD ``A``: Cholesky when well-conditioned, else min-norm."""
+def _solve_psd(A, b, scale):
+    """``A^+ b`` for symmetric PSD ``A``: Cholesky when well-conditioned, else the
+    solution of minimum norm of ``x / scale``."""
     p = A.shape[0]
-    eps = np.finfo(np.float64).eps
+    col = (lambda v: v[:, None]) if b.ndim == 2 else (lambda v: v)
     # The condition test on the matrix scaled to unit diagonal is unit free; the
     # solution, when unique, does not depend on that scaling.
-    diag = np.diag(A)
-    s = 1.0 / np.sqrt(diag)
+    s = 1.0 / np.sqrt(np.diag(A))
     As = A * s[:, None] * s[None, :]
-    ss = s[:, None] if b.ndim == 2 else s
     try:
         c, low = scipy.linalg.cho_factor(As, lower=True, check_finite=False)
         # Cholesky succeeds on barely-positive matrices; reject a bad conditioning
         # (the squared ratio of the factor's diagonal bounds the condition number).
         d_c = np.abs(np.diag(c))
-        if d_c.min() > 0 and (d_c.max() / d_c.min()) ** 2 < 1.0 / (p * 1e3 * eps):
-            x = scipy.linalg.cho_solve((c, low), b * ss, check_finite=False) * ss
+        if d_c.min() > 0 and (d_c.max() / d_c.min()) ** 2 < 1.0 / (p * 1e3 * _EPS):
+            x = scipy.linalg.cho_solve((c, low), b * col(s), check_finite=False)
+            x *= col(s)
             if np.isfinite(x).all():
                 return x
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         pass
-    # Not equilibrated: the minimum norm is that of the unknowns as given.
-    w, V = scipy.linalg.eigh(A, check_finite=False)
-    cutoff = max(w.max(), 0.0) * p * eps * 1e3
+    # x = Dn v with Dn the scales relative to the largest: the minimum-norm v.
+    Dn = scale / scale.max()
+    w, V = scipy.linalg.eigh(A * Dn[:, None] * Dn[None, :], check_finite=False)
+    cutoff = max(w.max(), 0.0) * p * _EPS * 1e3
     inv = np.zeros_like(w)
     keep = w > cutoff
     inv[keep] = 1.0 / w[keep]
-    return V @ (inv.reshape(-1, *(1,) * (b.ndim - 1)) * (V.T @ b))
+    v = V @ (inv.reshape(-1, *(1,) * (b.ndim - 1)) * (V.T @ (b * col(Dn))))
+    return v * col(Dn)
 
 
 def solve_gram(

@@ -27,7 +27,10 @@ groups for the paper's settings (:func:`proda_n_groups`).
 
 Small fits. With ``g = 5`` points and ``d + 1 > 5`` parameters the group's least
 squares problem is underdetermined; like :func:`numpy.linalg.lstsq` we take the
-minimum-norm solution, ``pinv(Z_g) y_g``. All groups are solved at once by a
+minimum-norm solution, ``pinv(Z_g) y_g``, taken in the data's frame (columns
+centred on their medians and scaled to ``[-1, 1]``, see
+:class:`~skpoison.defenses._linear.LinearFrame`) so that the choice among the
+solutions does not depend on the units or origins of the features. All groups are solved at once by a
 batched pseudo-inverse of the ``(N, g, d+1)`` stack, and the residuals of all
 groups are one matrix product ``X @ Theta`` (split into column blocks of about
 128 MiB when ``n`` is large, so the ``n x N`` matrix is never held whole).
@@ -295,11 +298,11 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
             [rng.choice(n, self.group_size, replace=False) for _ in range(n_groups)]
         )
 
-        Theta = _group_fits(X, y, groups).T  # (d+1, N)
-
-        # The refits run in the data's frame (see skpoison.defenses._linear);
-        # the small group fits and their residuals stay in the original units.
+        # Everything runs in the data's frame (see skpoison.defenses._linear):
+        # data at any scale, with any offsets, gives the same groups' residuals.
         frame, Xf, yf = LinearFrame.from_data(X, y)
+        Theta = _group_fits(Xf, yf, groups).T  # (d+1, N)
+
         refit = _Refit(Xf, yf, n_keep, frame.x_scale)
         literal = self.n_refits is None
         losses = np.full(n_groups, np.nan)
@@ -308,9 +311,9 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         block = max(1, _BLOCK_BYTES // (8 * n))
         for start in range(0, n_groups, block):
             cols = slice(start, min(start + block, n_groups))
-            R = X @ Theta[:d, cols]
+            R = Xf @ Theta[:d, cols]
             R += Theta[d, cols]
-            R -= y[:, None]
+            R -= yf[:, None]
             R *= R
             for j in range(R.shape[1]):
                 g = start + j
@@ -321,7 +324,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         if not literal:
             order = np.argsort(trimmed, kind="stable")[: self.n_refits]
             for g in order:
-                r2 = squared_residuals(X, y, Theta[:, g])
+                r2 = squared_residuals(Xf, yf, Theta[:, g])
                 best = refit(r2, g, losses, best)
 
         _, g_best, mask = best

@@ -259,7 +259,9 @@ def _mask_key(mask) -> bytes:
 def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
     """Alternate fit and re-selection from the kept set ``mask`` (one start).
 
-    Returns the iterate with the lowest trimmed loss (the latest among equals).
+    Returns the iterate with the lowest trimmed loss (the latest among equals)
+    among the fits on ``n - k`` points: the first fit of the default start, on
+    all points, is a start, not a candidate.
     """
     model = engine.fit(mask)
     resid = engine.residuals(model)
@@ -267,7 +269,8 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
     new_mask = mask_keep_lowest(resid, n_reject)
     loss = float(resid[new_mask].mean())
     path = [loss]
-    best = (loss, mask, model)
+    n_keep = mask.shape[0] - n_reject
+    best = (loss, mask, model) if int(mask.sum()) == n_keep else None
     seen = {_mask_key(mask)}
     converged = False
     while True:
@@ -291,13 +294,15 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
         new_loss = float(resid[new_mask].mean())
         path.append(new_loss)
         improvement, loss = loss - new_loss, new_loss
-        if loss <= best[0]:
+        if best is None or loss <= best[0]:
             best = (loss, mask, model)
         # A rise (only possible for inexact fits) is not a reason to stop: the
         # best iterate is kept, and cycles and max_iter bound the loop.
         if 0.0 <= improvement <= tol * path[-2]:
             converged = True
             break
+    if best is None:  # stopped at the start (a kept set equal to it)
+        best = (loss, mask, model)
     return _Run(best[1], best[2], best[0], path, n_fits, converged)
 
 
