@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.linear_model import HuberRegressor, LinearRegression
 
 from skpoison.defenses import make_huber_baseline
@@ -51,3 +53,39 @@ def test_data_huber_cannot_fit_is_refused_before_the_search():
         1.0,
         -2.0,
     ]
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    fraction=st.sampled_from([0.0, 0.1, 0.2, 0.4]),
+    big=st.floats(1e3, 1e12),
+)
+def test_trimmed_criterion_ignores_the_worst_errors_of_a_fold(seed, fraction, big):
+    from skpoison.defenses._huber import _scorer
+
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = rng.normal(size=50), rng.normal(size=50)
+    n_out = int(np.floor(fraction * 50))
+    blown = y_pred.copy()
+    order = np.argsort((y_true - y_pred) ** 2)
+    blown[order[50 - n_out :]] += big  # the worst errors get much worse
+    scorer = _scorer("trimmed", fraction)._score_func
+    assert np.isclose(scorer(y_true, blown, trim_fraction=fraction),
+                      scorer(y_true, y_pred, trim_fraction=fraction))  # fmt: skip
+    r2 = np.sort((y_true - y_pred) ** 2)[: 50 - n_out]
+    assert np.isclose(scorer(y_true, y_pred, trim_fraction=fraction), r2.mean())
+
+
+@pytest.mark.parametrize("scoring", ["trimmed", "median"])
+def test_robust_criteria_run_in_the_search(scoring):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = X @ [1.0, -2.0] + 0.1 * rng.normal(size=60)
+    search = make_huber_baseline([1.35, 10.0], cv=3, scoring=scoring).fit(X, y)
+    assert search.best_params_["epsilon"] in (1.35, 10.0)
+    assert np.isfinite(search.best_score_)
+
+
+def test_trim_fraction_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="trim_fraction"):
+        make_huber_baseline(scoring="trimmed", trim_fraction=1.0)
