@@ -301,6 +301,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         # Everything runs in the data's frame (see skpoison.defenses._linear):
         # data at any scale, with any offsets, gives the same groups' residuals.
         frame, Xf, yf = LinearFrame.from_data(X, y)
+        loss_scale = frame.squared_scale()
         Theta = _group_fits(Xf, yf, groups).T  # (d+1, N)
 
         refit = _Refit(Xf, yf, n_keep, frame.x_scale)
@@ -339,7 +340,6 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.intercept_ = float(theta[d])
         self.inlier_mask_ = mask
         with np.errstate(under="ignore", over="ignore"):
-            loss_scale = np.float64(frame.y_scale) ** 2
             self.scores_ = squared_residuals(Xf, yf, theta_f) * loss_scale
             self.group_losses_ = losses * loss_scale
         self.n_groups_ = n_groups

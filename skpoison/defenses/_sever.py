@@ -283,6 +283,12 @@ class SeverFilter(BaseDefense):
             # The least-squares fits run in the data's frame (see
             # skpoison.defenses._linear); the scores use the original units.
             frame, Xf, yf = LinearFrame.from_data(X, y)
+            # The scores' (d+1)^2 moments square r_i x_i (r scaled to order 1).
+            if not float(np.abs(X).max()) < 1e150:
+                raise ValueError(
+                    "X is too large for SEVER's gradient moments in float64: "
+                    "their squares overflow. Standardise (or rescale) X first."
+                )
             gram = (gram_statistics(Xf, yf), frame, Xf, yf)
 
         for t, n_remove in enumerate(counts):

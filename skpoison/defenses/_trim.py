@@ -140,7 +140,7 @@ class _GramEngine:
     def __init__(self, X, y, ridge, template):
         self.frame, self.X, self.y = LinearFrame.from_data(X, y)
         self.ridge, self.template = ridge, template
-        self.loss_scale = np.float64(self.frame.y_scale) ** 2
+        self.loss_scale = self.frame.squared_scale()
         self._full = None
         # |z_i|^2 + y_i^2 per row: the size of what an update adds or removes.
         self.row_size = np.einsum("ij,ij->i", self.X, self.X) + 1.0 + self.y**2
