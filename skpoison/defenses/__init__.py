@@ -9,6 +9,7 @@ from ._bayesclean import BayesCleanFilter
 from ._defended import DefendedRegressor
 from ._duti import DutiFilter
 from ._huber import make_huber_baseline
+from ._itrim import ITrimRegressor
 from ._proda import ProdaRegressor, proda_n_groups
 from ._sever import SeverFilter
 from ._trim import TrimRegressor
@@ -18,6 +19,7 @@ __all__ = [
     "BayesCleanFilter",
     "DefendedRegressor",
     "DutiFilter",
+    "ITrimRegressor",
     "ProdaRegressor",
     "SeverFilter",
     "make_huber_baseline",

@@ -39,3 +39,9 @@ def clean_data():
     X, y = make_poisoning_regression_1d(300, random_state=0)
     X_test, y_test = make_poisoning_regression_1d(2000, random_state=1)
     return X, y, X_test, y_test
+
+
+@pytest.fixture
+def make_outliers():
+    """``make_outlier_data`` itself, for tests that vary its arguments."""
+    return make_outlier_data
