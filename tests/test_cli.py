@@ -285,3 +285,16 @@ def test_a_pandas_index_column_is_dropped_with_a_note(tmp_path, capsys):
     assert "dropped the first column" in capsys.readouterr().err
     cols = ["ratio", "defense", "test_nmse"]
     pd.testing.assert_frame_equal(results[0][cols], results[1][cols])
+
+
+def test_defenses_beyond_the_papers_run_by_name(tmp_path):
+    from skpoison.cli import _defense_list
+
+    assert "itrim" in _defense_list(["all"])
+    args = ["evaluate", "--dataset", "synthetic", "--reps", "1", "--alphas", "1",
+            "--ratios", "0", "0.1", "--defenses", "none", "itrim",
+            "--n-outer-steps", "2", "--no-progress", "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(df["defense"]) == {"none", "itrim"}

@@ -23,6 +23,9 @@ name                      estimator
                           ``|y| <= |mu + c1 sigma|`` (``rule="paper"``)
 ``"trim"``                :class:`~skpoison.defenses.TrimRegressor` around the
                           victim, 40% rejected
+``"itrim"``               :class:`~skpoison.defenses.ITrimRegressor` (up to 40%,
+                          steps of 2%; it selects with closed-form least
+                          squares), then the victim
 ``"sever"``               :class:`~skpoison.defenses.SeverFilter` on the victim
                           (40% in 4 rounds), then the victim
 ``"proda"``               :class:`~skpoison.defenses.ProdaRegressor` (groups of
@@ -202,6 +205,15 @@ def _trim(victim):
     return TrimRegressor(estimator=victim, reject_fraction=_REJECT_FRACTION)
 
 
+def _itrim(victim):
+    from ..defenses import DefendedRegressor, ITrimRegressor
+
+    # iTrim runs TRIM once per grid fraction: it selects on TRIM's closed-form
+    # least-squares path, and the victim is trained on the points it keeps.
+    itrim = ITrimRegressor(max_poison_fraction=_REJECT_FRACTION)
+    return DefendedRegressor(itrim, victim)
+
+
 def _sever(victim):
     from ..defenses import DefendedRegressor, SeverFilter
 
@@ -240,6 +252,7 @@ _BUILDERS = {
     "bayesclean": lambda victim: _bayesclean(victim, "residual"),
     "bayesclean_paper": lambda victim: _bayesclean(victim, "paper"),
     "trim": _trim,
+    "itrim": _itrim,
     "sever": _sever,
     "proda": _proda,
     "duti": _duti,

@@ -38,6 +38,8 @@ def test_every_name_builds_a_regressor_that_fits(name, data):
         assert mask is not None and mask.dtype == bool
     if name in {"trim", "sever", "proda", "duti"}:
         assert mask.sum() == 120 - 48  # 40% rejected, as in the paper
+    if name == "itrim":  # estimates the fraction: all 10 outliers, few others
+        assert not mask[:10].any() and mask.sum() >= 120 - 48
 
 
 def test_the_victim_is_what_is_trained_on_the_kept_points(data):
