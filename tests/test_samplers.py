@@ -9,10 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skpoison.attacks import OptPPoisoner, StealthyPoisoner
+from skpoison.attacks import (
+    FlipPoisoner,
+    NoisePoisoner,
+    OptPPoisoner,
+    StatPPoisoner,
+    StealthyPoisoner,
+)
 from skpoison.defenses import (
     BayesCleanFilter,
     DutiFilter,
+    ITrimRegressor,
     ProdaRegressor,
     SeverFilter,
     TrimRegressor,
@@ -27,7 +34,11 @@ SAMPLERS = {
         lambda: OptPPoisoner(0.1, max_iter=3, random_state=0),
         lambda X, y: {},
     ),
+    "FlipPoisoner": (lambda: FlipPoisoner(0.1, random_state=0), lambda X, y: {}),
+    "StatPPoisoner": (lambda: StatPPoisoner(0.1, random_state=0), lambda X, y: {}),
+    "NoisePoisoner": (lambda: NoisePoisoner(0.1, random_state=0), lambda X, y: {}),
     "BayesCleanFilter": (BayesCleanFilter, lambda X, y: {}),
+    "ITrimRegressor": (ITrimRegressor, lambda X, y: {}),
     "TrimRegressor": (lambda: TrimRegressor(reject_fraction=0.1), lambda X, y: {}),
     "SeverFilter": (lambda: SeverFilter(reject_fraction=0.1), lambda X, y: {}),
     "ProdaRegressor": (

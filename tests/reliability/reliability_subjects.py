@@ -109,6 +109,12 @@ def _trim(**kw):
     return TrimRegressor(**{"reject_fraction": 0.2, **kw})
 
 
+def _itrim(**kw):
+    from skpoison.defenses import ITrimRegressor
+
+    return ITrimRegressor(**{"max_poison_fraction": 0.2, "step": 0.05, **kw})
+
+
 def _sever(**kw):
     from skpoison.defenses import SeverFilter
 
@@ -159,6 +165,18 @@ def _attack(**kw):
         random_state=0,
     )
     return StealthyPoisoner(**{**params, **kw})
+
+
+def _baseline(name):
+    """A factory of the baseline attack ``name`` (Flip, StatP, noise)."""
+
+    def factory(**kw):
+        from skpoison import attacks
+
+        params = {"poison_fraction": 0.1, "random_state": 0, **kw}
+        return getattr(attacks, name)(**params)
+
+    return factory
 
 
 def _attack_outputs(att, X):
@@ -222,6 +240,13 @@ ESTIMATORS = [
         random=True,
     ),
     Subject(
+        "ITrimRegressor",
+        _fit(_itrim),
+        _predict_outputs(("inlier_mask_", "scores_")),
+        min_samples=2,
+        random=True,
+    ),
+    Subject(
         "SeverFilter", _fit(_sever), _defense_outputs(), min_samples=2, random=True
     ),
     Subject(
@@ -247,6 +272,10 @@ ESTIMATORS = [
         min_samples=8,
         random=True,
         torch=True,
+    ),
+    *(
+        Subject(name, _fit(_baseline(name)), _attack_outputs, random=True)
+        for name in ("FlipPoisoner", "StatPPoisoner", "NoisePoisoner")
     ),
     Subject(
         "PaperStandardizer", _fit_standardizer, _standardizer_outputs, min_samples=1
