@@ -55,6 +55,8 @@ __all__ = ["ITrimRegressor"]
 def _reject_counts(n: int, max_fraction: float, step: float) -> np.ndarray:
     """Distinct ``floor(eps * n)`` over ``eps = 0, step, ...`` up to
     ``max_fraction``, leaving at least one point."""
+    # The slack keeps grid points that are exact in decimal (0.3 / 0.02 = 15,
+    # 0.06 * 50 = 3) from falling one short through binary rounding.
     n_steps = int(np.floor(max_fraction / step + 1e-9))
     fractions = step * np.arange(n_steps + 1)
     counts = np.floor(fractions * n + 1e-9).astype(np.intp)
