@@ -293,8 +293,10 @@ def test_defenses_beyond_the_papers_run_by_name(tmp_path):
     assert "itrim" in _defense_list(["all"])
     args = ["evaluate", "--dataset", "synthetic", "--reps", "1", "--alphas", "1",
             "--ratios", "0", "0.1", "--defenses", "none", "itrim",
+            "--attacks", "flip", "noise",
             "--n-outer-steps", "2", "--no-progress", "--out",
             str(tmp_path / "out")]  # fmt: skip
     assert main(args) == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(df["defense"]) == {"none", "itrim"}
+    assert set(df["attack"]) == {"flip", "noise"}

@@ -3,7 +3,11 @@
 Attacks (:func:`build_attack`): ``"stealthy"`` is
 :class:`~skpoison.attacks.StealthyPoisoner` with Table II's settings for the
 dataset and model (``attack_params`` of
-:func:`~skpoison.evaluation.poisoning_curve` override them). Besides names,
+:func:`~skpoison.evaluation.poisoning_curve` override them). ``"statp"``,
+``"flip"`` and ``"noise"`` are :class:`~skpoison.attacks.StatPPoisoner`,
+:class:`~skpoison.attacks.FlipPoisoner` and
+:class:`~skpoison.attacks.NoisePoisoner` with their defaults (the box is the
+clean training set's range; ``attack_params`` do not apply). Besides names,
 any attack object (a :class:`~skpoison.attacks.BasePoisoner`) is accepted and
 used with its own settings; the study sets only what its protocol decides
 (``poison_fraction``, ``random_state`` and, where the attack has them,
@@ -80,13 +84,26 @@ def _stealthy(model: str, attack_params: dict):
     return StealthyPoisoner(model=model, **attack_params)
 
 
+def _baseline(name: str):
+    """Builder of a baseline attack: it has no settings from Table II."""
+
+    def build(model: str, attack_params: dict):
+        from .. import attacks
+
+        return getattr(attacks, name)()
+
+    return build
+
+
 # name -> builder(model, attack_params) -> unfitted attack. ``attack_params``
 # are the stealthy attack's Table II settings (with the user's overrides); a
 # builder uses what applies to its attack. New attacks register here:
-# "optp" (OptPPoisoner), "statp" (StatPPoisoner), "flip" (FlipPoisoner),
-# "noise" (the uniform-noise baseline).
+# "optp" (OptPPoisoner).
 _ATTACK_BUILDERS = {
     "stealthy": _stealthy,
+    "statp": _baseline("StatPPoisoner"),
+    "flip": _baseline("FlipPoisoner"),
+    "noise": _baseline("NoisePoisoner"),
 }
 
 #: The attacks :func:`build_attack` knows by name.

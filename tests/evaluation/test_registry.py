@@ -5,8 +5,15 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, Ridge
 
+from skpoison.attacks import FlipPoisoner, NoisePoisoner, StatPPoisoner
 from skpoison.defenses import BayesCleanFilter, DefendedRegressor, TrimRegressor
-from skpoison.evaluation import DEFENSE_NAMES, build_defense, n_trusted_items
+from skpoison.evaluation import (
+    DEFENSE_NAMES,
+    build_attack,
+    build_defense,
+    n_trusted_items,
+    poisoning_curve,
+)
 from skpoison.evaluation._registry import inlier_mask
 from skpoison.models import TorchLinearRegressor
 
@@ -89,3 +96,27 @@ def test_trusted_items_follow_the_paper():
     assert n_trusted_items(None, 10_000, 3000) == 300
     assert n_trusted_items(None, 10, 3) == 2
     assert n_trusted_items(None, 100_000, 50) == 50
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [("statp", StatPPoisoner), ("flip", FlipPoisoner), ("noise", NoisePoisoner)],
+)
+def test_baseline_attacks_by_name(name, cls):
+    # The stealthy attack's Table II settings do not apply to them.
+    attack = build_attack(name, attack_params={"n_outer_steps": 5})
+    assert type(attack) is cls and attack.get_params() == cls().get_params()
+
+
+def test_baseline_attacks_and_itrim_in_a_curve():
+    df = poisoning_curve(
+        "synthetic", attacks=["flip", "statp", "noise"], ratios=[0.0, 0.2],
+        defenses=["none", "itrim"], n_repetitions=1,
+    )  # fmt: skip
+    assert set(df["attack"]) == {"flip", "statp", "noise"} and set(df["alpha"]) == {1}
+    nmse = df.set_index(["attack", "ratio", "defense"])["test_nmse"]
+    for attack in ("flip", "statp", "noise"):
+        assert nmse[attack, 0.2, "none"] > nmse[attack, 0.0, "none"]
+    for attack in ("flip", "statp"):  # far-end targets: iTrim removes them
+        assert nmse[attack, 0.2, "itrim"] < nmse[attack, 0.2, "none"]
+        assert nmse[attack, 0.2, "none"] > nmse["noise", 0.2, "none"]
