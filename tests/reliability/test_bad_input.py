@@ -186,24 +186,9 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {}
 #: Known bugs inside the hypothesis domain: subject -> (predicate(X, y), reason).
 #: Examples where the predicate holds are skipped (``assume``) so the property
 #: keeps testing everything else; each has a strict-xfail example below.
-KNOWN_BUG_DOMAINS = {
-    # Unscaled data near 1e100 (a lone row far from the rest): the least-squares
-    # solution of TRIM's Gram path is so large that its squared residuals
-    # overflow (RuntimeWarning). TrimRegressor shares the core; iTrim's grid of
-    # TRIM runs meets such a kept set where a single TRIM run may not.
-    "ITrimRegressor": (
-        lambda X, y: max(np.abs(X).max(initial=0), np.abs(y).max(initial=0)) > 1e50,
-        "TRIM's squared residuals overflow on data beyond 1e50",
-    ),
-}
+KNOWN_BUG_DOMAINS = {}
 
-KNOWN_BUG_EXAMPLES: list = [
-    # The example hypothesis found (see KNOWN_BUG_DOMAINS["ITrimRegressor"]).
-    (
-        "ITrimRegressor",
-        lambda: (np.array([[1e100]] + [[3.24551137e12]] * 7), np.full(8, 1e100)),
-    ),
-]
+KNOWN_BUG_EXAMPLES: list = []
 
 #: Examples of bugs this suite found and that are fixed: each must now give a
 #: finite result (regression tests; they were strict xfails above).
