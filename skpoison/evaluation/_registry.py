@@ -95,12 +95,26 @@ def _baseline(name: str):
     return build
 
 
+def _optp(model: str, attack_params: dict):
+    """Jagielski et al.'s OptP: it attacks the converged least-squares victim.
+
+    For a scikit-learn victim by name (``"ridge"``, ...) it attacks that
+    estimator (default penalty); for the GD victims (``"linear"``, ``"mlp"``)
+    ordinary least squares, OptP's own threat model.
+    """
+    from ..attacks import OptPPoisoner
+
+    if model in SKLEARN_VICTIMS:
+        return OptPPoisoner(model=make_sklearn_victim(model))
+    return OptPPoisoner()
+
+
 # name -> builder(model, attack_params) -> unfitted attack. ``attack_params``
 # are the stealthy attack's Table II settings (with the user's overrides); a
-# builder uses what applies to its attack. New attacks register here:
-# "optp" (OptPPoisoner).
+# builder uses what applies to its attack. New attacks register here.
 _ATTACK_BUILDERS = {
     "stealthy": _stealthy,
+    "optp": _optp,
     "statp": _baseline("StatPPoisoner"),
     "flip": _baseline("FlipPoisoner"),
     "noise": _baseline("NoisePoisoner"),

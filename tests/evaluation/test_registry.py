@@ -120,3 +120,26 @@ def test_baseline_attacks_and_itrim_in_a_curve():
     for attack in ("flip", "statp"):  # far-end targets: iTrim removes them
         assert nmse[attack, 0.2, "itrim"] < nmse[attack, 0.2, "none"]
         assert nmse[attack, 0.2, "none"] > nmse["noise", 0.2, "none"]
+
+
+def test_optp_by_name_attacks_the_study_victim():
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    from skpoison.attacks import OptPPoisoner
+
+    ols = build_attack("optp", attack_params={"n_outer_steps": 5})
+    assert type(ols) is OptPPoisoner and ols.model is None  # OLS, OptP's own
+    ridge = build_attack("optp", model="ridge")
+    assert isinstance(ridge.model, Ridge) and not isinstance(
+        ridge.model, LinearRegression
+    )
+
+
+def test_optp_in_a_curve_raises_the_undefended_error():
+    df = poisoning_curve(
+        "synthetic", attacks=["optp"], ratios=[0.0, 0.2], defenses=["none"],
+        n_repetitions=1,
+    )  # fmt: skip
+    nmse = df.set_index(["ratio", "defense"])["test_nmse"]
+    assert set(df["attack"]) == {"optp"}
+    assert nmse[0.2, "none"] > nmse[0.0, "none"]
