@@ -257,6 +257,10 @@ def test_decisions_do_not_depend_on_units_or_origins(
         # origin and the sign of y, only its scale is free.
         sign, b = 1.0, 0.0
     a = sign * 10.0**log_a
+    # The offset of y in units of its new spread, like c for X (an offset of
+    # 1e4 at a = 1e-5 would be 1e9 spreads: rounding a * y + b alone then
+    # moves y by ~1e-7 of its spread).
+    b = abs(a) * b
     D = 10.0 ** np.asarray(log_d)
     base = BayesCleanFilter(rule=rule).fit(X, y)
     moved = BayesCleanFilter(rule=rule).fit(X * D + np.multiply(c, D), a * y + b)
