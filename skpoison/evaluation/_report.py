@@ -1,9 +1,11 @@
-"""Summaries of a poisoning study: mean +- std, medians, diverged counts, Markdown.
+"""Summaries of a poisoning study: means with 95 % intervals, medians, best defenses.
 
 Diverged rows (``diverged=True``) carry no NMSE; they are counted, and left
-out of the means, standard deviations and medians. Medians sit next to means
-because one near-divergent run (a finite but huge NMSE) can move a mean of ten
+out of the means, intervals and medians. Medians sit next to means because
+one near-divergent run (a finite but huge NMSE) can move a mean of ten
 repetitions by orders of magnitude while the median shows the typical run.
+Intervals are Student t over repetitions and "best" is a paired Wilcoxon
+test with Holm's correction (:mod:`skpoison.evaluation._stats`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,26 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._stats import CONFIDENCE, best_defense, mean_interval
+
 __all__ = ["summarize", "write_report"]
 
 _KEYS = ["dataset", "model", "attack", "alpha", "ratio", "defense"]
+_VALUES = ["test_nmse", "defense_gain", "poison_rejected", "clean_rejected"]
 
 
 def _keys(results) -> list[str]:
     # Tables written before the evaluation took several attacks have no
     # ``attack`` column: they hold the stealthy attack only.
     return [k for k in _KEYS if k != "attack" or "attack" in results.columns]
+
+
+def low(values):  # the names become the summary's column suffixes
+    return mean_interval(values.to_numpy(dtype=float)).low
+
+
+def high(values):
+    return mean_interval(values.to_numpy(dtype=float)).high
 
 
 def curves(results, *, alpha_name: str = "alpha"):
@@ -61,8 +74,9 @@ def summarize(results):
         One row per dataset x model x attack x alpha x ratio x defense with ``n_runs``,
         ``n_diverged`` and, for ``test_nmse``, ``defense_gain``,
         ``poison_rejected`` and ``clean_rejected``, the ``_mean``, ``_std``
-        (sample standard deviation; NaN for a single run) and ``_median`` over
-        the runs that did not diverge.
+        (sample standard deviation; NaN for a single run), ``_median`` and the
+        bounds ``_low``, ``_high`` of the 95 % Student t interval of the mean
+        (NaN for a single run) over the runs that did not diverge.
 
     Examples
     --------
@@ -75,15 +89,13 @@ def summarize(results):
     >>> row = s.iloc[0]
     >>> int(row.n_runs), int(row.n_diverged), float(row.test_nmse_mean)
     (3, 1, 2.0)
-    >>> float(row.test_nmse_median)
-    2.0
+    >>> float(row.test_nmse_median), round(float(row.test_nmse_high), 2)
+    (2.0, 14.71)
     """
     keys = _keys(results)
     ok = results[~results["diverged"].astype(bool)]
     grouped = ok.groupby(keys, sort=False, observed=True)
-    stats = grouped[
-        ["test_nmse", "defense_gain", "poison_rejected", "clean_rejected"]
-    ].agg(["mean", "std", "median"])
+    stats = grouped[_VALUES].agg(["mean", "std", "median", low, high])
     stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
     counts = results.groupby(keys, sort=False, observed=True).agg(
         n_runs=("diverged", "size"), n_diverged=("diverged", "sum")
@@ -100,11 +112,16 @@ def _fmt(value, digits=3) -> str:
 
 
 def _cell(row, col, digits=3, percent=False) -> str:
-    mean, std, med = (row[f"{col}_{s}"] for s in ("mean", "std", "median"))
     scale = 100.0 if percent else 1.0
+    mean, low, high, med = (
+        scale * row[f"{col}_{s}"] for s in ("mean", "low", "high", "median")
+    )
     if mean is None or math.isnan(mean):
         return "-"
-    text = f"{_fmt(mean * scale, digits)} ± {_fmt(std * scale, 2)} ({_fmt(med * scale, digits)})"
+    text = (
+        f"{_fmt(mean, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}] "
+        f"({_fmt(med, digits)})"
+    )
     if row["n_diverged"]:
         text += f" [{row['n_diverged']} div.]"
     return text
@@ -128,7 +145,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _pivot_table(summary, column, *, row_key, col_key, percent=False, digits=3):
+def _pivot_table(
+    summary, column, *, row_key, col_key, percent=False, digits=3, best=None
+):
     cols = list(dict.fromkeys(summary[col_key]))
     rows = []
     for rv, part in summary.groupby(row_key, sort=True):
@@ -140,11 +159,61 @@ def _pivot_table(summary, column, *, row_key, col_key, percent=False, digits=3):
                 _cell(by_col[c], column, digits, percent) if c in by_col else "-"
                 for c in cols
             ]
+            + ([best.get(rv, "-")] if best is not None else [])
         )
     header = [row_key] + [
         f"{col_key}={c}" if col_key == "alpha" else str(c) for c in cols
     ]
+    if best is not None:
+        header.append("best (paired test)")
     return markdown_table(header, rows)
+
+
+def format_best(best) -> str:
+    """A :class:`~skpoison.evaluation._stats.BestDefense` as a table cell.
+
+    Examples
+    --------
+    >>> from skpoison.evaluation._stats import BestDefense
+    >>> format_best(BestDefense("trim", "trim", {}, {}, 0.0123, 10))
+    'trim (p = 0.012, n = 10)'
+    >>> format_best(BestDefense(None, "trim", {}, {}, 0.3, 10))
+    'no winner (leader trim, p = 0.3, n = 10)'
+    """
+    if best.leader is None:
+        return "no complete repetition"
+    p = f"p = {best.pvalue:.2g}, n = {best.n}"
+    return (
+        f"{best.winner} ({p})"
+        if best.winner
+        else f"no winner (leader {best.leader}, {p})"
+    )
+
+
+def _same_curve(results, part):
+    # The rows of ``results`` on the curve (attack and alpha) of ``part``.
+    mask = results["alpha"] == part["alpha"].iloc[0]
+    if "attack" in part.columns and "attack" in results.columns:
+        mask &= results["attack"] == part["attack"].iloc[0]
+    return results[mask]
+
+
+def best_by_ratio(results, column: str = "defense_gain") -> dict:
+    """Per ratio, the best defense of one curve's rows by :func:`best_defense`.
+
+    ``results`` holds one dataset, model, attack and alpha; ``"none"`` (the
+    reference of the gain) takes no part. Scores are paired by repetition.
+    """
+    defended = results[results["defense"] != "none"]
+    out = {}
+    for ratio, part in defended.groupby("ratio", sort=True):
+        wide = part.pivot_table(
+            index="repetition", columns="defense", values=column, dropna=False
+        )
+        if wide.shape[1] >= 2:
+            best = best_defense({d: wide[d].to_numpy() for d in wide.columns})
+            out[ratio] = format_best(best)
+    return out
 
 
 def write_report(
@@ -163,8 +232,10 @@ def write_report(
     per attack and alpha when the study compares attacks), the defense gain
     per ratio and defense for each attack and alpha (Figs. 6, 7, 10), and the
     fraction of poison points each defense rejected. Each cell is
-    ``mean ± std (median)`` over repetitions, with ``[k div.]`` when ``k`` runs
-    diverged.
+    ``mean [low, high] (median)`` over repetitions, the bracket a 95 % Student
+    t interval, with ``[k div.]`` when ``k`` runs diverged; each gain table
+    ends with the best defense per ratio by a paired test
+    (:func:`best_by_ratio`), within its attack and alpha.
 
     Parameters
     ----------
@@ -200,7 +271,9 @@ def write_report(
     >>> text = write_report(df, path, title="Demo")
     >>> print(text.splitlines()[0])
     # Demo
-    >>> "| 10% | 55.6 ± - (55.6) |" in text
+    >>> "| 10% | 55.6 [-, -] (55.6) | no winner (leader trim, p = nan, n = 1) |" in text
+    False
+    >>> "| 10% | 55.6 [-, -] (55.6) | - |" in text
     True
     """
     summary = summarize(results)
@@ -239,9 +312,15 @@ def write_report(
     if notes:
         parts += [notes, ""]
     parts += [
-        "Cells: mean ± std (median) over repetitions; diverged runs are counted "
+        f"Cells: mean [{100 * CONFIDENCE:g}% confidence interval] (median) over "
+        f"the {reps} repetitions (Student t interval); diverged runs are counted "
         "(`[k div.]`) and left out of the statistics. NMSE on the standardised "
-        "targets (Eq. 7); defense gain in percent against no defense (Eq. 8).",
+        "targets (Eq. 7); defense gain in percent against no defense (Eq. 8). "
+        "'best (paired test)': the defense with the highest mean gain, named a "
+        "winner only when a two-sided Wilcoxon signed-rank test over the same "
+        "repetitions finds it better than every other defense at 5% after "
+        "Holm's correction (p: the largest adjusted p-value; n: the repetitions "
+        "in which no defense diverged).",
         "",
     ]
     for fig in figures:
@@ -263,10 +342,18 @@ def write_report(
         defended = sub[sub["defense"] != "none"]
         if defended.empty:
             continue
+        raw = results[(results["dataset"] == dataset) & (results["model"] == model)]
         for label, part in curves(defended):
+            best = best_by_ratio(_same_curve(raw, part))
             parts += [f"### Defense gain [%], {label} (Figs. 6, 7, 10)", ""]
             parts += [
-                _pivot_table(part, "defense_gain", row_key="ratio", col_key="defense"),
+                _pivot_table(
+                    part,
+                    "defense_gain",
+                    row_key="ratio",
+                    col_key="defense",
+                    best=best,
+                ),
                 "",
             ]
         for label, part in curves(defended):

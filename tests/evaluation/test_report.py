@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 
 from skpoison.evaluation import plot_poisoning_curve, summarize, write_report
+from skpoison.evaluation._stats import mean_interval
 
 
-def _fake_results(seed=0):
+def _fake_results(seed=0, n_reps=3):
     """A study-shaped table with one diverged run."""
     rng = np.random.default_rng(seed)
     rows = []
-    for rep in range(3):
+    for rep in range(n_reps):
         for alpha in (1.0, 0.1):
             for ratio in (0.0, 0.15):
                 base = 0.3 + ratio * alpha * 5 + 0.01 * rng.normal()
@@ -48,7 +49,36 @@ def test_summary_counts_divergence_and_leaves_it_out():
     assert cell["test_nmse_mean"] == pytest.approx(ok["test_nmse"].mean())
     assert cell["test_nmse_median"] == pytest.approx(ok["test_nmse"].median())
     assert cell["test_nmse_std"] == pytest.approx(ok["test_nmse"].std())
+    ci = mean_interval(ok["test_nmse"])
+    assert (cell["test_nmse_low"], cell["test_nmse_high"]) == pytest.approx(
+        (ci.low, ci.high)
+    )
     assert s["n_diverged"].sum() == 1
+
+
+def _with_winner(n_reps, winner="trim", margin=30.0):
+    df = _fake_results(n_reps=n_reps)
+    rows = (df.defense == winner) & (df.ratio > 0) & ~df.diverged
+    df.loc[rows, "defense_gain"] += margin
+    return df
+
+
+@pytest.mark.parametrize("n_reps", [3, 8])
+def test_best_is_claimed_only_when_the_paired_test_says_so(tmp_path, n_reps):
+    text = write_report(_with_winner(n_reps), tmp_path / "r.md")
+    best = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| 15% |") and line.count("|") == 5
+    ][:2]
+    assert len(best) == 2
+    if n_reps >= 8:
+        cell = best[0].rsplit("|", 2)[1].strip()
+        assert cell.startswith("trim (p = ") and cell.endswith(f", n = {n_reps})")
+        assert float(cell.split("p = ")[1].split(",")[0]) < 0.05
+    else:
+        assert all("| no winner (leader trim, p = " in line for line in best)
+    assert f"over the {n_reps} repetitions" in text
 
 
 def test_report_has_the_tables(tmp_path):
@@ -61,7 +91,7 @@ def test_report_has_the_tables(tmp_path):
     assert "diverged runs: 1" in text and "[1 div.]" in text
     assert "Test NMSE without defense" in text
     assert text.count("### Defense gain") == 2
-    assert "| ratio | bayesclean | trim |" in text
+    assert "| ratio | bayesclean | trim | best (paired test) |" in text
     assert "| 15% |" in text
 
 
