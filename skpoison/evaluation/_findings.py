@@ -1,11 +1,11 @@
-"""The paper's qualitative findings, checked against measured results.
+"""The paper's qualitative findings, checked against measured results, with a test.
 
-:func:`paper_findings` takes the tables of a reproduction (one
+:func:`evaluate_findings` takes the tables of a reproduction (one
 :func:`poisoning_curve` table per dataset and model, and the Fig. 9 table of
-:func:`figure_9`) and writes, for each finding the paper states, what we
-measured and whether it agrees, by an explicit criterion printed next to the
-verdict. Every number is a mean over repetitions of the runs that did not
-diverge (medians are in each study's report).
+:func:`figure_9`) and returns, for each finding the paper states and each
+study it applies to, what we measured, the criterion, the statistic that
+decided, and a verdict: ``agree``, ``disagree`` or ``inconclusive``.
+:func:`paper_findings` renders them as Markdown.
 
 The findings (Sections IV-C and V-D, Fig. 9):
 
@@ -18,6 +18,23 @@ The findings (Sections IV-C and V-D, Fig. 9):
    beyond 20-30 % poisoning.
 5. Stealthier attacks (smaller alpha) are less effective but less detected.
 
+How a verdict is reached. The unit of evidence is the repetition (a random
+split, or a seed of Fig. 9): each criterion is reduced to one number per
+repetition (e.g. a defense's gain averaged over the ratios the claim is
+about; diverged runs left out of that average), so repetitions are
+independent and paired across defenses and alphas. A comparison ("A above
+B", "NMSE grows by more than 1.5 x") is a two-sided Wilcoxon signed-rank test
+of the per-repetition differences; it agrees when significant at 5 % in the
+paper's direction, disagrees when significant the other way, and is
+inconclusive otherwise. A sign ("the gain is negative") is decided by the 95 %
+t interval of the mean: wholly below or above zero, or straddling it. A
+finding made of several parts is the three-valued AND of its parts: it
+disagrees if any part does, agrees if all do, and is inconclusive otherwise.
+Comparisons of one defense with several others are Holm-adjusted. With fewer
+than :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions (6: below, no
+paired test can reach 5 %) every verdict is inconclusive, whatever the means
+say.
+
 BayesClean's two accept rules (the text's ``|y - mu| <= c1 sigma`` and
 Alg. 5's literal ``|y| <= |mu + c1 sigma|``) are compared side by side.
 """
@@ -25,28 +42,31 @@ Alg. 5's literal ``|y| <= |mu + c1 sigma|``) are compared side by side.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
+
+import numpy as np
 
 from ._report import markdown_table
+from ._stats import CONFIDENCE, MIN_REPETITIONS, holm, mean_interval, paired_test
 
-__all__ = ["paper_findings"]
+__all__ = ["Finding", "evaluate_findings", "paper_findings"]
 
 # The defenses of the paper's comparison (Fig. 10), BayesClean's literal rule aside.
 _OTHERS = ("trim", "sever", "proda", "duti", "huber")
-
-# Below this many repetitions (random splits) per study, the run-to-run spread
-# is not estimated well enough for a verdict to mean anything; the paper uses 10.
-_FEW_REPETITIONS = 5
+_LEVEL = 1 - CONFIDENCE
+AGREE, DISAGREE, INCONCLUSIVE = "agree", "disagree", "inconclusive"
 
 
-def _ok(df):
-    return df[~df["diverged"].astype(bool)]
+class Finding(NamedTuple):
+    """One of the paper's findings checked on one study."""
 
-
-def _mean_gain(df, **where):
-    sub = _ok(df)
-    for col, value in where.items():
-        sub = sub[sub[col].isin(value if isinstance(value, (list, tuple)) else [value])]
-    return float(sub["defense_gain"].mean()) if len(sub) else math.nan
+    key: str
+    claim: str
+    study: str
+    measured: str
+    criterion: str
+    evidence: str
+    verdict: str
 
 
 def _f(x, digits=1):
@@ -57,185 +77,334 @@ def _f(x, digits=1):
     )
 
 
-def _verdict(flag) -> str:
-    if flag is None:
-        return "n/a"
-    return "agree" if flag else "disagree"
+def _p(p):
+    return "n/a" if math.isnan(p) else f"{p:.2g}"
+
+
+def _ci(values, digits=1, scale=1.0):
+    m = mean_interval(np.asarray(values, dtype=float) * scale)
+    return f"{_f(m.mean, digits)} [{_f(m.low, digits)}, {_f(m.high, digits)}]"
+
+
+def _and(verdicts) -> str:
+    verdicts = list(verdicts)
+    if DISAGREE in verdicts:
+        return DISAGREE
+    return AGREE if verdicts and all(v == AGREE for v in verdicts) else INCONCLUSIVE
+
+
+def _direction(diff, what: str):
+    """Wilcoxon test of per-repetition differences expected to be positive."""
+    t = paired_test(diff, np.zeros(len(diff)))
+    verdict = INCONCLUSIVE
+    if t.pvalue < _LEVEL:
+        verdict = AGREE if t.mean_difference > 0 else DISAGREE
+    evidence = f"{what}: mean {_f(t.mean_difference, 2)}, p = {_p(t.pvalue)}"
+    return verdict, evidence
+
+
+def _sign(values):
+    """-1, +1 or 0: the 95 % interval of the mean below, above or around zero."""
+    m = mean_interval(values)
+    if m.high < 0:
+        return -1
+    return 1 if m.low > 0 else 0
+
+
+def _versus(target, scores):
+    """Holm-adjusted tests of ``target`` against each other entry of ``scores``.
+
+    Returns {other: +1 (target significantly higher), -1 (lower) or 0} and the
+    adjusted p-values.
+    """
+    others = [k for k in scores if k != target]
+    tests = [paired_test(scores[target], scores[k]) for k in others]
+    adjusted = holm([t.pvalue for t in tests]) if others else np.zeros(0)
+    signs = {
+        k: (int(np.sign(t.mean_difference)) if p < _LEVEL else 0)
+        for k, t, p in zip(others, tests, adjusted)
+    }
+    return signs, dict(zip(others, adjusted.tolist()))
+
+
+def _per_rep(df, value="defense_gain", unit="repetition", **where):
+    """One number per repetition: the mean of ``value`` over the selected rows.
+
+    Every repetition of ``df`` gets an entry (NaN if none of its selected rows
+    is finite), so results of different selections stay aligned.
+    """
+    units = np.sort(df[unit].unique())
+    sub = df[~df["diverged"].astype(bool)] if "diverged" in df else df
+    for col, wanted in where.items():
+        if callable(wanted):
+            sub = sub[wanted(sub[col])]
+        else:
+            wanted = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
+            sub = sub[sub[col].isin(list(wanted))]
+    return sub.groupby(unit)[value].mean().reindex(units).to_numpy(dtype=float)
+
+
+def _top(names, scores):
+    """The name with the highest mean score (diverged-only names last)."""
+
+    def mean(d):
+        m = mean_interval(scores[d]).mean
+        return -math.inf if math.isnan(m) else m
+
+    return max(names, key=mean)
+
+
+def _finding(key, claim, study, measured, criterion, parts, n):
+    verdicts, evidence = zip(*parts) if parts else ((), ())
+    evidence = "; ".join(evidence)
+    verdict = _and(verdicts)
+    if n < MIN_REPETITIONS:
+        verdict = INCONCLUSIVE
+        evidence = (
+            f"only {n} repetition(s) (< {MIN_REPETITIONS}: no paired test can "
+            f"reach 5%); {evidence}"
+        )
+    else:
+        evidence = f"n = {n}; {evidence}"
+    return Finding(key, claim, study, measured, criterion, evidence, verdict)
+
+
+def _poisoned(col):
+    return col > 0
 
 
 def _finding_fig9(fig9):
     if fig9 is None or fig9.empty:
-        return None
-    means = fig9.groupby(["defense", "ratio"])[["test_nmse", "poison_rejected"]].mean()
-    clean = float(fig9["clean_test_nmse"].mean())
-    seeds = fig9["random_state"].nunique() if "random_state" in fig9 else 1
-
-    def cell(defense, ratio, col):
-        try:
-            return float(means.loc[(defense, ratio), col])
-        except KeyError:
-            return math.nan
-
+        return []
+    unit = "random_state" if "random_state" in fig9 else "ratio_unit"
+    if unit == "ratio_unit":
+        fig9 = fig9.assign(ratio_unit=0)
     ratios = sorted(fig9["ratio"].unique())
-    parts = []
-    for d in ("trim", "bayesclean"):
-        parts.append(
-            f"{d}: test NMSE "
-            + ", ".join(f"{_f(cell(d, r, 'test_nmse'), 2)}" for r in ratios)
-            + " / poison rejected "
-            + ", ".join(
-                f"{_f(100 * cell(d, r, 'poison_rejected'), 0)}%" for r in ratios
-            )
-        )
     lo, hi = ratios[0], ratios[-1]
-    trim_breaks = cell("trim", hi, "test_nmse") > 1.5 * max(
-        cell("trim", lo, "test_nmse"), clean
-    )
-    bc_holds = cell("bayesclean", hi, "test_nmse") <= 1.5 * cell(
-        "bayesclean", lo, "test_nmse"
-    )
+
+    def nmse(defense, ratio):
+        return _per_rep(fig9, "test_nmse", unit, defense=defense, ratio=ratio)
+
+    clean = _per_rep(fig9, "clean_test_nmse", unit, defense="none", ratio=lo)
+    trim_lo, trim_hi = nmse("trim", lo), nmse("trim", hi)
+    bc_lo, bc_hi = nmse("bayesclean", lo), nmse("bayesclean", hi)
+    parts = [
+        _direction(trim_hi - 1.5 * np.maximum(trim_lo, clean), "TRIM breaks"),
+        _direction(1.5 * bc_lo - bc_hi, "BayesClean holds"),
+    ]
     measured = (
-        f"at {', '.join(f'{100 * r:g}%' for r in ratios)} over {seeds} seed(s) "
-        f"(clean model NMSE {_f(clean, 2)}): " + "; ".join(parts)
+        f"test NMSE at {100 * lo:g}% / {100 * hi:g}% (clean model {_ci(clean, 2)}): "
+        f"TRIM {_ci(trim_lo, 2)} / {_ci(trim_hi, 2)}; BayesClean {_ci(bc_lo, 2)} / "
+        f"{_ci(bc_hi, 2)}"
     )
     criterion = (
-        f"TRIM's NMSE at {100 * hi:g}% > 1.5 x its NMSE at {100 * lo:g}%, and "
-        f"BayesClean's at {100 * hi:g}% <= 1.5 x its NMSE at {100 * lo:g}%"
+        f"per seed, TRIM's NMSE at {100 * hi:g}% above 1.5 x max(its NMSE at "
+        f"{100 * lo:g}%, the clean model's), and BayesClean's at {100 * hi:g}% "
+        f"below 1.5 x its NMSE at {100 * lo:g}% (Wilcoxon on the differences)"
     )
     return [
-        "TRIM breaks above ~24% on the synthetic set, BayesClean holds to 30% (Fig. 9)",
-        measured,
-        criterion,
-        _verdict(trim_breaks and bc_holds),
+        _finding(
+            "fig9",
+            "TRIM breaks above ~24% on the synthetic set, BayesClean holds to 30% "
+            "(Fig. 9)",
+            "synthetic (Fig. 9)",
+            measured,
+            criterion,
+            parts,
+            fig9[unit].nunique(),
+        )
     ]
 
 
-def _finding_alpha01(studies):
-    rows = []
-    flags = []
-    for (dataset, model), df in studies.items():
-        if 0.1 not in set(df["alpha"]):
-            continue
-        names = [d for d in _OTHERS if d in set(df["defense"])]
-        poisoned = {
-            d: _mean_gain(df[df["ratio"] > 0], alpha=0.1, defense=d) for d in names
+def _names(df):
+    return [d for d in _OTHERS if d in set(df["defense"])]
+
+
+def _finding_alpha01(label, df):
+    if 0.1 not in set(df["alpha"]):
+        return []
+    names = _names(df)
+    gains = {d: _per_rep(df, alpha=0.1, defense=d, ratio=_poisoned) for d in names}
+    signs = {d: _sign(g) for d, g in gains.items()}
+    negative = sum(s < 0 for s in signs.values())
+    positive = sum(s > 0 for s in signs.values())
+    if negative > len(names) / 2:
+        verdict = AGREE
+    elif positive >= len(names) / 2:  # a majority of negatives is out of reach
+        verdict = DISAGREE
+    else:
+        verdict = INCONCLUSIVE
+    evidence = (
+        f"95% intervals: {negative} below 0, {positive} above 0, "
+        f"{len(names) - negative - positive} around 0"
+    )
+    return [
+        _finding(
+            "alpha01",
+            "At alpha = 0.1 most defenses have a negative defense gain",
+            label,
+            "mean gain % over ratios 7.5-45%: "
+            + ", ".join(f"{d} {_ci(g)}" for d, g in gains.items()),
+            "more than half of TRIM, SEVER, Proda, DUTI, Huber have a 95% interval "
+            "of the mean gain below 0 (disagree: half or more above 0)",
+            [(verdict, evidence)],
+            len(gains[names[0]]) if names else 0,
+        )
+    ]
+
+
+def _finding_huber(label, dataset, df):
+    names = _names(df)
+    if "huber" not in names or len(names) < 2:
+        return []
+    gains = {d: _per_rep(df, defense=d, ratio=_poisoned) for d in names}
+    signs, pvalues = _versus("huber", gains)
+    sign = _sign(gains["huber"])
+    lowest = all(s < 0 for s in signs.values())
+    poor = sign < 0 or lowest
+    not_poor = sign > 0 and any(s > 0 for s in signs.values())
+    if dataset == "appliances":
+        poor, not_poor = not_poor, poor
+    verdict = AGREE if poor else DISAGREE if not_poor else INCONCLUSIVE
+    evidence = (
+        f"Huber's interval {'below' if sign < 0 else 'above' if sign > 0 else 'around'}"
+        " 0; Huber vs others (Holm): "
+        + ", ".join(f"{d} p = {_p(p)}" for d, p in pvalues.items())
+    )
+    return [
+        _finding(
+            "huber",
+            "Huber performs poorly except on Appliances",
+            label,
+            "mean gain % over all alphas and ratios 7.5-45%: "
+            + ", ".join(f"{d} {_ci(g)}" for d, g in gains.items()),
+            "poor: Huber's mean gain significantly below 0 or below each of the "
+            "others (paired); not poor: above 0 and significantly above one other; "
+            "Appliances expects not poor",
+            [(verdict, evidence)],
+            len(gains["huber"]),
+        )
+    ]
+
+
+def _finding_bayesclean(label, df):
+    names = _names(df)
+    if "bayesclean" not in set(df["defense"]) or not names:
+        return []
+    low = {
+        d: _per_rep(df, alpha=1.0, defense=d, ratio=lambda r: (r > 0) & (r <= 0.15))
+        for d in ["bayesclean", *names]
+    }
+    best_other = _top(names, low)
+    parts = [
+        _direction(
+            low["bayesclean"] - low[best_other] + 10.0,
+            f"alpha=1, 7.5-15%: BayesClean + 10 - {best_other}",
+        )
+    ]
+    measured = [
+        f"alpha=1, 7.5-15%: BayesClean {_ci(low['bayesclean'])} vs {best_other} "
+        f"{_ci(low[best_other])}"
+    ]
+    for a in [a for a in (1.0, 0.3, 0.1) if a in set(df["alpha"])]:
+        high = {
+            d: _per_rep(df, alpha=a, defense=d, ratio=lambda r: r >= 0.3 - 1e-9)
+            for d in ["bayesclean", *names]
         }
-        negative = [d for d, g in poisoned.items() if g < 0]
-        flags.append(len(negative) > len(poisoned) / 2)
-        rows.append(
-            f"{dataset} ({model}): {len(negative)}/{len(poisoned)} negative ("
-            + ", ".join(f"{d} {_f(g)}%" for d, g in poisoned.items())
-            + ")"
+        signs, pvalues = _versus("bayesclean", high)
+        verdict = (
+            DISAGREE
+            if any(s < 0 for s in signs.values())
+            else AGREE
+            if all(s > 0 for s in signs.values())
+            else INCONCLUSIVE
         )
-    if not rows:
-        return None
+        worst = max(
+            (p for p in pvalues.values() if not math.isnan(p)), default=math.nan
+        )
+        parts.append((verdict, f"a={a:g}, 30-45%: largest Holm p = {_p(worst)}"))
+        top = _top(names, high)
+        measured.append(
+            f"a={a:g}, 30-45%: BayesClean {_ci(high['bayesclean'])} vs best other "
+            f"{top} {_ci(high[top])}"
+        )
     return [
-        "At alpha = 0.1 most defenses have a negative defense gain",
-        "; ".join(rows),
-        "more than half of TRIM, SEVER, Proda, DUTI, Huber have a negative mean "
-        "gain over ratios 7.5-45% (per dataset)",
-        _verdict(all(flags)) if all(flags) or not any(flags) else "partly",
+        _finding(
+            "bayesclean",
+            "BayesClean is competitive at alpha = 1 and better than the others "
+            "beyond 20-30%",
+            label,
+            "mean gain %: " + "; ".join(measured),
+            "at alpha=1 and 7.5-15% BayesClean's gain + 10 points above the best "
+            "other's (paired), and at 30-45% above each other defense (paired, Holm) "
+            "for each alpha (1, 0.3, 0.1)",
+            parts,
+            len(low["bayesclean"]),
+        )
     ]
 
 
-def _finding_huber(studies):
-    rows, flags = [], []
+def _finding_stealth(label, df):
+    alphas = sorted(set(df["alpha"]), reverse=True)
+    if len(alphas) < 2:
+        return []
+    big, small = alphas[0], alphas[-1]
+    filters = [*_OTHERS, "bayesclean"]
+    eff = {
+        a: _per_rep(df, "test_nmse", alpha=a, defense="none", ratio=_poisoned)
+        for a in (big, small)
+    }
+    det = {
+        a: _per_rep(df, "poison_rejected", alpha=a, defense=filters, ratio=_poisoned)
+        for a in (big, small)
+    }
+    parts = [
+        _direction(eff[big] - eff[small], "NMSE drop"),
+        _direction(det[big] - det[small], "detection drop"),
+    ]
+    return [
+        _finding(
+            "stealth",
+            "Stealthier attacks (smaller alpha) are less effective but less detected",
+            label,
+            f"alpha {big:g} / {small:g}, ratios 7.5-45%: no-defense NMSE "
+            f"{_ci(eff[big], 2)} / {_ci(eff[small], 2)}; poison rejected by the "
+            f"filters % {_ci(det[big], 0, 100)} / {_ci(det[small], 0, 100)}",
+            f"no-defense NMSE and fraction of poison rejected both lower at alpha "
+            f"{small:g} than at {big:g} (paired by repetition)",
+            parts,
+            len(eff[big]),
+        )
+    ]
+
+
+def evaluate_findings(studies: dict, fig9=None) -> list[Finding]:
+    """Each of the paper's findings on each study it applies to, with a verdict.
+
+    Parameters
+    ----------
+    studies : dict
+        ``{(dataset, model): results}``, each ``results`` a
+        :func:`~skpoison.evaluation.poisoning_curve` table.
+    fig9 : pandas.DataFrame, default=None
+        The table of :func:`~skpoison.evaluation.figure_9` (one or more seeds,
+        with a ``random_state`` column).
+
+    Returns
+    -------
+    findings : list of Finding
+        ``(key, claim, study, measured, criterion, evidence, verdict)``; the
+        verdict is ``"agree"``, ``"disagree"`` or ``"inconclusive"`` (see the
+        module docstring for how it is reached).
+    """
+    out = _finding_fig9(fig9)
     for (dataset, model), df in studies.items():
-        if "huber" not in set(df["defense"]):
-            continue
-        poisoned = df[df["ratio"] > 0]
-        names = [d for d in _OTHERS if d in set(df["defense"])]
-        gains = {d: _mean_gain(poisoned, defense=d) for d in names}
-        ranked = sorted(gains, key=lambda d: -gains[d])
-        rank = ranked.index("huber") + 1
-        rows.append(
-            f"{dataset} ({model}): Huber {_f(gains['huber'])}% "
-            f"(rank {rank}/{len(ranked)})"
-        )
-        poor = gains["huber"] < 0 or rank == len(ranked)
-        flags.append(not poor if dataset == "appliances" else poor)
-    if not rows:
-        return None
-    return [
-        "Huber performs poorly except on Appliances",
-        "mean gain over all alphas and ratios 7.5-45%: " + "; ".join(rows),
-        "Huber's mean gain < 0 or the lowest of the five, except on Appliances",
-        _verdict(all(flags)) if all(flags) or not any(flags) else "partly",
-    ]
-
-
-def _finding_bayesclean(studies):
-    rows, flags = [], []
-    for (dataset, model), df in studies.items():
-        if "bayesclean" not in set(df["defense"]):
-            continue
-        names = [d for d in _OTHERS if d in set(df["defense"])]
-        low = df[(df["ratio"] > 0) & (df["ratio"] <= 0.15)]
-        high = df[df["ratio"] >= 0.3 - 1e-9]
-        bc_low = _mean_gain(low, alpha=1.0, defense="bayesclean")
-        best_low = max(_mean_gain(low, alpha=1.0, defense=d) for d in names)
-        per_alpha = []
-        wins = 0
-        alphas = [a for a in (1.0, 0.3, 0.1) if a in set(df["alpha"])]
-        for a in alphas:
-            bc = _mean_gain(high, alpha=a, defense="bayesclean")
-            others = {d: _mean_gain(high, alpha=a, defense=d) for d in names}
-            best = max(others, key=lambda d: others[d])
-            win = bc >= others[best]
-            wins += win
-            per_alpha.append(
-                f"a={a:g}: {_f(bc)}% vs best other {best} {_f(others[best])}%"
-            )
-        competitive = bc_low >= best_low - 10.0
-        flags.append(competitive and wins == len(alphas))
-        rows.append(
-            f"{dataset} ({model}): at alpha=1, ratios 7.5-15%: BayesClean "
-            f"{_f(bc_low)}% vs best "
-            f"other {_f(best_low)}%; ratios 30-45%: " + ", ".join(per_alpha)
-        )
-    if not rows:
-        return None
-    return [
-        "BayesClean is competitive at alpha = 1 and better than the others beyond 20-30%",
-        "; ".join(rows),
-        "at alpha=1 and 7.5-15% within 10 points of the best other defense, and the "
-        "highest mean gain at 30-45% for each alpha (1, 0.3, 0.1)",
-        _verdict(all(flags)) if all(flags) or not any(flags) else "partly",
-    ]
-
-
-def _finding_stealth(studies):
-    rows, flags = [], []
-    for (dataset, model), df in studies.items():
-        alphas = sorted(set(df["alpha"]), reverse=True)
-        if len(alphas) < 2:
-            continue
-        poisoned = _ok(df[df["ratio"] > 0])
-        none = (
-            poisoned[poisoned["defense"] == "none"].groupby("alpha")["test_nmse"].mean()
-        )
-        filters = poisoned[poisoned["defense"].isin([*_OTHERS, "bayesclean"])]
-        detected = filters.groupby("alpha")["poison_rejected"].mean()
-        eff = [none.get(a, math.nan) for a in alphas]
-        det = [detected.get(a, math.nan) for a in alphas]
-        flags.append(eff[0] > eff[-1] and det[0] > det[-1])
-        rows.append(
-            f"{dataset} ({model}): alpha "
-            + "/".join(f"{a:g}" for a in alphas)
-            + ": NMSE (no defense) "
-            + "/".join(_f(v, 2) for v in eff)
-            + ", poison rejected "
-            + "/".join(f"{_f(100 * v, 0)}%" for v in det)
-        )
-    if not rows:
-        return None
-    return [
-        "Stealthier attacks (smaller alpha) are less effective but less detected",
-        "means over ratios 7.5-45% and filtering defenses: " + "; ".join(rows),
-        "no-defense NMSE and fraction of poison rejected both lower at the smallest "
-        "alpha than at alpha = 1",
-        _verdict(all(flags)) if all(flags) or not any(flags) else "partly",
-    ]
+        label = f"{dataset} ({model})"
+        out += _finding_alpha01(label, df)
+        out += _finding_huber(label, dataset, df)
+        out += _finding_bayesclean(label, df)
+        out += _finding_stealth(label, df)
+    return out
 
 
 def _bayesclean_rules(studies):
@@ -246,13 +415,22 @@ def _bayesclean_rules(studies):
         for a in sorted(set(df["alpha"]), reverse=True):
             row = [f"{dataset} ({model})", f"{a:g}"]
             for d in ("bayesclean", "bayesclean_paper"):
-                sub = _ok(
-                    df[(df["defense"] == d) & (df["alpha"] == a) & (df["ratio"] > 0)]
-                )
                 row += [
-                    _f(sub["defense_gain"].mean()),
-                    _f(100 * sub["poison_rejected"].mean(), 0),
-                    _f(100 * sub["clean_rejected"].mean(), 0),
+                    _ci(_per_rep(df, alpha=a, defense=d, ratio=_poisoned)),
+                    _ci(
+                        _per_rep(
+                            df, "poison_rejected", alpha=a, defense=d, ratio=_poisoned
+                        ),
+                        0,
+                        100,
+                    ),
+                    _ci(
+                        _per_rep(
+                            df, "clean_rejected", alpha=a, defense=d, ratio=_poisoned
+                        ),
+                        0,
+                        100,
+                    ),
                 ]
             lines.append(row)
     if not lines:
@@ -270,20 +448,22 @@ def _bayesclean_rules(studies):
     return markdown_table(header, lines)
 
 
-def _few_repetitions_caveat(studies) -> str:
+def _few_repetitions_caveat(studies, fig9) -> str:
     reps = [df["repetition"].nunique() for df in studies.values() if "repetition" in df]
-    if not reps or min(reps) >= _FEW_REPETITIONS:
+    if fig9 is not None and not fig9.empty:
+        reps.append(fig9["random_state"].nunique() if "random_state" in fig9 else 1)
+    if not reps or min(reps) >= MIN_REPETITIONS:
         return ""
     return (
         f"**Caveat: {min(reps)} repetition(s) settle nothing.** With fewer than "
-        f"{_FEW_REPETITIONS} random splits per study the spread between runs is "
-        "unknown, so an 'agree' or 'disagree' below may flip on another seed; "
-        "rerun with `--reps 10` (the paper's protocol) before drawing conclusions."
+        f"{MIN_REPETITIONS} random splits (or Fig. 9 seeds) no paired test can "
+        "reach 5%, so the verdicts below are 'inconclusive' whatever the means "
+        "say; rerun with `--reps 10` (the paper's protocol) or more."
     )
 
 
 def paper_findings(studies: dict, fig9=None) -> str:
-    """Markdown: each of the paper's findings, what was measured, agree or not.
+    """Markdown: each of the paper's findings, what was measured, the verdict.
 
     Parameters
     ----------
@@ -297,32 +477,34 @@ def paper_findings(studies: dict, fig9=None) -> str:
     Returns
     -------
     text : str
-        A caveat line first when a study has fewer than 5 repetitions, then a
-        findings table, then BayesClean's two accept rules side by side
-        (mean gain, and poison and clean points rejected, over ratios 7.5-45%).
+        A caveat line first when a study has fewer than
+        :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions, then a
+        findings table (one row per finding and study, see
+        :func:`evaluate_findings`), then BayesClean's two accept rules side by
+        side (mean gain, and poison and clean points rejected, over ratios
+        7.5-45%, with 95% intervals over repetitions).
     """
+    findings = evaluate_findings(studies, fig9)
     rows = [
-        r
-        for r in (
-            _finding_fig9(fig9),
-            _finding_alpha01(studies),
-            _finding_huber(studies),
-            _finding_bayesclean(studies),
-            _finding_stealth(studies),
-        )
-        if r is not None
+        [f.claim, f.study, f.measured, f.criterion, f.evidence, f.verdict]
+        for f in findings
     ]
+    header = ["paper's finding", "study", "measured", "criterion", "decided by"]
     text = [
-        markdown_table(["paper's finding", "measured", "criterion", "verdict"], rows),
+        "Means [95% t intervals] over repetitions; verdicts from paired Wilcoxon "
+        f"tests and intervals at 5%; fewer than {MIN_REPETITIONS} repetitions give "
+        "'inconclusive'.",
+        "",
+        markdown_table([*header, "verdict"], rows),
         "",
     ]
-    caveat = _few_repetitions_caveat(studies)
+    caveat = _few_repetitions_caveat(studies, fig9)
     if caveat:
         text = [caveat, "", *text]
     rules = _bayesclean_rules(studies)
     if rules:
         text += [
-            "BayesClean's two accept rules, means over ratios 7.5-45%:",
+            "BayesClean's two accept rules, means [95% intervals] over ratios 7.5-45%:",
             "",
             rules,
             "",

@@ -1,9 +1,11 @@
-"""The findings table states each claim, the numbers and a verdict."""
+"""The findings table states each claim, the numbers, the test and a verdict."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from skpoison.evaluation._findings import paper_findings
+from skpoison.evaluation import MIN_REPETITIONS
+from skpoison.evaluation._findings import evaluate_findings, paper_findings
 
 DEFENSES = (
     "none",
@@ -15,32 +17,41 @@ DEFENSES = (
     "duti",
     "huber",
 )
+KEYS = {"fig9", "alpha01", "huber", "bayesclean", "stealth"}
 
 
-def _study(gain_of, nmse_none, rejected, dataset="heart"):
+def _study(gain_of, nmse_none, rejected, n_reps=8, noise=2.0, dataset="heart"):
+    rng = np.random.default_rng(0)
     rows = []
-    for rep in range(2):
+    for rep in range(n_reps):
         for alpha in (1.0, 0.3, 0.1):
             for ratio in (0.0, 0.15, 0.3, 0.45):
-                base = nmse_none(alpha, ratio)
+                base = nmse_none(alpha, ratio) * (1 + 0.02 * rng.normal())
                 for d in DEFENSES:
-                    g = 0.0 if d == "none" else gain_of(d, alpha, ratio)
+                    g = (
+                        0.0
+                        if d == "none"
+                        else gain_of(d, alpha, ratio) + noise * rng.normal()
+                    )
                     rows.append(dict(dataset=dataset, model="linear", repetition=rep,
                                      alpha=alpha, ratio=ratio, defense=d,
                                      test_nmse=base * (1 - g / 100), defense_gain=g,
                                      diverged=False,
                                      poison_rejected=np.nan if d == "none" or ratio == 0
-                                     else rejected(alpha),
+                                     else rejected(alpha) + 0.02 * rng.normal(),
                                      clean_rejected=0.1))  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _fig9(trim_30):
+def _fig9(trim_30, n_seeds=8):
+    rng = np.random.default_rng(1)
     rows = []
-    for ratio, trim in ((0.2, 0.25), (0.24, 0.26), (0.3, trim_30)):
-        for d, v in (("none", 1.0), ("bayesclean", 0.25), ("trim", trim)):
-            rows.append(dict(random_state=0, ratio=ratio, defense=d, test_nmse=v,
-                             poison_rejected=0.9, clean_test_nmse=0.2))  # fmt: skip
+    for seed in range(n_seeds):
+        for ratio, trim in ((0.2, 0.25), (0.24, 0.26), (0.3, trim_30)):
+            for d, v in (("none", 1.0), ("bayesclean", 0.25), ("trim", trim)):
+                rows.append(dict(random_state=seed, ratio=ratio, defense=d,
+                                 test_nmse=v * (1 + 0.05 * rng.normal()),
+                                 poison_rejected=0.9, clean_test_nmse=0.2))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -52,33 +63,90 @@ def _paper_like(d, alpha, ratio):
     return 30.0 if alpha == 1.0 and ratio < 0.3 else -10.0
 
 
+def _paper_like_inputs(n_reps=8):
+    study = _study(_paper_like, lambda a, r: 0.3 + a * r, lambda a: 0.5 + 0.4 * a,
+                   n_reps=n_reps)  # fmt: skip
+    return {("heart", "linear"): study}, _fig9(trim_30=0.6, n_seeds=n_reps)
+
+
+def _contrary_inputs(n_reps=8):
+    gains = {"bayesclean": 0.0, "huber": 60.0}
+    study = _study(lambda d, a, r: gains.get(d, 50.0),
+                   lambda a, r: 0.3 + (1 - a) * r, lambda a: 0.9 - 0.4 * a,
+                   n_reps=n_reps)  # fmt: skip
+    return {("heart", "linear"): study}, _fig9(trim_30=0.26, n_seeds=n_reps)
+
+
 def test_paper_like_results_agree():
-    study = _study(_paper_like, lambda a, r: 0.3 + a * r, lambda a: 0.5 + 0.4 * a)
-    text = paper_findings({("heart", "linear"): study}, _fig9(trim_30=0.6))
-    rows = [
-        line
-        for line in text.splitlines()
-        if line.startswith("| ") and "verdict" not in line
-    ]
-    claims = [r for r in rows if r.count("|") == 5]
-    assert len(claims) == 5
-    assert all(r.rstrip(" |").endswith("agree") and "disagree" not in r for r in claims)
-    assert "gain % (Alg. 5 literal)" in text
+    findings = evaluate_findings(*_paper_like_inputs())
+    assert {f.key for f in findings} == KEYS
+    assert {f.key: f.verdict for f in findings} == dict.fromkeys(KEYS, "agree")
+    assert all("n = 8" in f.evidence and "p = " in f.evidence or "interval" in
+               f.evidence for f in findings)  # fmt: skip
+    text = paper_findings(*_paper_like_inputs())
+    assert "gain % (Alg. 5 literal)" in text and text.count("| agree |") == 5
 
 
 def test_contrary_results_disagree():
-    gains = {"bayesclean": 0.0, "huber": 60.0}
-    study = _study(lambda d, a, r: gains.get(d, 50.0),
-                   lambda a, r: 0.3 + (1 - a) * r, lambda a: 0.9 - 0.4 * a)  # fmt: skip
-    text = paper_findings({("heart", "linear"): study}, _fig9(trim_30=0.26))
-    assert text.count("| disagree |") == 5
+    findings = evaluate_findings(*_contrary_inputs())
+    assert {f.key: f.verdict for f in findings} == dict.fromkeys(KEYS, "disagree")
+
+
+@pytest.mark.parametrize("n_reps", [1, 2, MIN_REPETITIONS - 1])
+@pytest.mark.parametrize("inputs", [_paper_like_inputs, _contrary_inputs])
+def test_too_few_repetitions_are_inconclusive(inputs, n_reps):
+    findings = evaluate_findings(*inputs(n_reps))
+    assert {f.key for f in findings} == KEYS
+    assert all(f.verdict == "inconclusive" for f in findings)
+    assert all(f"only {n_reps} repetition(s)" in f.evidence for f in findings)
+
+
+def test_differences_within_the_noise_are_inconclusive():
+    # Every defense has the same expected gain: no ordering claim can be decided.
+    study = _study(lambda d, a, r: 0.0, lambda a, r: 0.3, lambda a: 0.5, noise=5.0)
+    verdicts = {
+        f.key: f.verdict for f in evaluate_findings({("heart", "linear"): study})
+    }
+    assert verdicts["alpha01"] == "inconclusive"
+    assert verdicts["stealth"] == "inconclusive"
+    assert verdicts["huber"] == "inconclusive"
+
+
+def test_appliances_expects_huber_to_do_well():
+    studies, _ = _paper_like_inputs()
+    study = studies[("heart", "linear")].assign(dataset="appliances")
+    verdicts = {
+        f.key: f.verdict for f in evaluate_findings({("appliances", "linear"): study})
+    }
+    assert verdicts["huber"] == "disagree"
+
+
+def test_diverged_runs_are_left_out_not_counted_as_numbers():
+    studies, fig9 = _paper_like_inputs(n_reps=10)
+    df = studies[("heart", "linear")]
+    bad = (df.repetition == 3) & (df.defense == "trim") & (df.alpha == 0.1)
+    df.loc[bad, ["test_nmse", "defense_gain"]] = np.nan
+    df.loc[bad, "diverged"] = True
+    df.loc[bad & (df.ratio == 0.45), "defense_gain"] = 1e9  # must not leak in
+    findings = evaluate_findings(studies, fig9)
+    assert all(f.verdict == "agree" for f in findings)
+    assert "1000000000" not in paper_findings(studies, fig9)
+
+
+def test_a_defense_that_always_diverged_decides_nothing():
+    studies, fig9 = _paper_like_inputs()
+    df = studies[("heart", "linear")]
+    bad = df.defense.isin(["trim", "sever", "proda", "duti"])
+    df.loc[bad, ["test_nmse", "defense_gain", "poison_rejected"]] = np.nan
+    df.loc[bad, "diverged"] = True
+    verdicts = {f.key: f.verdict for f in evaluate_findings(studies, fig9)}
+    # Huber alone is left: its gain is still negative, so it is still poor.
+    assert verdicts["huber"] == "agree" and verdicts["alpha01"] == "inconclusive"
 
 
 def test_few_repetitions_are_flagged_and_enough_are_not():
-    study = _study(_paper_like, lambda a, r: 0.3 + a * r, lambda a: 0.5 + 0.4 * a)
-    few = paper_findings({("heart", "linear"): study}, _fig9(trim_30=0.6))
+    few = paper_findings(*_paper_like_inputs(n_reps=2))
     assert few.startswith("**Caveat: 2 repetition(s) settle nothing.**")
-    many = pd.concat(
-        [study.assign(repetition=study["repetition"] + 2 * k) for k in range(3)]
-    )
-    assert "Caveat" not in paper_findings({("heart", "linear"): many})
+    assert "Caveat" not in paper_findings(*_paper_like_inputs(n_reps=MIN_REPETITIONS))
+    studies, _ = _paper_like_inputs()
+    assert "Caveat: 1 repetition(s)" in paper_findings(studies, _fig9(0.6, n_seeds=1))
