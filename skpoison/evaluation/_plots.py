@@ -9,8 +9,9 @@
 - :func:`plot_detection`: the fraction of poison points each defense rejected
   (how the stealth of the attack shows).
 
-Error bars are one standard deviation over repetitions (diverged runs left
-out), computed in one place, :func:`_stats`. The functions draw on
+Error bars are 95 % Student t confidence intervals of the mean over
+repetitions (:func:`~skpoison.evaluation.mean_interval`; diverged runs left
+out, no bar for a single run), computed in one place, :func:`_stats`. The functions draw on
 :class:`matplotlib.figure.Figure` objects, never on pyplot's global state, so
 they work on any backend, headless included.
 
@@ -25,7 +26,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ._report import curves
+from ._stats import mean_interval
 
 __all__ = [
     "plot_defense_gain",
@@ -87,9 +91,13 @@ def _study_name(results) -> str:
 
 
 def _stats(df, value):
-    """The statistic drawn per ratio: mean and std over non-diverged repetitions."""
+    """Per ratio: the mean and its 95 % interval as error-bar lengths (2, n)."""
     ok = df[~df["diverged"].astype(bool)]
-    return ok.groupby("ratio")[value].agg(["mean", "std"]).reset_index()
+    ratios = np.sort(ok["ratio"].unique())
+    ci = [mean_interval(ok.loc[ok["ratio"] == r, value])[:3] for r in ratios]
+    mean, low, high = np.array(ci, dtype=float).reshape(-1, 3).T
+    err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
+    return {"ratio": ratios, "mean": mean, "err": err}
 
 
 def _curve(ax, s, *, scale=1.0, **style):
@@ -97,7 +105,7 @@ def _curve(ax, s, *, scale=1.0, **style):
     ax.errorbar(
         100 * s["ratio"],
         scale * s["mean"],
-        yerr=scale * s["std"].fillna(0.0),
+        yerr=scale * s["err"],
         marker="o",
         ms=4,
         capsize=2.5,
@@ -155,7 +163,7 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
     for ax, (title, part) in zip(axes, panels):
         for name, sub in part.groupby("defense", sort=False):
             s = _stats(sub, value)
-            if s["mean"].isna().all():
+            if np.isnan(s["mean"]).all():
                 continue
             _curve(
                 ax,
@@ -175,7 +183,7 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
             ax.axhspan(low, 0.0, color="red", alpha=0.08, label=_NEGATIVE_LABEL)
             ax.axhline(0.0, color="k", lw=0.6)
             ax.set_ylim(bottom=low)
-    if percent:  # a fraction: std bars must not stretch the axis past 0-100 %
+    if percent:  # a fraction: error bars must not stretch the axis past 0-100 %
         for ax in axes:
             ax.set_ylim(max(ax.get_ylim()[0], -3.0), min(ax.get_ylim()[1], 103.0))
     for ax in axes if not sharey else axes[:1]:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from skpoison.evaluation import plot_poisoning_curve, summarize, write_report
+from skpoison.evaluation._plots import _stats as error_bars
 from skpoison.evaluation._stats import mean_interval
 
 
@@ -138,3 +139,16 @@ def test_figures_have_a_panel_and_a_line_per_attack_and_alpha():
     assert titles == ["stealthy, α = 1", "stealthy, α = 0.1", "flip, α = 1"]
     labels = plot_nmse(df).axes[0].get_legend_handles_labels()[1]
     assert labels == titles
+
+
+def test_error_bars_are_the_95_percent_intervals():
+    df = _fake_results(n_reps=5)
+    part = df[(df.defense == "trim") & (df.alpha == 0.1)]
+    bars = error_bars(part, "defense_gain")
+    for i, ratio in enumerate(bars["ratio"]):
+        ok = part[(part.ratio == ratio) & ~part.diverged]["defense_gain"]
+        ci = mean_interval(ok)
+        assert bars["mean"][i] == pytest.approx(ci.mean)
+        assert bars["err"][:, i] == pytest.approx([ci.mean - ci.low, ci.high - ci.mean])
+    one = error_bars(part[part.repetition == 0], "defense_gain")
+    assert np.all(one["err"] == 0.0)  # a single run: no bar, not NaN
