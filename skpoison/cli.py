@@ -17,6 +17,9 @@ Subcommands
 ``skpoison findings``
     Each of the paper's findings against finished studies: measured, criterion,
     verdict.
+``skpoison sensitivity``
+    Each setting the paper leaves open varied alone from the defaults: which
+    findings flip.
 
 Run ``skpoison <subcommand> --help`` for the options.
 """
@@ -360,7 +363,77 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the table to this file",
     )
+    _add_sensitivity_parser(sub)
     return parser
+
+
+def _add_sensitivity_parser(sub) -> None:
+    from .evaluation._sensitivity import SENSITIVITY_SETTINGS
+
+    se = sub.add_parser(
+        "sensitivity",
+        help="vary each setting the paper leaves open: which findings flip",
+        description=(
+            "Run a baseline study (LR on --dataset, and Fig. 9 over --figure9-seeds "
+            "seeds) and, for each setting, the same study with that setting alone "
+            "changed; judge the paper's findings on each run (as 'skpoison "
+            "findings') and report which verdicts differ from the baseline's. "
+            "Writes sensitivity.md, sensitivity.csv (one row per setting) and "
+            "verdicts.csv (one row per run and finding) to --out; each study is "
+            "checkpointed in a subfolder, so a rerun resumes. Verdicts need at "
+            "least 6 repetitions to be anything but inconclusive. Settings: "
+            + ", ".join(
+                s.name + ("" if s.target else " (not supported yet)")
+                for s in SENSITIVITY_SETTINGS
+            )
+            + "."
+        ),
+        formatter_class=_Formatter,
+    )
+    se.add_argument(
+        "--dataset", choices=_DATASET_CHOICES, default="boston_housing", help="data"
+    )
+    se.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="settings to vary (default: every supported one)",
+    )
+    se.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.1], metavar="A")
+    se.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.075, 0.15, 0.3, 0.45],
+        metavar="R",
+    )
+    se.add_argument(
+        "--defenses", nargs="+", default=list(_ALL_DEFENSES), metavar="NAME"
+    )
+    se.add_argument(
+        "--reps", type=_positive_int, default=6, help="repetitions of each study"
+    )
+    se.add_argument(
+        "--n-outer-steps",
+        type=_positive_int,
+        default=None,
+        metavar="T_OUT",
+        help="the baseline's T_out (default: Table II's)",
+    )
+    se.add_argument(
+        "--figure9-seeds",
+        type=int,
+        default=6,
+        help="seeds of each Fig. 9 run (0 skips Fig. 9)",
+    )
+    se.add_argument(
+        "--figure9-n-outer-steps", type=_positive_int, default=100, metavar="T_OUT"
+    )
+    se.add_argument(
+        "--out", default="skpoison-sensitivity", metavar="DIR", help="output folder"
+    )
+    _add_run_options(se, n_jobs=-1)
 
 
 @contextlib.contextmanager
@@ -771,6 +844,40 @@ def _cmd_findings(args, argv) -> int:
     return 0
 
 
+def _cmd_sensitivity(args, argv) -> int:
+    from .evaluation._checkpoint import atomic_write_text
+    from .evaluation._sensitivity import sensitivity_markdown, sensitivity_study
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _dask_client(args.backend, args.scheduler):
+        table, verdicts = sensitivity_study(
+            args.dataset,
+            settings=args.settings,
+            alphas=args.alphas,
+            ratios=args.ratios,
+            defenses=args.defenses,
+            n_repetitions=args.reps,
+            n_outer_steps=args.n_outer_steps,
+            figure9_seeds=args.figure9_seeds,
+            figure9_n_outer_steps=args.figure9_n_outer_steps,
+            random_state=args.random_state,
+            n_jobs=args.n_jobs,
+            backend=args.backend,
+            device=args.device,
+            out_dir=out / "studies",
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    command = "skpoison " + " ".join(shlex.quote(a) for a in argv)
+    text = sensitivity_markdown(table, verdicts, command=command)
+    atomic_write_text(out / "sensitivity.md", text)
+    atomic_write_text(out / "sensitivity.csv", table.to_csv(index=False))
+    atomic_write_text(out / "verdicts.csv", verdicts.to_csv(index=False))
+    print(text)
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``skpoison`` command; returns the exit status."""
     import matplotlib
@@ -784,6 +891,7 @@ def main(argv=None) -> int:
         "reproduce": _cmd_reproduce,
         "figure-9": _cmd_figure9,
         "findings": _cmd_findings,
+        "sensitivity": _cmd_sensitivity,
     }
     try:
         with warnings.catch_warnings():

@@ -21,6 +21,7 @@ from ._registry import (
     n_trusted_items,
 )
 from ._report import summarize, write_report
+from ._sensitivity import SENSITIVITY_SETTINGS, sensitivity_study
 from ._stats import MIN_REPETITIONS, best_defense, holm, mean_interval, paired_test
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PAPER_ALPHAS",
     "PAPER_RATIOS",
     "PAPER_TRUSTED_ITEMS",
+    "SENSITIVITY_SETTINGS",
     "StudyStore",
     "best_defense",
     "build_attack",
@@ -46,6 +48,7 @@ __all__ = [
     "plot_nmse",
     "plot_poisoning_curve",
     "poisoning_curve",
+    "sensitivity_study",
     "summarize",
     "write_report",
 ]

@@ -894,7 +894,7 @@ def _defense_specs(defenses):
     if len(set(labels)) != len(labels):
         raise ValueError(f"defense names must be unique, got {labels}.")
     for spec in specs:  # fail early on an unknown name
-        if isinstance(spec, str):
+        if isinstance(spec, (str, tuple)):
             build_defense(spec, _probe_regressor())
     return specs, labels
 

@@ -321,15 +321,28 @@ def make_sklearn_victim(name: str, params: dict | None = None):
     return getattr(sklearn.linear_model, SKLEARN_VICTIMS[name])(**(params or {}))
 
 
+def _is_named_variant(spec) -> bool:
+    return (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], dict)
+    )
+
+
 def defense_label(spec) -> str:
     """The name a defense gets in result tables: its name, or its class name.
+
+    A ``(name, params)`` variant keeps the name.
 
     Examples
     --------
     >>> from sklearn.linear_model import Ridge
-    >>> defense_label("trim"), defense_label(Ridge())
-    ('trim', 'Ridge')
+    >>> defense_label("trim"), defense_label(Ridge()), defense_label(("trim", {}))
+    ('trim', 'Ridge', 'trim')
     """
+    if _is_named_variant(spec):
+        return spec[0]
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
@@ -366,10 +379,12 @@ def build_defense(spec, victim, *, random_state: int | None = None):
 
     Parameters
     ----------
-    spec : str or estimator
-        A name from :data:`DEFENSE_NAMES`, a regressor (used instead of the
-        victim) or a defense (``fit`` setting ``inlier_mask_``, no ``predict``),
-        which is followed by the victim.
+    spec : str, (str, dict) or estimator
+        A name from :data:`DEFENSE_NAMES`; a ``(name, params)`` pair, the named
+        defense with ``set_params(**params)`` applied (e.g. ``("trim",
+        {"max_iter": 1})`` or ``("bayesclean", {"defense__c1": 1.0})``); a
+        regressor (used instead of the victim) or a defense (``fit`` setting
+        ``inlier_mask_``, no ``predict``), which is followed by the victim.
     victim : regressor
         The unfitted victim; it is cloned.
     random_state : int or None, default=None
@@ -391,6 +406,14 @@ def build_defense(spec, victim, *, random_state: int | None = None):
     ('LinearRegression', False)
     """
     victim = clone(victim)
+    if _is_named_variant(spec):
+        if spec[0] == "none":
+            raise ValueError(f"Defense 'none' takes no parameters, got {spec[1]}.")
+        estimator, wants_trusted = build_defense(spec[0], victim)
+        estimator.set_params(**spec[1])
+        if random_state is not None:
+            estimator = _set_seed(estimator, int(random_state))
+        return estimator, wants_trusted
     if isinstance(spec, str):
         if spec not in _BUILDERS:
             raise ValueError(

@@ -143,3 +143,31 @@ def test_optp_in_a_curve_raises_the_undefended_error():
     nmse = df.set_index(["ratio", "defense"])["test_nmse"]
     assert set(df["attack"]) == {"optp"}
     assert nmse[0.2, "none"] > nmse[0.0, "none"]
+
+
+@pytest.mark.parametrize(
+    "spec, path, value",
+    [
+        (("trim", {"max_iter": 3}), "max_iter", 3),
+        (("bayesclean", {"defense__c1": 1.0}), "defense__c1", 1.0),
+        (("bayesclean_paper", {"defense__c2": 2.0}), "defense__rule", "paper"),
+    ],
+)
+def test_a_named_variant_is_the_named_defense_with_its_parameters(spec, path, value):
+    from skpoison.evaluation._registry import defense_label
+
+    est, _ = build_defense(spec, VICTIM, random_state=3)
+    plain, _ = build_defense(spec[0], VICTIM, random_state=3)
+    assert defense_label(spec) == spec[0] and type(est) is type(plain)
+    assert est.get_params()[path] == value
+    params, before = est.get_params(), plain.get_params()
+    leaves = [k for k in params if not any(j.startswith(k + "__") for j in params)]
+    changed = {k for k in leaves if repr(params[k]) != repr(before[k])}
+    assert changed == set(spec[1])
+
+
+def test_a_named_variant_rejects_what_it_cannot_set():
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        build_defense(("trim", {"no_such": 1}), VICTIM)
+    with pytest.raises(ValueError, match="'none' takes no parameters"):
+        build_defense(("none", {"a": 1}), VICTIM)
