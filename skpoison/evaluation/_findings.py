@@ -467,12 +467,8 @@ def paper_findings(studies: dict, fig9=None) -> str:
 
     Parameters
     ----------
-    studies : dict
-        ``{(dataset, model): results}``, each ``results`` a
-        :func:`~skpoison.evaluation.poisoning_curve` table.
-    fig9 : pandas.DataFrame, default=None
-        The table of :func:`~skpoison.evaluation.figure_9` (one or more seeds,
-        with a ``random_state`` column).
+    studies, fig9
+        As in :func:`evaluate_findings`.
 
     Returns
     -------

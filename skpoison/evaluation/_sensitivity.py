@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ._findings import evaluate_findings
+from ._registry import DEFENSE_NAMES
 from ._report import markdown_table
 
 __all__ = ["SENSITIVITY_SETTINGS", "Setting", "sensitivity_study"]
@@ -134,7 +135,8 @@ SENSITIVITY_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "batch_size",
-        "poison points optimised together (ratios rounded to whole batches)",
+        "poison points optimised together: half and a quarter of the default "
+        "(each ratio rounded to whole batches)",
         "study",
         lambda base: base["batch_size"],
         _factors("batch_size", (0.5, 0.25)),
@@ -249,16 +251,7 @@ def sensitivity_study(
     model: str = "linear",
     alphas: Sequence[float] = (1.0, 0.1),
     ratios: Sequence[float] = (0.0, 0.075, 0.15, 0.3, 0.45),
-    defenses: Sequence[str] = (
-        "none",
-        "bayesclean",
-        "bayesclean_paper",
-        "trim",
-        "sever",
-        "proda",
-        "duti",
-        "huber",
-    ),
+    defenses: Sequence[str] = DEFENSE_NAMES,
     n_repetitions: int = 6,
     n_outer_steps: int | None = None,
     figure9_seeds: int = 6,
@@ -301,9 +294,10 @@ backend, device, overwrite
     -------
     table : pandas.DataFrame
         One row per setting: ``setting``, ``description``, ``default``,
-        ``values`` (tried), ``supported`` and ``flips`` (the findings whose
-        verdict changed, ``"finding (study): baseline -> variant @ value"``,
-        or ``"none"``).
+        ``values`` (tried), ``supported`` (False: the code cannot vary it yet)
+        and ``flips`` (the findings whose verdict changed, ``"finding
+        (study): baseline -> variant @ value"``, ``"none"``, ``"not supported
+        yet"``, or ``"not run (no Fig. 9 seeds)"``).
     verdicts : pandas.DataFrame
         One row per run (``setting``, ``value``; the baseline is
         ``("baseline", "default")``) and finding: ``finding``, ``study``,
@@ -386,8 +380,14 @@ backend, device, overwrite
                 description=s.description,
                 default=_show(s.default(base)),
                 values=", ".join(_show(v) for v in values),
-                supported=bool(runnable),
-                flips="; ".join(flips) if flips else ("none" if runnable else "-"),
+                supported=s.target is not None,
+                flips=(
+                    "; ".join(flips or ["none"])
+                    if runnable
+                    else "not run (no Fig. 9 seeds)"
+                    if s.target
+                    else "not supported yet"
+                ),
             )
         )
     verdicts = pd.DataFrame(
@@ -405,7 +405,11 @@ backend, device, overwrite
             for (key, study), verdict in run.items()
         ]
     )
-    return pd.DataFrame(summary), verdicts
+    table = pd.DataFrame(summary)
+    table.attrs.update(
+        n_repetitions=int(n_repetitions), figure9_seeds=int(figure9_seeds)
+    )
+    return table, verdicts
 
 
 def _show(value) -> str:
@@ -420,8 +424,14 @@ def sensitivity_markdown(table, verdicts, *, command: str | None = None) -> str:
     if command:
         text += ["Produced by:", "", "```", command, "```", ""]
     n_runs = verdicts[["setting", "value"]].drop_duplicates().shape[0]
+    sizes = (
+        f" of {table.attrs['n_repetitions']} repetitions (Fig. 9: "
+        f"{table.attrs['figure9_seeds']} seeds) each"
+        if "n_repetitions" in table.attrs
+        else ""
+    )
     text += [
-        f"Each setting varied alone from the defaults; {n_runs} runs in all "
+        f"Each setting varied alone from the defaults; {n_runs} runs{sizes} "
         "(baseline included). A finding flips when its verdict (agree / disagree "
         "/ inconclusive, see findings.md) differs from the baseline's. Settings "
         "marked 'not supported' cannot be varied by the code yet.",
@@ -434,7 +444,7 @@ def sensitivity_markdown(table, verdicts, *, command: str | None = None) -> str:
                     r.description,
                     r.default,
                     r.values,
-                    r.flips if r.supported else "not supported yet",
+                    r.flips,
                 ]  # fmt: skip
                 for r in table.itertuples()
             ],

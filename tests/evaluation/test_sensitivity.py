@@ -88,6 +88,7 @@ def test_cli_writes_the_table(tmp_path, capsys):
     text = (out / "sensitivity.md").read_text()
     assert text in capsys.readouterr().out
     assert "| sigma_dof |" in text and "not supported yet" in text
+    assert "5 runs of 1 repetitions (Fig. 9: 1 seeds) each" in text
     table = pd.read_csv(out / "sensitivity.csv")
     assert table.setting.tolist() == ["trim_max_iter", "figure9_n_train", "sigma_dof"]
     verdicts = pd.read_csv(out / "verdicts.csv")
