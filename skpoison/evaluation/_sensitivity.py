@@ -343,11 +343,9 @@ backend, device, overwrite
         progress=progress,
     )
     fig9_args = dict(n_outer_steps=figure9_n_outer_steps, random_state=random_state)
-    folder = (
-        (lambda name: Path(out_dir) / name)
-        if out_dir is not None
-        else (lambda name: None)
-    )
+
+    def folder(name):
+        return None if out_dir is None else Path(out_dir) / name
 
     studies = _run_study(curve_args, {}, folder("baseline"))
     fig9 = _run_figure9(fig9_args, {}, figure9_seeds) if figure9_seeds else None
@@ -370,7 +368,8 @@ backend, device, overwrite
                 )
             rows.append((s.name, _show(v), run))
             flips += [
-                f"{key} ({study}): {baseline[key, study]} -> {verdict} @ {_show(v)}"
+                f"{key} ({study}): {baseline.get((key, study), 'absent')} -> "
+                f"{verdict} @ {_show(v)}"
                 for (key, study), verdict in run.items()
                 if baseline.get((key, study)) != verdict
             ]
