@@ -35,6 +35,11 @@ than :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions (6: below, no
 paired test can reach 5 %) every verdict is inconclusive, whatever the means
 say.
 
+The findings are about the paper's attack: in a study that compares attacks
+(an ``attack`` column), only the stealthy attack's rows (``"stealthy"`` or a
+:class:`~skpoison.attacks.StealthyPoisoner` object) are judged and the other
+attacks are ignored; a study without them has no findings.
+
 BayesClean's two accept rules (the text's ``|y - mu| <= c1 sigma`` and
 Alg. 5's literal ``|y| <= |mu + c1 sigma|``) are compared side by side.
 """
@@ -378,6 +383,21 @@ def _finding_stealth(label, df):
     ]
 
 
+_STEALTHY = ("stealthy", "StealthyPoisoner")
+
+
+def _stealthy(df):
+    """The rows of the stealthy attack (all rows of a table without attacks)."""
+    if "attack" not in df.columns:
+        return df
+    return df[df["attack"].isin(_STEALTHY)]
+
+
+def _stealthy_studies(studies: dict) -> dict:
+    out = {key: _stealthy(df) for key, df in studies.items()}
+    return {key: df for key, df in out.items() if not df.empty}
+
+
 def evaluate_findings(studies: dict, fig9=None) -> list[Finding]:
     """Each of the paper's findings on each study it applies to, with a verdict.
 
@@ -385,7 +405,8 @@ def evaluate_findings(studies: dict, fig9=None) -> list[Finding]:
     ----------
     studies : dict
         ``{(dataset, model): results}``, each ``results`` a
-        :func:`~skpoison.evaluation.poisoning_curve` table.
+        :func:`~skpoison.evaluation.poisoning_curve` table; of a table with
+        several attacks only the stealthy attack's rows are judged.
     fig9 : pandas.DataFrame, default=None
         The table of :func:`~skpoison.evaluation.figure_9` (one or more seeds,
         with a ``random_state`` column).
@@ -398,7 +419,7 @@ def evaluate_findings(studies: dict, fig9=None) -> list[Finding]:
         module docstring for how it is reached).
     """
     out = _finding_fig9(fig9)
-    for (dataset, model), df in studies.items():
+    for (dataset, model), df in _stealthy_studies(studies).items():
         label = f"{dataset} ({model})"
         out += _finding_alpha01(label, df)
         out += _finding_huber(label, dataset, df)
@@ -409,7 +430,7 @@ def evaluate_findings(studies: dict, fig9=None) -> list[Finding]:
 
 def _bayesclean_rules(studies):
     lines = []
-    for (dataset, model), df in studies.items():
+    for (dataset, model), df in _stealthy_studies(studies).items():
         if not {"bayesclean", "bayesclean_paper"} <= set(df["defense"]):
             continue
         for a in sorted(set(df["alpha"]), reverse=True):
@@ -449,7 +470,11 @@ def _bayesclean_rules(studies):
 
 
 def _few_repetitions_caveat(studies, fig9) -> str:
-    reps = [df["repetition"].nunique() for df in studies.values() if "repetition" in df]
+    reps = [
+        df["repetition"].nunique()
+        for df in _stealthy_studies(studies).values()
+        if "repetition" in df
+    ]
     if fig9 is not None and not fig9.empty:
         reps.append(fig9["random_state"].nunique() if "random_state" in fig9 else 1)
     if not reps or min(reps) >= MIN_REPETITIONS:

@@ -150,3 +150,13 @@ def test_few_repetitions_are_flagged_and_enough_are_not():
     assert "Caveat" not in paper_findings(*_paper_like_inputs(n_reps=MIN_REPETITIONS))
     studies, _ = _paper_like_inputs()
     assert "Caveat: 1 repetition(s)" in paper_findings(studies, _fig9(0.6, n_seeds=1))
+
+
+def test_only_the_stealthy_attack_is_judged():
+    (key, study), fig9 = next(iter(_paper_like_inputs()[0].items())), None
+    other = study.assign(attack="flip", defense_gain=-study["defense_gain"])
+    both = pd.concat([study.assign(attack="stealthy"), other], ignore_index=True)
+    expected = evaluate_findings({key: study}, fig9)
+    assert evaluate_findings({key: both}, fig9) == expected
+    assert paper_findings({key: both}) == paper_findings({key: study})
+    assert evaluate_findings({key: other}, fig9) == []  # no stealthy rows
