@@ -131,6 +131,24 @@ def test_summary_and_report_are_grouped_by_attack(tmp_path):
     assert "| ratio | alpha=1.0 | alpha=0.1 |" in single
 
 
+def test_best_defense_is_decided_within_each_attack(tmp_path):
+    stealthy = _with_winner(8, "trim").assign(attack="stealthy")
+    flip = _with_winner(8, "bayesclean").query("alpha == 1.0").assign(attack="flip")
+    text = write_report(pd.concat([stealthy, flip]), tmp_path / "r.md")
+    sections = text.split("### Defense gain [%], ")[1:]
+    best = {
+        s.split(" (Figs.")[0]: [
+            line.rsplit("|", 2)[1].strip()
+            for line in s.splitlines()
+            if line.startswith("| 15% |")
+        ][0]
+        for s in sections
+    }
+    assert best["stealthy, alpha = 1"].startswith("trim (p = ")
+    assert best["flip, alpha = 1"].startswith("bayesclean (p = ")
+    assert best["flip, alpha = 1"].endswith(", n = 8)")
+
+
 def test_figures_have_a_panel_and_a_line_per_attack_and_alpha():
     from skpoison.evaluation import plot_defense_gain, plot_nmse
 
