@@ -70,6 +70,7 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
+from .._state import atomic_fit
 from .._validation import (
     resolve_device,
     resolve_dtype,
@@ -348,6 +349,7 @@ class StealthyPoisoner(BasePoisoner):
         return cls(**{**get_preset(dataset, model), **overrides})
 
     # ------------------------------------------------------------------ fitting
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, X_val=None, y_val=None):
         """Craft the poison points.

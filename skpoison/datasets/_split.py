@@ -37,6 +37,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .._state import atomic_fit
+
 __all__ = ["PaperStandardizer", "split_and_standardize", "train_val_test_split"]
 
 
@@ -236,6 +238,7 @@ class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     [10.0, 20.0]
     """
 
+    @atomic_fit
     def fit(self, X, y=None):
         """Compute the mean and standard deviation of ``X`` (and ``y``).
 

@@ -57,6 +57,7 @@ from sklearn.linear_model import BayesianRidge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._state import atomic_fit
 from .._validation import validate_regression_data
 from ._base import BaseDefense
 
@@ -268,6 +269,7 @@ class BayesCleanFilter(BaseDefense):
         self.fit_intercept = fit_intercept
         self.standardize = standardize
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the Bayesian model and split the training points.

@@ -26,6 +26,7 @@ from sklearn.utils.metadata_routing import (
 )
 from sklearn.utils.validation import _check_method_params
 
+from .._state import atomic_fit
 from .._validation import validate_regression_data
 from ._base import PredictWithEstimatorMixin
 
@@ -102,6 +103,7 @@ class DefendedRegressor(
     def _make_estimator(self):
         return LinearRegression() if self.estimator is None else clone(self.estimator)
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):
         """Fit the defense on ``(X, y)``, then the estimator on the kept points.

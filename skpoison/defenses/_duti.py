@@ -76,6 +76,7 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
+from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, mask_keep_lowest
 from ._linear import gram_statistics, solve_gram
@@ -386,6 +387,7 @@ class DutiFilter(BaseDefense):
         self.gamma_min_ratio = gamma_min_ratio
         self.max_iter = max_iter
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, X_trusted=None, y_trusted=None):
         """Rank the training points with the trusted items and flag the top ones.

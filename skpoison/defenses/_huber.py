@@ -44,6 +44,7 @@ from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.validation import check_array
 
+from .._state import atomic_fit
 from .._validation import check_target
 
 __all__ = ["make_huber_baseline"]
@@ -80,6 +81,7 @@ def _scorer(scoring, trim_fraction):
 class _HuberSearchCV(GridSearchCV):
     """``GridSearchCV`` that refuses, with a clear message, data Huber cannot fit."""
 
+    @atomic_fit
     def fit(self, X, y=None, **params):
         y = check_target(y)
         X_num = check_array(X, accept_sparse=True, dtype=np.float64, input_name="X")

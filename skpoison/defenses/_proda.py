@@ -59,6 +59,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
@@ -255,6 +256,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.max_groups = max_groups
         self.random_state = random_state
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit Proda on ``(X, y)``.

@@ -53,6 +53,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.extmath import randomized_svd
 
+from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense
 from ._linear import (
@@ -252,6 +253,7 @@ class SeverFilter(BaseDefense):
         self.alpha = alpha
         self.random_state = random_state
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Run the SEVER rounds on ``(X, y)``.

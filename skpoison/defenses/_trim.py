@@ -57,6 +57,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
 
+from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import (
@@ -427,6 +428,7 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.n_init = n_init
         self.random_state = random_state
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Run TRIM on ``(X, y)``.

@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._state import atomic_fit
 from .._validation import resolve_device, resolve_dtype, validate_regression_data
 from ._training import (
     chain_thread_count,
@@ -56,6 +57,7 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
     def _set_fitted(self, module: torch.nn.Module) -> None:
         """Extra fitted attributes derived from the trained module."""
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train by ``n_epochs`` full-batch gradient-descent steps.
