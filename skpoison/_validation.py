@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "check_bounds",
     "check_n_from_fraction",
+    "check_not_datetime",
     "check_target",
     "resolve_device",
     "resolve_dtype",
@@ -47,6 +48,40 @@ def check_target(y, *, name: str = "y") -> np.ndarray:
         raise
 
 
+def check_not_datetime(X, *, name: str = "X") -> None:
+    """Refuse datetime / timedelta features, naming the input and its columns.
+
+    ``check_array(dtype=float64)`` casts a ``datetime64`` array silently to
+    its integer ticks (nanoseconds, days, ...: the unit decides the numbers)
+    and fails on a DataFrame's datetime column with NumPy's
+    ``DTypePromotionError``. Neither is what a user means: convert first.
+
+    Examples
+    --------
+    >>> check_not_datetime(np.array(["2020-01-01"], dtype="datetime64[D]").reshape(1, 1))
+    Traceback (most recent call last):
+    ...
+    TypeError: X has datetime64/timedelta64 values ...
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and hasattr(dtypes, "items"):  # a DataFrame
+        bad = [
+            str(col)
+            for col, dt in dtypes.items()
+            if getattr(dt, "kind", "") in "mM" or "datetime" in str(dt)
+        ]
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "mM":
+        bad = ["all"]
+    else:
+        return
+    if bad:
+        raise TypeError(
+            f"{name} has datetime64/timedelta64 values (columns: {', '.join(bad)}); "
+            "convert them to numbers first (e.g. seconds since a reference time, "
+            "then standardise)."
+        )
+
+
 def validate_regression_data(estimator, X, y, **kwargs):
     """``validate_data(estimator, X, y, y_numeric=True, **kwargs)`` with a float64 ``y``.
 
@@ -64,6 +99,7 @@ def validate_regression_data(estimator, X, y, **kwargs):
     from sklearn.utils.validation import validate_data
 
     kwargs.setdefault("y_numeric", True)
+    check_not_datetime(X)
     X, y = validate_data(estimator, X, y, **kwargs)
     return X, check_target(y)
 

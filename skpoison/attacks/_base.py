@@ -69,6 +69,7 @@ from sklearn.utils._metadata_requests import RequestMethod
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._state import atomic_fit
 from .._validation import check_bounds, validate_regression_data
 
 __all__ = ["BasePoisoner"]
@@ -203,6 +204,7 @@ class BasePoisoner(BaseEstimator):
                 cls.set_fit_resample_request = RequestMethod("fit_resample", names)
 
     # ------------------------------------------------------------------ fitting
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Craft the poison points.
@@ -478,12 +480,13 @@ def check_validation_set(X, X_val, y_val):
     """
     from sklearn.utils.validation import check_X_y
 
-    from .._validation import check_target
+    from .._validation import check_not_datetime, check_target
 
     if (X_val is None) != (y_val is None):
         raise ValueError("Pass both X_val and y_val, or neither.")
     if X_val is None:
         return None, None
+    check_not_datetime(X_val, name="X_val")
     X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
     y_val = check_target(y_val, name="y_val")
     if X_val.shape[1] != X.shape[1]:

@@ -30,12 +30,12 @@ import torch
 
 from ..exceptions import DivergenceError
 from ..models._training import (
-    check_loss_curve,
+    check_training,
     gradient_descent,
     loss_and_grad_fn,
     torch_threads,
 )
-from ._hypergradient import UnrolledEngine, _run_chain
+from ._hypergradient import _LR_NAME, UnrolledEngine, _run_chain
 
 __all__ = ["BatchedUnrolledEngine"]
 
@@ -167,7 +167,10 @@ class BatchedUnrolledEngine:
                 self._loss_and_grad, self.init_params, X, y,
                 n_steps=self.n_steps, lr=self.lr, l2=self.l2,
             )  # fmt: skip
-        check_loss_curve(losses)
+        check_training(
+            self._loss_and_grad, params, X, y, losses, l2=self.l2,
+            what="inner training", lr_name=_LR_NAME,
+        )  # fmt: skip
         return params
 
     def value(self, X_p, y_p) -> torch.Tensor:

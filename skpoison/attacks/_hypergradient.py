@@ -171,13 +171,15 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from .._validation import resolve_device, resolve_dtype
+from .._validation import check_not_datetime, resolve_device, resolve_dtype
 from ..exceptions import DivergenceError
 from ..models._training import (
     RowBlocks,
     _sequential_slopes,
     build_mlp,
     chain_thread_count,
+    check_loss_curve,
+    check_training,
     gradient_descent,
     init_paper_params,
     loss_and_grad_fn,
@@ -187,14 +189,20 @@ from ..models._training import (
 
 __all__ = ["LinearSpectralEngine", "UnrolledEngine", "make_engine"]
 
+#: How divergence errors name the step size (``lr`` here, ``inner_lr`` in the attack).
+_LR_NAME = "the inner learning rate"
+
 
 def _as_tensor(a, dtype, device, name: str, ndim: int) -> torch.Tensor:
     if scipy.sparse.issparse(a):
         raise TypeError(f"{name} must be a dense array or tensor, got a sparse matrix.")
+    check_not_datetime(a, name=name)
     if isinstance(a, torch.Tensor):
         t = a.detach().to(device=device, dtype=dtype)
     else:
-        t = torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)
+        # ascontiguousarray: torch refuses negative strides (a reversed view).
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        t = torch.as_tensor(a, dtype=dtype, device=device)
     if t.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-d, got shape {tuple(t.shape)}.")
     return t
@@ -406,11 +414,15 @@ class UnrolledEngine(_EngineBase):
         X = RowBlocks(self.X_fixed, X_p)
         y = torch.cat([self.y_fixed, y_p])
         with torch_threads(self._thread_count(X_p.shape[0])):
-            params, _ = gradient_descent(
+            params, losses = gradient_descent(
                 self._loss_and_grad, self.init_params, X, y,
                 n_steps=self.n_steps, lr=self.lr, l2=self.l2,
                 differentiable=differentiable,
             )  # fmt: skip
+        check_training(
+            self._loss_and_grad, params, X, y, losses, l2=self.l2,
+            what="inner training", lr_name=_LR_NAME,
+        )  # fmt: skip
         return params
 
     def predict(self, params, X) -> torch.Tensor:
@@ -612,6 +624,8 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
         torch.cat([params[2 * k], params[2 * k + 1][..., None]], -1) for k in range(L)
     ]
     XTaT = XTa.mT
+    # (T + 1,) or (T + 1, k): each step's slot is contiguous, for out=.
+    losses = XTa.new_empty((T + 1, *lead))
     tape = []
     for t in range(T):
         inp = [XTa] + [Ha[k][t] for k in range(1, L)]
@@ -624,6 +638,12 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             z = mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
         delta = D[L - 1][t]
         torch.sub(z[..., 0, :], y, out=delta[..., 0, :]).div_(n)
+        # The victims' divergence check, on the same curve (data term, before
+        # each step): n / 2 * ||delta||^2 = ||r||^2 / (2 n). No host sync here.
+        if lead:
+            torch.linalg.vecdot(delta[..., 0, :], delta[..., 0, :], out=losses[t])
+        else:
+            torch.dot(delta[0], delta[0], out=losses[t])
         for k in range(L - 1, 0, -1):
             nxt = D[k - 1][t]
             mm(Ws[k].mT, delta, out=nxt)
@@ -639,6 +659,19 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             new.append(addmm(base, D[k][t], inpT[k], alpha=-lr))
         tape.append((Ws, inpT, t))
         Wa = new
+    # The loss at w_T too (a run may explode in its last step): one forward.
+    h = XTa
+    for k in range(L):
+        i = ins[k]
+        z = addmm(Wa[k][..., i].unsqueeze(-1), Wa[k][..., :i], h[..., :i, :])
+        h = F.leaky_relu(z, slopes[k]) if k < L - 1 else z
+    r = h[..., 0, :] - y
+    if lead:
+        torch.linalg.vecdot(r, r, out=losses[T]).div_(n * n)
+    else:
+        torch.dot(r, r, out=losses[T]).div_(n * n)
+    # (T + 1, k): check_loss_curve checks each problem's column.
+    check_loss_curve(losses.mul_(0.5 * n), what="inner training", lr_name=_LR_NAME)
     # The validation loss at w_T and its gradient (ordinary backpropagation).
     m = X_val.shape[-2]
     Ws = [w[..., :i] for w, i in zip(Wa, ins)]
@@ -707,6 +740,24 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     return val, gX, gy
 
 
+def _check_module_shape(module: nn.Module, n_features: int) -> None:
+    """A callable's module must map ``(n, n_features)`` to ``(n,)`` or ``(n, 1)``."""
+    probe = torch.zeros(2, n_features, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            out = module(probe)
+    except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
+        raise ValueError(
+            f"model(n_features) returned a module that does not take inputs of "
+            f"n_features={n_features} columns: {exc}"
+        ) from None
+    if tuple(out.shape) not in ((2,), (2, 1)):
+        raise ValueError(
+            f"model(n_features) must return a module mapping (n, {n_features}) to "
+            f"(n,) or (n, 1); it maps (2, {n_features}) to {tuple(out.shape)}."
+        )
+
+
 def _make_module(model, n_features, hidden_layer_sizes, negative_slope, random_state):
     seed = _seed_from(random_state)
     generator = torch.Generator().manual_seed(seed)
@@ -730,7 +781,9 @@ def _make_module(model, n_features, hidden_layer_sizes, negative_slope, random_s
             raise TypeError(
                 f"model(n_features) must return an nn.Module, got {type(module)}."
             )
-        return init_paper_params(module.double(), generator=generator)
+        module = init_paper_params(module.double(), generator=generator)
+        _check_module_shape(module, n_features)
+        return module
     raise ValueError(f"model must be 'linear', 'mlp' or a callable, got {model!r}.")
 
 

@@ -638,7 +638,8 @@ def _all_finite(*tensors) -> bool:
 
 
 def _tensor(a, engine):
-    return torch.as_tensor(np.asarray(a), dtype=engine.dtype, device=engine.device)
+    a = np.ascontiguousarray(a)  # torch refuses negative strides
+    return torch.as_tensor(a, dtype=engine.dtype, device=engine.device)
 
 
 def _detach(params):

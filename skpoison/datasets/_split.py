@@ -38,6 +38,7 @@ from sklearn.utils.validation import (
 )
 
 from .._state import atomic_fit
+from .._validation import check_not_datetime
 
 __all__ = ["PaperStandardizer", "split_and_standardize", "train_val_test_split"]
 
@@ -254,6 +255,7 @@ class PaperStandardizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : PaperStandardizer
             The fitted standardiser.
         """
+        check_not_datetime(X)
         X = validate_data(self, X, dtype=np.float64)
         self._x_scaler = StandardScaler().fit(X)
         self.mean_ = self._x_scaler.mean_
@@ -402,6 +404,7 @@ def split_and_standardize(
     >>> round(float(split.y_train.mean()), 12), round(float(split.y_train.std()), 12)
     (0.0, 1.0)
     """
+    check_not_datetime(X)
     X = check_array(X, dtype=np.float64, input_name="X")
     y = _check_y(y)
     check_consistent_length(X, y)

@@ -45,7 +45,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.validation import check_array
 
 from .._state import atomic_fit
-from .._validation import check_target
+from .._validation import check_not_datetime, check_target
 
 __all__ = ["make_huber_baseline"]
 
@@ -84,7 +84,14 @@ class _HuberSearchCV(GridSearchCV):
     @atomic_fit
     def fit(self, X, y=None, **params):
         y = check_target(y)
-        X_num = check_array(X, accept_sparse=True, dtype=np.float64, input_name="X")
+        check_not_datetime(X)
+        # DOK, LIL, DIA and BSR become CSR: HuberRegressor's L-BFGS and the
+        # overflow check below need a format with a flat ``.data``.
+        X_num = check_array(
+            X, accept_sparse=["csr", "csc", "coo"], dtype=np.float64, input_name="X"
+        )
+        if sp.issparse(X):
+            X = X_num
         for name, values in (
             ("X", X_num.data if sp.issparse(X_num) else X_num.ravel()),
             ("y", y.ravel()),

@@ -132,8 +132,13 @@ def torch_per_sample_gradients(module, X, y) -> np.ndarray:
 
     params = {k: p.detach() for k, p in module.named_parameters()}
     first = next(iter(params.values()))
-    Xt = torch.as_tensor(np.asarray(X), dtype=first.dtype, device=first.device)
-    yt = torch.as_tensor(np.asarray(y), dtype=first.dtype, device=first.device)
+    # ascontiguousarray: torch refuses negative strides (a reversed view).
+    Xt = torch.as_tensor(
+        np.ascontiguousarray(X), dtype=first.dtype, device=first.device
+    )
+    yt = torch.as_tensor(
+        np.ascontiguousarray(y), dtype=first.dtype, device=first.device
+    )
 
     def sample_loss(p, x, target):
         out = functional_call(module, p, (x.unsqueeze(0),))

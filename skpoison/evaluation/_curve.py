@@ -924,8 +924,9 @@ def _load_data(data, random_state):
         return data, _PRESET_KEY.get(data), data, X, y
     from sklearn.utils.validation import check_X_y
 
-    from .._validation import check_target
+    from .._validation import check_not_datetime, check_target
 
+    check_not_datetime(data[0])
     X, y = check_X_y(*data, dtype=np.float64, y_numeric=True)
     y = check_target(y)
     if y.size > 1 and np.ptp(y) == 0:  # (one sample: the split says too few)

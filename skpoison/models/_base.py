@@ -20,7 +20,7 @@ from .._state import atomic_fit
 from .._validation import resolve_device, resolve_dtype, validate_regression_data
 from ._training import (
     chain_thread_count,
-    check_loss_curve,
+    check_training,
     gradient_descent,
     loss_and_grad_fn,
     torch_threads,
@@ -80,9 +80,10 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
             If gradient descent diverges with this ``learning_rate``.
         """
         module, Xt, yt = self._start_fit(X, y)
+        loss_and_grad = loss_and_grad_fn(module)
         with torch_threads(_thread_count(module, Xt)):
             params, losses = gradient_descent(
-                loss_and_grad_fn(module),
+                loss_and_grad,
                 [p.detach() for p in module.parameters()],
                 Xt,
                 yt,
@@ -90,7 +91,7 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
                 lr=self.learning_rate,
                 l2=self.l2,
             )
-        check_loss_curve(losses)
+        check_training(loss_and_grad, params, Xt, yt, losses, l2=self.l2)
         return self._finish_fit(module, params, losses)
 
     def _start_fit(self, X, y):
@@ -103,8 +104,9 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         module = self._build_module(X.shape[1], generator).to(
             device=device, dtype=dtype
         )
-        Xt = torch.tensor(X, dtype=dtype, device=device)
-        yt = torch.tensor(y, dtype=dtype, device=device)
+        # torch refuses NumPy's negative strides (X[::-1]): copy such views.
+        Xt = torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
+        yt = torch.tensor(np.ascontiguousarray(y), dtype=dtype, device=device)
         self._check_trainable(Xt)
         return module, Xt, yt
 
@@ -138,7 +140,7 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         dtype = next(self.module_.parameters()).dtype
         with torch.no_grad():
-            out = self.module_(torch.tensor(X, dtype=dtype))
+            out = self.module_(torch.tensor(np.ascontiguousarray(X), dtype=dtype))
         return out.reshape(-1).double().numpy()
 
     def __sklearn_tags__(self):

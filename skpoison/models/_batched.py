@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 import torch
 
+from .._state import _restore, _snapshot
 from ._base import BaseTorchRegressor, _thread_count
 from ._training import (
     _sequential_slopes,
-    check_loss_curve,
+    check_training,
     gradient_descent,
     loss_and_grad_fn,
     torch_threads,
@@ -82,6 +83,20 @@ def fit_batched(
             )
     for est in estimators:
         est._validate_params()
+    # All or nothing, as each estimator's own (atomic) fit: _start_fit already
+    # sets n_features_in_, so a failure restores every estimator's state.
+    saved = [_snapshot(est) for est in estimators]
+    try:
+        _fit_started(estimators, X, y)
+    except BaseException:
+        for est, state in zip(estimators, saved):
+            _restore(est, state)
+        raise
+    return estimators
+
+
+def _fit_started(estimators, X, y) -> None:
+    first = estimators[0]
     started = [est._start_fit(Xi, yi) for est, Xi, yi in zip(estimators, X, y)]
     shapes = {tuple(Xt.shape) for _, Xt, _ in started}
     if len(shapes) != 1:
@@ -95,16 +110,19 @@ def fit_batched(
     ]
     Xs = torch.stack([Xt for _, Xt, _ in started])
     ys = torch.stack([yt for _, _, yt in started])
+    loss_and_grad = loss_and_grad_fn(module)
     with torch_threads(_thread_count(module, Xs)), torch.no_grad():
         params, losses = gradient_descent(
-            loss_and_grad_fn(module), params, Xs, ys,
+            loss_and_grad, params, Xs, ys,
             n_steps=first.n_epochs, lr=first.learning_rate, l2=first.l2,
         )  # fmt: skip
-    for i in range(len(estimators)):
-        check_loss_curve(losses[:, i], what=f"training (estimators[{i}])")
+    for i in range(len(estimators)):  # the criterion of BaseTorchRegressor.fit
+        check_training(
+            loss_and_grad, [p[i] for p in params], Xs[i], ys[i], losses[:, i],
+            l2=first.l2, what=f"training (estimators[{i}])",
+        )  # fmt: skip
     for i, (est, (m, _, _)) in enumerate(zip(estimators, started)):
         est._finish_fit(m, [p[i] for p in params], losses[:, i])
-    return estimators
 
 
 def _shared_params(est) -> dict:

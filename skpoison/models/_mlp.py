@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 from sklearn.utils._param_validation import Interval
 
@@ -105,7 +105,7 @@ class TorchMLPRegressor(BaseTorchRegressor):
 
     def _build_module(self, n_features, generator):
         sizes = tuple(self.hidden_layer_sizes)
-        if not sizes or not all(isinstance(h, Integral) and h >= 1 for h in sizes):
+        if not sizes:  # () is linear regression: TorchLinearRegressor
             raise ValueError(
                 f"hidden_layer_sizes must be a non-empty sequence of positive ints, "
                 f"got {self.hidden_layer_sizes!r}."

@@ -29,8 +29,8 @@ Divergence
     Gradient descent on a quadratic is stable iff
     ``eta * lambda_max(Z^T Z / n + l2 P) < 2`` (``P`` masks the bias); linear
     models check it before training (:func:`check_linear_stability`). Every model
-    checks its loss curve afterwards (:func:`check_loss_curve`): a non-finite or
-    exploding loss raises :class:`~skpoison.exceptions.DivergenceError`, so no
+    checks its loss curve afterwards, the loss at the trained parameters included
+    (:func:`check_training`): a non-finite or exploding loss raises :class:`~skpoison.exceptions.DivergenceError`, so no
     NaN is ever returned silently.
 
 The code is functional: parameters are a list of tensors in the order of
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -69,6 +70,7 @@ __all__ = [
     "build_mlp",
     "check_linear_stability",
     "check_loss_curve",
+    "check_training",
     "gradient_descent",
     "init_paper_params",
     "loss_and_grad_fn",
@@ -122,7 +124,16 @@ def build_mlp(
       (2): Linear(in_features=4, out_features=1, bias=True)
     )
     """
-    sizes = [int(n_features), *(int(h) for h in hidden_layer_sizes), 1]
+    hidden = tuple(hidden_layer_sizes)
+    # int(2.5) would silently make a width-2 layer and torch fails obscurely
+    # on 0 or negative widths: refuse anything but positive integers.
+    if not all(
+        isinstance(h, Integral) and not isinstance(h, bool) and h >= 1 for h in hidden
+    ):
+        raise ValueError(
+            f"hidden_layer_sizes must hold positive ints, got {hidden_layer_sizes!r}."
+        )
+    sizes = [int(n_features), *(int(h) for h in hidden), 1]
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         if i > 0:
@@ -418,7 +429,9 @@ def gradient_descent(
     return params, curve
 
 
-def check_loss_curve(losses: torch.Tensor, *, what: str = "training") -> None:
+def check_loss_curve(
+    losses: torch.Tensor, *, what: str = "training", lr_name: str = "learning_rate"
+) -> None:
     """Raise :class:`DivergenceError` if a loss curve is non-finite or exploding.
 
     Examples
@@ -434,21 +447,21 @@ def check_loss_curve(losses: torch.Tensor, *, what: str = "training") -> None:
         return
     if losses.ndim == 2:  # (n_steps, k): k trainings at once, each checked
         for j in range(losses.shape[1]):
-            check_loss_curve(losses[:, j], what=what)
+            check_loss_curve(losses[:, j], what=what, lr_name=lr_name)
         return
     values = losses.detach().double().cpu()
     if not bool(torch.isfinite(values).all()):
         step = int((~torch.isfinite(values)).nonzero()[0, 0])
         raise DivergenceError(
             f"Gradient descent diverged: the {what} loss became non-finite at step "
-            f"{step}. Lower learning_rate or standardise the features."
+            f"{step}. Lower {lr_name} or standardise the features."
         )
     first = float(values[0])
     worst = float(values.max())
     if worst > EXPLOSION_FACTOR * max(first, 1e-300):
         raise DivergenceError(
             f"Gradient descent diverged: the {what} loss grew from {first:.3g} to "
-            f"{worst:.3g}. Lower learning_rate or standardise the features."
+            f"{worst:.3g}. Lower {lr_name} or standardise the features."
         )
 
 
@@ -509,6 +522,46 @@ def chain_thread_count(
         return None
     work = 2.0 * n_samples * (n_features + 1) * width
     return int(max(1, min(torch.get_num_threads(), work // THREAD_WORK)))
+
+
+def check_training(
+    loss_and_grad: LossGrad,
+    params: Sequence[torch.Tensor],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    losses: torch.Tensor,
+    *,
+    l2: float = 0.0,
+    what: str = "training",
+    lr_name: str = "learning_rate",
+) -> None:
+    """:func:`check_loss_curve` on a whole run, the loss at its result included.
+
+    The curve of :func:`gradient_descent` holds the loss *before* each step, so
+    a run that explodes in its last steps returns parameters whose loss is far
+    beyond the last value of the curve. This adds the loss at ``params`` (one
+    more evaluation, without graph) and checks the lot: every model that
+    trains by gradient descent (victims, the attack's clean model, its inner
+    problem) is judged by this one criterion.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X, y = torch.ones(4, 1, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    >>> f = loss_and_grad_fn(build_mlp(1, ()))
+    >>> w0 = [torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)]
+    >>> params, losses = gradient_descent(f, w0, X, y, n_steps=3, lr=0.5)
+    >>> check_training(f, params, X, y, losses)
+    >>> params, losses = gradient_descent(f, w0, X, y, n_steps=20, lr=10.0)
+    >>> check_training(f, params, X, y, losses)
+    Traceback (most recent call last):
+    ...
+    skpoison.exceptions.DivergenceError: ...
+    """
+    with torch.no_grad():
+        final, _ = loss_and_grad([p.detach() for p in params], X, y, l2)
+    final = final.detach().to(losses).reshape(1, *losses.shape[1:])
+    check_loss_curve(torch.cat([losses.detach(), final]), what=what, lr_name=lr_name)
 
 
 def check_linear_stability(X: torch.Tensor, lr: float, l2: float = 0.0) -> float:

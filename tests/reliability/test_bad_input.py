@@ -50,6 +50,7 @@ LENGTHS = r"inconsistent numbers of samples|different numbers of rows"
 SPARSE = r"Sparse data was passed for X|X\w* must be a dense array"
 NFEAT = r"n_features \+ 2"
 DIVERGE = r"learning_rate|inner_lr|inner learning rate"
+DATETIME = r"X\w* has datetime64/timedelta64 values"
 
 
 def _nan_X(X, y):
@@ -103,6 +104,25 @@ def _sparse(X, y):
     return sp.csr_matrix(X), y
 
 
+def _sparse_as(fmt):
+    def transform(X, y):
+        return sp.csr_matrix(X).asformat(fmt), y
+
+    return transform
+
+
+def _datetime_X(X, y):
+    start = np.datetime64("2020-01-01T00:00:00", "s")
+    return start + (X * 1e6).astype("timedelta64[s]"), y
+
+
+def _datetime_column(X, y):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame["when"] = pd.date_range("2020-01-01", periods=X.shape[0], freq="h")
+    return frame, y
+
+
 #: fault -> (transform(X, y) -> (X, y), inputs it touches, policy, pattern)
 FAULTS = {
     "nan_X": (_nan_X, "X", "raise", r"X\w* contains NaN"),
@@ -142,6 +162,16 @@ FAULTS = {
     "y_column": (lambda X, y: (X, y[:, None]), "y", "finite", None),
     "mismatched_lengths": (lambda X, y: (X, y[:-1]), "Xy", "raise", LENGTHS),
     "sparse_X": (_sparse, "X", "raise", SPARSE),
+    # The other sparse formats (HuberRegressor takes them through CSR).
+    **{
+        f"sparse_{fmt}": (_sparse_as(fmt), "X", "raise", SPARSE)
+        for fmt in ("dok", "lil", "dia", "bsr")
+    },
+    # Views with negative strides (torch refuses them): same answer as a copy.
+    "reversed_rows": (lambda X, y: (X[::-1], y[::-1]), "Xy", "finite", None),
+    "reversed_columns": (lambda X, y: (X[:, ::-1], y), "X", "finite", None),
+    "datetime_X": (_datetime_X, "X", "raise", DATETIME),
+    "datetime_column": (_datetime_column, "X", "raise", DATETIME),
 }
 
 #: Where a subject's correct behaviour differs from the fault's default.
@@ -156,13 +186,17 @@ OVERRIDES = {
     **{
         ("train_val_test_split", fault): ("passthrough", None)
         for fault in ("nan_X", "inf_X", "nan_y", "inf_y", "strings_X", "strings_y")
-        + ("X_3d", "y_2d", "sparse_X")
+        + ("X_3d", "y_2d", "sparse_X", "datetime_X", "datetime_column")
+        + ("sparse_dok", "sparse_lil", "sparse_dia", "sparse_bsr")
     },
     # The engines are a research API on tensors: y must be 1-d, no column.
     ("make_engine(linear)", "y_column"): ("raise", Y2D),
     ("make_engine(mlp)", "y_column"): ("raise", Y2D),
-    # HuberRegressor accepts sparse X.
-    ("make_huber_baseline", "sparse_X"): ("finite", None),
+    # HuberRegressor accepts sparse X, in any format (converted to CSR).
+    **{
+        ("make_huber_baseline", f): ("finite", None)
+        for f in ("sparse_X", "sparse_dok", "sparse_lil", "sparse_dia", "sparse_bsr")
+    },
     # NMSE's exact value here (~1e600) is beyond float64: +inf, never NaN
     # (see test_nmse_overflow_is_inf_exactly_when_the_true_value_overflows).
     ("nmse(y_true)", "tiny"): ("inf", None),
@@ -327,6 +361,17 @@ def _fit_estimator(name, params, fit_kw=None):
     return run
 
 
+def _module_of_width(extra_in, n_out):
+    """A ``model`` callable whose module takes ``d + extra_in`` inputs."""
+
+    def model(n_features):
+        import torch
+
+        return torch.nn.Linear(n_features + extra_in, n_out)
+
+    return model
+
+
 N = 30  # make_data's number of samples
 FRACTION = "reject_fraction"
 PARAM_FAULTS = [
@@ -374,6 +419,20 @@ PARAM_FAULTS = [
     ("TorchLinearRegressor", {"n_epochs": 0}, "n_epochs"),
     ("TorchMLPRegressor", {"hidden_layer_sizes": ()}, "hidden_layer_sizes"),
     ("TorchMLPRegressor", {"hidden_layer_sizes": (4, 0)}, "hidden_layer_sizes"),
+    # Widths the attack used to accept (int(2.5) = 2, a 0-wide layer) or pass
+    # to torch ("negative dimension -1"); the victim shares the check.
+    *[
+        ("StealthyPoisoner", {"model": "mlp", "hidden_layer_sizes": sizes}, "hidden")
+        for sizes in ((0,), (2.5,), (-1,), (4, 0), (True,), ("4",))
+    ],
+    *[
+        ("TorchMLPRegressor", {"hidden_layer_sizes": sizes}, "hidden_layer_sizes")
+        for sizes in ((0,), (2.5,), (-1,), (True,), ("4",))
+    ],
+    # A callable model of the wrong input or output width: named, not torch's
+    # "mat1 and mat2 shapes cannot be multiplied".
+    ("StealthyPoisoner", {"model": _module_of_width(1, 1)}, r"n_features=3"),
+    ("StealthyPoisoner", {"model": _module_of_width(0, 2)}, r"to \(n,\) or \(n, 1\)"),
     ("StealthyPoisoner", {"inner_lr": 0.0}, "inner_lr"),
     ("StealthyPoisoner", {"n_inner_steps": 0}, "n_inner_steps"),
     ("StealthyPoisoner", {"model": "svm"}, "model"),
@@ -388,11 +447,16 @@ PARAM_FAULTS = [
 ]
 
 
+def _param_id(value) -> str:
+    # A callable's repr holds its address: not a stable test id.
+    return value.__qualname__ if callable(value) else repr(value)
+
+
 @pytest.mark.parametrize(
     "name, params, pattern",
     PARAM_FAULTS,
     ids=[
-        f"{n}-{'-'.join(f'{k}={v!r}' for k, v in p.items())}"
+        f"{n}-{'-'.join(f'{k}={_param_id(v)}' for k, v in p.items())}"
         for n, p, _ in PARAM_FAULTS
     ],
 )

@@ -104,6 +104,90 @@ def test_victim_divergence_is_an_error_and_leaves_no_model(name, lr):
     assert np.array_equal(good.predict(X), pred)
 
 
+def _explodes_late():
+    """Data and settings where the MLP's loss explodes in the last steps only.
+
+    The loss before each of the 5 steps grows from 6.9 to 6e5 (a factor 1e5,
+    under ``EXPLOSION_FACTOR``); the loss at the returned parameters is ~1e17.
+    """
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, 2.0, 3.0]) + rng.normal(size=40)
+    return X, y, dict(lr=1.5, steps=5)
+
+
+def test_divergence_in_the_last_step_is_caught_by_victim_and_attack():
+    """Regression: both returned a model ~1e9 off (the attack: sigma_ ~5e5,
+    loss_ref ~8e12) because the loss at the result was never checked."""
+    from skpoison.models import TorchMLPRegressor
+
+    X, y, s = _explodes_late()
+    victim = TorchMLPRegressor(
+        hidden_layer_sizes=(4,), learning_rate=s["lr"], n_epochs=s["steps"],
+        random_state=0,
+    )  # fmt: skip
+    with pytest.raises(DivergenceError, match="learning_rate"):
+        victim.fit(X, y)
+    record("TorchMLPRegressor", "learning rate", "DivergenceError")
+    for engine in ("auto", "unrolled"):
+        attack = _attack(
+            "mlp", s["lr"], n_inner_steps=s["steps"], n_outer_steps=2,
+            batch_size=2, engine=engine,
+        )  # fmt: skip
+        with pytest.raises(DivergenceError, match=r"inner_lr \(now 1.5\)"):
+            attack.fit(X, y)
+        record("StealthyPoisoner", "inner learning rate", "DivergenceError")
+
+
+@pytest.mark.parametrize("lr", [0.5, 1.0, 1.3, 1.5, 2.0, 3.0, 10.0])
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_engines_judge_divergence_as_the_victims_do(lr, steps):
+    """The unrolled engine (fast reverse pass, autograd reference, and plain
+    training) raises exactly when the victims' criterion, ``check_training``
+    on the same run, does."""
+    import torch
+
+    from skpoison.attacks import UnrolledEngine
+    from skpoison.models._training import (
+        check_training,
+        gradient_descent,
+        loss_and_grad_fn,
+    )
+
+    X, y, _ = _explodes_late()
+    kw = dict(n_steps=steps, lr=lr, hidden_layer_sizes=(4,), random_state=0)
+    fixed, poison, val = slice(0, 30), slice(30, 34), slice(34, 40)
+    engines = [
+        UnrolledEngine("mlp", X[fixed], y[fixed], X[val], y[val], **kw),
+        UnrolledEngine(
+            "mlp", X[fixed], y[fixed], X[val], y[val], force_autograd=True, **kw
+        ),
+    ]
+    eng = engines[0]
+    Xt = torch.tensor(X[:34], dtype=torch.float64)
+    yt = torch.tensor(y[:34], dtype=torch.float64)
+    f = loss_and_grad_fn(eng.module, force_autograd=True)
+    params, losses = gradient_descent(f, eng.init_params, Xt, yt, n_steps=steps, lr=lr)
+    try:
+        check_training(f, params, Xt, yt, losses)
+        expected = False
+    except DivergenceError:
+        expected = True
+    calls = [lambda e=e: e.value_and_grad(X[poison], y[poison])[0] for e in engines]
+    calls.append(lambda: eng.value(X[poison], y[poison]))
+    for call_ in calls:
+        if expected:
+            with pytest.raises(DivergenceError, match="inner learning rate"):
+                call_()
+        else:
+            assert np.isfinite(float(call_()))
+    record(
+        "make_engine(mlp)",
+        "inner learning rate",
+        "DivergenceError" if expected else "finite",
+    )
+
+
 def test_poisoning_curve_records_divergence_and_goes_on():
     """The documented recovery: diverged rows are flagged, never NaN silently."""
     from skpoison.evaluation import poisoning_curve
