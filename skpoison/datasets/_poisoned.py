@@ -16,10 +16,21 @@ Two formats, chosen by the file's suffix:
 ``.csv``
     A plain table any tool can read: comment lines ``# ...`` first (a format
     line and the metadata as JSON), then a header with the feature names,
-    ``target`` and ``is_poison`` (0/1), then one row per training point.
+    ``target`` and ``is_poison`` (0/1), then one row per training point. The
+    header quotes every name, so a name may hold commas, quotes, newlines or
+    start with ``#`` and still come back exactly (only the leading lines that
+    start with ``#`` are comments; ``pandas.read_csv(path, comment="#")``
+    reads the file too as long as no name contains ``#``).
     Floats are written with Python's shortest round-trip ``repr``, so they
     also come back bit for bit; the order of ``poison_indices`` is not kept
     (they come back sorted).
+
+Every export round-trips what it accepts: a feature name is any ``str``
+without NUL characters that UTF-8 can encode (others are refused with a
+``ValueError``). Loading validates the file (shapes, finite float values,
+``poison_indices`` that agree with the ``is_poison`` column, names of the
+right length) and turns a damaged file (truncated archive, bad JSON, ...) into
+a ``ValueError`` naming the file and the problem.
 
 Files are written atomically (a temporary file in the same folder, then
 :func:`os.replace`, see :mod:`skpoison._io`): an interrupted export leaves the
@@ -32,6 +43,9 @@ import csv
 import io
 import json
 import os
+import pickle
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +53,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_array, check_consistent_length
 
 from .._io import atomic_open
+from .._validation import check_not_datetime
 
 __all__ = ["load_poisoned_dataset", "save_poisoned_dataset"]
 
@@ -92,7 +107,27 @@ def _check_poison_indices(poison_indices, n_samples: int) -> np.ndarray:
 def _check_feature_names(feature_names, n_features: int) -> list[str]:
     if feature_names is None:
         return [f"x{j}" for j in range(n_features)]
-    names = [str(name) for name in feature_names]
+    if isinstance(feature_names, str):
+        raise TypeError("feature_names must be a sequence of str, not one str.")
+    names = list(feature_names)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"feature_names must hold str, got {name!r} of type "
+                f"{type(name).__name__}."
+            )
+        # NumPy's str arrays drop trailing NULs and the csv module refuses
+        # them; UTF-8 cannot encode lone surrogates: refuse what cannot
+        # come back.
+        if "\x00" in name:
+            raise ValueError(f"feature_names must not contain NUL: {name!r}.")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"feature_names must be valid Unicode text, got {name!r}."
+            ) from None
+    names = [str(name) for name in names]
     if len(names) != n_features:
         raise ValueError(
             f"feature_names has {len(names)} names for {n_features} features."
@@ -171,6 +206,7 @@ def save_poisoned_dataset(
     """
     path = Path(path)
     suffix = _suffix(path)
+    check_not_datetime(X)
     X = check_array(X, dtype=np.float64, input_name="X")
     y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
     if y.ndim == 2 and y.shape[1] == 1:  # a single column, as sklearn accepts
@@ -209,8 +245,11 @@ def save_poisoned_dataset(
         def write(fh):
             text = io.StringIO()
             text.write(f"# {_FORMAT_LINE}\n# {_METADATA_PREFIX}{meta_json}\n")
+            # Quoting the header keeps a name starting with "#" from reading
+            # as a comment, and newlines or commas inside the name.
+            header = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
+            header.writerow([*names, "target", "is_poison"])
             writer = csv.writer(text, lineterminator="\n")
-            writer.writerow([*names, "target", "is_poison"])
             for row, target, flag in zip(X.tolist(), y.tolist(), is_poison.tolist()):
                 writer.writerow([*map(repr, row), repr(target), int(flag)])
             fh.write(text.getvalue().encode("utf-8"))
@@ -222,32 +261,34 @@ def save_poisoned_dataset(
 
 def _read_csv(path: Path):
     with open(path, encoding="utf-8", newline="") as fh:
-        lines = fh.read().splitlines()
+        text = fh.read()
     metadata = {}
-    body = []
-    for line in lines:
-        if line.startswith("#"):
-            comment = line[1:].strip()
-            if comment.startswith(_METADATA_PREFIX):
-                metadata = json.loads(comment[len(_METADATA_PREFIX) :])
-        elif line.strip():
-            body.append(line)
-    if not body:
-        raise ValueError(f"{path}: no header row.")
-    rows = list(csv.reader(body))
-    header = [name.strip() for name in rows[0]]
-    if header[-2:] != ["target", "is_poison"]:
+    # Comments are the leading lines that start with "#" (the header is quoted).
+    pos = 0
+    while text.startswith("#", pos):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end + 1
+        comment = text[pos:end].rstrip("\r\n")[1:].strip()
+        if comment.startswith(_METADATA_PREFIX):
+            metadata = json.loads(comment[len(_METADATA_PREFIX) :])
+        pos = end
+    rows = [row for row in csv.reader(io.StringIO(text[pos:])) if row]
+    if not rows:
+        raise ValueError("no header row")
+    header = rows[0]
+    if [name.strip() for name in header[-2:]] != ["target", "is_poison"]:
         raise ValueError(
-            f"{path}: the last two columns must be 'target' and 'is_poison', got "
-            f"{header[-2:]}."
+            f"the last two columns must be 'target' and 'is_poison', got {header[-2:]}"
         )
+    if any(len(row) != len(header) for row in rows[1:]):
+        raise ValueError(f"every row must have {len(header)} values")
     try:
         values = np.array(rows[1:], dtype=np.float64).reshape(-1, len(header))
     except ValueError as exc:
-        raise ValueError(f"{path}: every value must be a number ({exc}).") from None
+        raise ValueError(f"every value must be a number ({exc})") from None
     flags = values[:, -1]
     if not np.isin(flags, (0.0, 1.0)).all():
-        raise ValueError(f"{path}: the is_poison column must hold 0 or 1.")
+        raise ValueError("the is_poison column must hold 0 or 1")
     is_poison = flags == 1.0
     return (
         values[:, :-2],
@@ -263,22 +304,87 @@ def _read_npz(path: Path):
     with np.load(path, allow_pickle=False) as archive:
         missing = {"X", "y", "is_poison", "poison_indices"} - set(archive.files)
         if missing:
-            raise ValueError(
-                f"{path}: not a poisoned dataset, missing {sorted(missing)}."
-            )
+            raise ValueError(f"not a poisoned dataset, missing {sorted(missing)}")
         X = archive["X"]
         y = archive["y"]
-        is_poison = archive["is_poison"].astype(bool)
-        idx = archive["poison_indices"].astype(np.intp)
-        names = (
-            archive["feature_names"].tolist()
-            if "feature_names" in archive.files
-            else [f"x{j}" for j in range(X.shape[1])]
-        )
+        is_poison = archive["is_poison"]
+        idx = archive["poison_indices"]
+        if "feature_names" in archive.files:
+            names = archive["feature_names"]
+            if names.dtype.kind != "U" or names.ndim != 1:
+                raise ValueError(
+                    f"feature_names must be a 1-d array of str, got dtype "
+                    f"{names.dtype} and shape {names.shape}"
+                )
+            names = names.tolist()
+        else:
+            names = None
         metadata = (
             json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
         )
-    return X, y, is_poison, idx, names, metadata
+    for name, arr, kinds in (
+        ("X", X, "fiu"),
+        ("y", y, "fiu"),
+        ("is_poison", is_poison, "biu"),
+        ("poison_indices", idx, "iu"),
+    ):
+        if arr.dtype.kind not in kinds:
+            raise ValueError(f"{name} has dtype {arr.dtype}, expected a number type")
+    if is_poison.dtype.kind != "b":
+        if not np.isin(is_poison, (0, 1)).all():
+            raise ValueError("is_poison must hold booleans (or 0 and 1)")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d, got shape {X.shape}")
+    if names is None:
+        names = [f"x{j}" for j in range(X.shape[1])]
+    return (
+        X.astype(np.float64),
+        y.astype(np.float64),
+        is_poison.astype(bool),
+        idx.astype(np.intp),
+        names,
+        metadata,
+    )
+
+
+def _check_loaded(X, y, is_poison, idx, names, metadata) -> None:
+    """The invariants :func:`save_poisoned_dataset` guarantees, checked on read."""
+    if X.ndim != 2 or y.shape != (X.shape[0],) or is_poison.shape != y.shape:
+        raise ValueError(
+            f"inconsistent shapes X {X.shape}, y {y.shape}, is_poison {is_poison.shape}"
+        )
+    for name, arr in (("X", X), ("y", y)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+    if idx.ndim != 1:
+        raise ValueError(f"poison_indices must be 1-d, got shape {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= X.shape[0]):
+        raise ValueError(f"poison_indices must lie in [0, {X.shape[0]})")
+    if np.unique(idx).size != idx.size:
+        raise ValueError("poison_indices has repeated positions")
+    if not np.array_equal(np.sort(idx), np.flatnonzero(is_poison)):
+        raise ValueError(
+            f"poison_indices ({idx.size} positions) disagree with the is_poison "
+            f"column ({int(is_poison.sum())} rows flagged)"
+        )
+    if len(names) != X.shape[1]:
+        raise ValueError(f"{len(names)} feature names for {X.shape[1]} features")
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"the metadata must be a JSON object, got {type(metadata).__name__}"
+        )
+
+
+#: What a damaged file raises inside NumPy, zipfile, zlib, json or csv.
+_DAMAGED = (
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    pickle.UnpicklingError,
+    csv.Error,
+)
 
 
 def load_poisoned_dataset(path: str | os.PathLike) -> Bunch:
@@ -301,8 +407,11 @@ def load_poisoned_dataset(path: str | os.PathLike) -> Bunch:
     Raises
     ------
     ValueError
-        If the suffix is not ``.npz`` / ``.csv``, the file lacks a required
-        column or array, or holds non-numeric values.
+        Naming the file, if the suffix is not ``.npz`` / ``.csv``, the file is
+        damaged (truncated, not a zip archive, bad JSON), lacks a required
+        column or array, holds non-numeric, NaN or infinite values or arrays
+        of the wrong dtype, its ``poison_indices`` disagree with its
+        ``is_poison`` column, or it has names of the wrong length.
 
     See Also
     --------
@@ -321,9 +430,15 @@ def load_poisoned_dataset(path: str | os.PathLike) -> Bunch:
     path = Path(path)
     suffix = _suffix(path)
     reader = _read_npz if suffix == ".npz" else _read_csv
-    X, y, is_poison, idx, names, metadata = reader(path)
-    if X.ndim != 2 or y.shape != (X.shape[0],) or is_poison.shape != y.shape:
-        raise ValueError(f"{path}: inconsistent shapes X {X.shape}, y {y.shape}.")
+    try:
+        X, y, is_poison, idx, names, metadata = loaded = reader(path)
+        _check_loaded(*loaded)
+    except _DAMAGED as exc:  # UnicodeDecodeError and JSONDecodeError included
+        kind = "a poisoned .npz archive" if suffix == ".npz" else "a poisoned CSV"
+        raise ValueError(
+            f"{path} is not a valid {kind} (damaged or not written by "
+            f"save_poisoned_dataset): {exc}."
+        ) from exc
     return Bunch(
         data=X,
         target=y,

@@ -23,6 +23,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from reliability_helpers import record
 from reliability_subjects import ESTIMATORS, make_data
 
@@ -243,3 +246,177 @@ def test_load_rejects_foreign_files(tmp_path):
         load_poisoned_dataset(tmp_path / "e.npz")
     with pytest.raises(ValueError, match="must end in"):
         load_poisoned_dataset(tmp_path / "a.parquet")
+
+
+# ------------------------------------------- poisoned datasets: names, damage
+_NAME = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    data=st.data(),
+    n_features=st.integers(1, 4),
+    n_samples=st.integers(1, 6),
+    suffix=st.sampled_from([".npz", ".csv"]),
+)
+def test_poisoned_dataset_round_trips_any_accepted_name_and_value(
+    data, n_features, n_samples, suffix, tmp_path_factory
+):
+    """Names with '#', commas, quotes, newlines, spaces; any finite float."""
+    from skpoison.datasets import load_poisoned_dataset, save_poisoned_dataset
+
+    names = data.draw(
+        st.lists(_NAME, min_size=n_features, max_size=n_features, unique=True).filter(
+            lambda ns: not {"target", "is_poison"} & set(ns)
+        )
+    )
+    floats = st.floats(allow_nan=False, allow_infinity=False)
+    X = data.draw(hnp.arrays(np.float64, (n_samples, n_features), elements=floats))
+    y = data.draw(hnp.arrays(np.float64, (n_samples,), elements=floats))
+    mask = data.draw(hnp.arrays(bool, (n_samples,)))
+    path = tmp_path_factory.mktemp("rt") / f"p{suffix}"
+    save_poisoned_dataset(path, X, y, mask, feature_names=names, note="x")
+    back = load_poisoned_dataset(path)
+    record("save_poisoned_dataset", f"export names {suffix}", "finite")
+    assert back.feature_names == names
+    assert back.data.tobytes() == X.tobytes()  # bit for bit, -0.0 included
+    assert back.target.tobytes() == y.tobytes()
+    assert np.array_equal(back.is_poison, mask)
+    assert back.metadata == {"note": "x"}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+@pytest.mark.parametrize(
+    "names, error, match",
+    [
+        (["a\x00", "b", "c"], ValueError, "NUL"),
+        (["\ud800", "b", "c"], ValueError, "Unicode"),
+        ([1, 2, 3], TypeError, "str"),
+        ("abc", TypeError, "sequence of str"),
+    ],
+)
+def test_poisoned_dataset_refuses_names_it_cannot_round_trip(
+    suffix, names, error, match, tmp_path
+):
+    from skpoison.datasets import save_poisoned_dataset
+
+    X, y = make_data(5)
+    with pytest.raises(error, match=match):
+        save_poisoned_dataset(tmp_path / f"p{suffix}", X, y, [0], feature_names=names)
+    record("save_poisoned_dataset", f"export bad names {suffix}", error.__name__)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _npz(path, **overrides):
+    X, y = make_data(5)
+    arrays = dict(
+        X=X, y=y, is_poison=np.array([1, 0, 0, 0, 0], dtype=bool),
+        poison_indices=np.array([0]), feature_names=np.array(["a", "b", "c"]),
+        metadata=np.array("{}"),
+    )  # fmt: skip
+    arrays.update(overrides)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def _damage_truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _damage_empty(path):
+    path.write_bytes(b"")
+
+
+def _damage_json(path):
+    text = path.read_text(encoding="utf-8").replace("metadata: {", "metadata: {oops")
+    path.write_text(text, encoding="utf-8")
+
+
+def _damage_binary(path):
+    path.write_bytes(b"\xff\xfe\x00garbage")
+
+
+DAMAGED_NPZ = {
+    "truncated": (None, _damage_truncate, "not a valid"),
+    "empty file": (None, _damage_empty, "not a valid"),
+    "not a zip": (None, _damage_binary, "not a valid"),
+    "bad metadata JSON": ({"metadata": np.array("{oops")}, None, "Expecting"),
+    "metadata not an object": ({"metadata": np.array("[1]")}, None, "JSON object"),
+    "indices disagree with is_poison": (
+        {"poison_indices": np.array([1])},
+        None,
+        "disagree",
+    ),
+    "NaN in X": ({"X": np.full((5, 3), np.nan)}, None, "X contains NaN"),
+    "inf in y": ({"y": np.full(5, np.inf)}, None, "y contains NaN or inf"),
+    "X of strings": ({"X": np.full((5, 3), "a")}, None, "X has dtype"),
+    "float indices": ({"poison_indices": np.array([0.0])}, None, "dtype"),
+    "is_poison of 2s": ({"is_poison": np.array([2, 0, 0, 0, 0])}, None, "0 and 1"),
+    "names of wrong length": (
+        {"feature_names": np.array(["a", "b"])},
+        None,
+        "2 feature names for 3",
+    ),
+    "names not str": ({"feature_names": np.array([1, 2, 3])}, None, "str"),
+    "y of wrong length": ({"y": np.ones(4)}, None, "inconsistent shapes"),
+    "repeated indices": (
+        {"poison_indices": np.array([0, 0]), "is_poison": np.ones(5, bool)},
+        None,
+        "repeated",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_NPZ))
+def test_load_npz_refuses_damaged_or_contradictory_files(case, tmp_path):
+    from skpoison.datasets import load_poisoned_dataset
+
+    overrides, damage, match = DAMAGED_NPZ[case]
+    path = tmp_path / "p.npz"
+    _npz(path, **(overrides or {}))
+    if damage is not None:
+        damage(path)
+    with pytest.raises(ValueError, match=match) as info:
+        load_poisoned_dataset(path)
+    assert str(path) in str(info.value)
+    record("save_poisoned_dataset", f"export damaged npz: {case}", "ValueError")
+
+
+DAMAGED_CSV = {
+    "truncated": (_damage_truncate, "every row must have|not a valid"),
+    "empty file": (_damage_empty, "no header row"),
+    "bad metadata JSON": (_damage_json, "Expecting"),
+    "not UTF-8": (_damage_binary, "not a valid"),
+    "NaN value": (
+        lambda p: p.write_text('"a","target","is_poison"\nnan,1,0\n'),
+        "X contains NaN",
+    ),
+    "inf target": (
+        lambda p: p.write_text('"a","target","is_poison"\n1,inf,0\n'),
+        "y contains NaN or inf",
+    ),
+    "ragged row": (
+        lambda p: p.write_text('"a","target","is_poison"\n1,2\n'),
+        "every row must have 3",
+    ),
+    "metadata not an object": (
+        lambda p: p.write_text('# metadata: [1]\n"a","target","is_poison"\n1,2,0\n'),
+        "JSON object",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_CSV))
+def test_load_csv_refuses_damaged_files(case, tmp_path):
+    from skpoison.datasets import load_poisoned_dataset, save_poisoned_dataset
+
+    damage, match = DAMAGED_CSV[case]
+    X, y = make_data(5)
+    path = save_poisoned_dataset(tmp_path / "p.csv", X, y, [1], alpha=0.5)
+    damage(path)
+    with pytest.raises(ValueError, match=match) as info:
+        load_poisoned_dataset(path)
+    assert str(path) in str(info.value)
+    record("save_poisoned_dataset", f"export damaged csv: {case}", "ValueError")
