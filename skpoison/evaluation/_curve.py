@@ -787,6 +787,8 @@ def poisoning_curve(
     finally:
         if bar is not None:
             bar.close()
+        if store is not None:
+            store.close()  # the folder's lock: the next run may start
     rows = _collect(study, phase1, phase2, results)
     return _tidy(pd.DataFrame(rows), config["alphas"], study)
 

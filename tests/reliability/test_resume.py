@@ -150,3 +150,144 @@ def test_output_files_are_readable_by_others(tmp_path, reference):
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
     assert modes["report.md"] == 0o666 & ~umask  # written by open()
     assert modes["results.csv"] == modes["report.md"], modes
+
+
+# ------------------------------------------------ unit checks and the lock
+def _store(out, config=None, **kw):
+    from skpoison.evaluation import StudyStore
+
+    return StudyStore(out, config or {"study": 1}, **kw)
+
+
+def _copy_from_other_study(out, key):
+    with _store(out.parent / "other", {"study": 2}) as other:
+        other.save(key, {"rows": [9.0]})
+    shutil.copy(other._path(key), out / "units" / f"{key}.json")
+
+
+def _edit(out, key):
+    path = out / "units" / f"{key}.json"
+    path.write_text(path.read_text().replace("1.5", "2.5"))
+
+
+def _truncate(out, key):
+    path = out / "units" / f"{key}.json"
+    path.write_text(path.read_text()[:20])
+
+
+def _empty_object(out, key):
+    (out / "units" / f"{key}.json").write_text("{}")
+
+
+def _old_format(out, key):
+    (out / "units" / f"{key}.json").write_text('{"rows": [1.5]}')
+
+
+def _renamed(out, key):
+    with _store(out) as store:
+        store.save("other-unit", {"rows": [1.5]})
+    os.replace(out / "units" / "other-unit.json", out / "units" / f"{key}.json")
+
+
+BAD_UNITS = {
+    "copied from another study": (_copy_from_other_study, "belongs to study"),
+    "hand-edited": (_edit, "checksum"),
+    "truncated": (_truncate, "not valid JSON"),
+    "{}": (_empty_object, "lacks the study hash"),
+    "unversioned (older layout)": (_old_format, "lacks the study hash"),
+    "another unit's file": (_renamed, "holds unit 'other-unit'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UNITS))
+def test_a_unit_failing_its_check_is_recomputed_with_a_warning(case, tmp_path):
+    damage, match = BAD_UNITS[case]
+    out = tmp_path / "study"
+    with _store(out) as store:
+        store.save("u1", {"rows": [1.5]})
+        store.save("u2", {"rows": [0.5]})
+    damage(out, "u1")
+    with _store(out) as store:
+        with pytest.warns(UserWarning, match=match) as warned:
+            assert not store.is_done("u1")
+        assert "u1.json" in str(warned[0].message)
+        assert store.is_done("u2") and store.load("u2") == {"rows": [0.5]}
+        with pytest.raises(ValueError, match="No valid checkpoint"):
+            store.load("u1")
+    record("poisoning_curve", f"resume with a bad unit: {case}", "finite")
+
+
+def test_resume_recomputes_a_unit_copied_from_another_study(tmp_path):
+    """End to end: the copied unit is not merged; the table equals a fresh run's."""
+    from reliability_subjects import make_data
+
+    from skpoison.evaluation import poisoning_curve
+
+    X, y = make_data(40)
+    kw = dict(
+        alphas=[1.0], ratios=[0.0, 0.2], defenses=["none"], n_repetitions=2,
+        attack_params={"n_outer_steps": 1, "n_inner_steps": 3},
+        victim_params={"n_epochs": 3},
+    )  # fmt: skip
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = poisoning_curve((X, y), out_dir=a, random_state=0, **kw)
+    poisoning_curve((X, y), out_dir=b, random_state=1, **kw)
+    unit = sorted((b / "units").glob("*.json"))[0]
+    shutil.copy(unit, a / "units" / unit.name)
+    with pytest.warns(UserWarning, match=f"{unit.name}.*belongs to study"):
+        again = poisoning_curve((X, y), out_dir=a, random_state=0, **kw)
+    record("poisoning_curve", "resume with a unit of another study", "finite")
+    cols = [c for c in first.columns if "time" not in c]
+    assert first[cols].equals(again[cols])
+
+
+_HOLDER = """
+import sys, time
+from skpoison.evaluation import StudyStore
+store = StudyStore(sys.argv[1], {"study": 1})
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+    """Two processes: the second refuses clearly while the first holds the folder."""
+    out = tmp_path / "study"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        # The holder's in-flight temporary file must survive our start-up.
+        live = out / "units" / f".u.json.{holder.pid}.{'a' * 32}.tmp"
+        live.write_text("{")
+        with pytest.raises(ValueError, match="in use by another run"):
+            _store(out)
+        record("poisoning_curve", "resume: concurrent run", "ValueError")
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    dead = out / "units" / ".v.json.999999999.abc.tmp"  # no such pid
+    dead.write_text("{")
+    with _store(out) as store:  # the first run has ended: the folder is free
+        store.save("u", {"rows": []})
+    assert not dead.exists()
+    assert not live.exists()  # its writer has exited: stale now
+
+
+def test_live_writers_temporaries_are_kept(tmp_path):
+    out = tmp_path / "study"
+    _store(out).close()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = out / f".results.csv.{sleeper.pid}.{'b' * 32}.tmp"
+        live.write_text("dataset")
+        _store(out).close()
+        assert live.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _store(out).close()
+    assert not live.exists()
