@@ -166,16 +166,20 @@ def test_interrupted_warm_start_keeps_warm_state(monkeypatch):
     before_out = subject.outputs(est, X)
     before_state = _state_hashes(est)
     n_batches = len(est._state["batches"])
-    run = StealthyPoisoner._run
+    craft = StealthyPoisoner._craft
+    calls = []
 
-    def interrupted(self, st, alpha, risk_ref, n_p, batches, what):
-        batches.append(batches[-1])  # a batch finished, then Ctrl-C
-        raise KeyboardInterrupt
+    def interrupted(self, state, indices):
+        calls.append(indices)
+        if len(calls) > 1:  # one more batch was appended, then Ctrl-C
+            raise KeyboardInterrupt
+        return craft(self, state, indices)
 
-    monkeypatch.setattr(StealthyPoisoner, "_run", interrupted)
+    monkeypatch.setattr(StealthyPoisoner, "_craft", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        est.set_params(poison_fraction=0.2).fit(X, y)
-    monkeypatch.setattr(StealthyPoisoner, "_run", run)
+        est.set_params(poison_fraction=0.3).fit(X, y)
+    monkeypatch.setattr(StealthyPoisoner, "_craft", craft)
+    assert len(calls) == 2
     est.set_params(poison_fraction=0.1)
     assert len(est._state["batches"]) == n_batches
     _assert_unchanged(subject, est, X, before_out, before_state)
