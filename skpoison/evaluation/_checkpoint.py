@@ -176,6 +176,7 @@ class StudyStore:
         self.hash = config_hash(self.config)
         self.units_dir = self.out_dir / _UNITS_DIR
         self._loaded: dict = {}
+        self._rejected: set = set()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # One lock object per folder and process (is_singleton): reentrant, so
         # a process can reopen its own study; another process is refused.
@@ -288,8 +289,12 @@ class StudyStore:
         reported with a warning and counts as not done.
         """
         if key not in self._loaded:
+            if key in self._rejected:  # warned once already
+                return False
             payload = self._read(key)
             if payload is None:
+                if self._path(key).exists():
+                    self._rejected.add(key)
                 return False
             self._loaded[key] = payload
         return True
@@ -307,6 +312,7 @@ class StudyStore:
         }
         atomic_write_text(self._path(key), json.dumps(unit) + "\n")
         self._loaded[key] = payload
+        self._rejected.discard(key)
 
     def load(self, key: str) -> dict:
         """Load a finished unit (see :meth:`is_done`).

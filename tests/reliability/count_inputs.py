@@ -61,7 +61,7 @@ def _group(category: str) -> str:
         return "determinism"
     if category.startswith(("persistence", "export")):
         return "persistence"
-    if "resume" in category:
+    if "resume" in category or category.startswith("failed refit"):
         return "fault tolerance"
     return "bad data"
 
