@@ -53,6 +53,7 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._state import atomic_fit
 from ._base import BasePoisoner, check_validation_set
 from ._hypergradient import make_engine
 
@@ -173,6 +174,7 @@ class OptPPoisoner(BasePoisoner):
         self.bounds = bounds
         self.random_state = random_state
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, X_val=None, y_val=None):
         """Craft the poison points.

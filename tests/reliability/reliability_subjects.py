@@ -179,6 +179,20 @@ def _baseline(name):
     return factory
 
 
+def _optp(**kw):
+    from skpoison.attacks import OptPPoisoner
+
+    return OptPPoisoner(
+        **{
+            "poison_fraction": 0.1,
+            "min_iter": 1,
+            "max_iter": 2,
+            "random_state": 0,
+            **kw,
+        }
+    )
+
+
 def _attack_outputs(att, X):
     X_p, y_p = att.resample_at()
     return {
@@ -277,6 +291,7 @@ ESTIMATORS = [
         Subject(name, _fit(_baseline(name)), _attack_outputs, random=True)
         for name in ("FlipPoisoner", "StatPPoisoner", "NoisePoisoner")
     ),
+    Subject("OptPPoisoner", _fit(_optp), _attack_outputs, min_samples=8, random=True),
     Subject(
         "PaperStandardizer", _fit_standardizer, _standardizer_outputs, min_samples=1
     ),
