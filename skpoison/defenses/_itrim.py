@@ -45,6 +45,7 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 
+from .._state import atomic_fit
 from .._validation import validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._trim import TrimRegressor
@@ -191,6 +192,7 @@ class ITrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.n_init = n_init
         self.random_state = random_state
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Estimate the poisoning fraction and run TRIM with it.
