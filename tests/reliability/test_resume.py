@@ -135,7 +135,9 @@ def test_rerun_removes_temporary_files_of_a_killed_write(tmp_path, reference):
     out = tmp_path / "stale"
     shutil.copytree(finished, out)
     # What a kill -9 in the middle of atomic_write_text leaves behind.
-    (out / "units" / ".rep000_stealthy_alpha1.0.json.abc123.tmp").write_text('{"rows": [')
+    (out / "units" / ".rep000_stealthy_alpha1.0.json.abc123.tmp").write_text(
+        '{"rows": ['
+    )
     (out / ".results.csv.def456.tmp").write_text("dataset,mod")
     assert _run(out).returncode == 0
     assert (out / "results.csv").read_bytes() == expected
