@@ -291,7 +291,7 @@ ESTIMATORS = [
         Subject(name, _fit(_baseline(name)), _attack_outputs, random=True)
         for name in ("FlipPoisoner", "StatPPoisoner", "NoisePoisoner")
     ),
-    Subject("OptPPoisoner", _fit(_optp), _attack_outputs, min_samples=8, random=True),
+    Subject("OptPPoisoner", _fit(_optp), _attack_outputs, random=True),
     Subject(
         "PaperStandardizer", _fit_standardizer, _standardizer_outputs, min_samples=1
     ),
