@@ -30,12 +30,9 @@ import torch
 
 from ..exceptions import DivergenceError
 from ..models._training import (
-    check_training,
-    gradient_descent,
     loss_and_grad_fn,
-    torch_threads,
 )
-from ._hypergradient import _LR_NAME, UnrolledEngine, _run_chain
+from ._hypergradient import UnrolledEngine, _checked_descent, _run_chain
 
 __all__ = ["BatchedUnrolledEngine"]
 
@@ -162,16 +159,7 @@ class BatchedUnrolledEngine:
         X_p, y_p = self._poison(X_p, y_p)
         X = torch.cat([self.X_fixed, X_p], dim=1)
         y = torch.cat([self.y_fixed, y_p], dim=1)
-        with torch_threads(self._thread_count(X_p.shape[1])):
-            params, losses = gradient_descent(
-                self._loss_and_grad, self.init_params, X, y,
-                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
-            )  # fmt: skip
-        check_training(
-            self._loss_and_grad, params, X, y, losses, l2=self.l2,
-            what="inner training", lr_name=_LR_NAME,
-        )  # fmt: skip
-        return params
+        return _checked_descent(self, X, y, self._thread_count(X_p.shape[1]))
 
     def value(self, X_p, y_p) -> torch.Tensor:
         """Validation losses (shape ``(k,)``) of the models trained with the poison points."""

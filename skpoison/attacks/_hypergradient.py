@@ -413,17 +413,8 @@ class UnrolledEngine(_EngineBase):
     def _train(self, X_p, y_p, *, differentiable):
         X = RowBlocks(self.X_fixed, X_p)
         y = torch.cat([self.y_fixed, y_p])
-        with torch_threads(self._thread_count(X_p.shape[0])):
-            params, losses = gradient_descent(
-                self._loss_and_grad, self.init_params, X, y,
-                n_steps=self.n_steps, lr=self.lr, l2=self.l2,
-                differentiable=differentiable,
-            )  # fmt: skip
-        check_training(
-            self._loss_and_grad, params, X, y, losses, l2=self.l2,
-            what="inner training", lr_name=_LR_NAME,
-        )  # fmt: skip
-        return params
+        threads = self._thread_count(X_p.shape[0])
+        return _checked_descent(self, X, y, threads, differentiable=differentiable)
 
     def predict(self, params, X) -> torch.Tensor:
         """Model output of shape (n,) for parameters ``params``."""
@@ -476,6 +467,25 @@ def _run_chain(engine, X_p, y_p):
             n_steps=engine.n_steps, lr=engine.lr, l2=engine.l2,
             workspace=engine._workspace,
         )  # fmt: skip
+
+
+def _checked_descent(engine, X, y, threads, *, differentiable=False):
+    """``T`` gradient-descent steps of ``engine``'s inner problem, checked for divergence.
+
+    Shared by :class:`UnrolledEngine` and the batched engine (which stacks
+    ``k`` problems along a leading axis of ``X``, ``y`` and its parameters).
+    """
+    with torch_threads(threads):
+        params, losses = gradient_descent(
+            engine._loss_and_grad, engine.init_params, X, y,
+            n_steps=engine.n_steps, lr=engine.lr, l2=engine.l2,
+            differentiable=differentiable,
+        )  # fmt: skip
+    check_training(
+        engine._loss_and_grad, params, X, y, losses, l2=engine.l2,
+        what="inner training", lr_name=_LR_NAME,
+    )  # fmt: skip
+    return params
 
 
 def _slope_mask(z, slope):
