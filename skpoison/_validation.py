@@ -82,6 +82,27 @@ def check_not_datetime(X, *, name: str = "X") -> None:
         )
 
 
+def check_predictions(pred, n_rows: int, *, estimator, why: str) -> np.ndarray:
+    """``pred`` (an estimator's predictions) as float64, refused unless finite and of shape ``(n_rows,)``.
+
+    ``why`` ends the error message: what the caller cannot do without them.
+
+    Examples
+    --------
+    >>> from sklearn.dummy import DummyRegressor
+    >>> model = DummyRegressor().fit([[0.0], [1.0]], [1.0, 3.0])
+    >>> check_predictions(model.predict([[5.0]]), 1, estimator=model, why=".")
+    array([2.])
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    if pred.shape != (n_rows,) or not np.isfinite(pred).all():
+        raise ValueError(
+            f"estimator {type(estimator).__name__} returned non-finite or "
+            f"wrongly shaped predictions{why}"
+        )
+    return pred
+
+
 def validate_regression_data(estimator, X, y, **kwargs):
     """``validate_data(estimator, X, y, y_numeric=True, **kwargs)`` with a float64 ``y``.
 

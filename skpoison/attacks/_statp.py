@@ -34,6 +34,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import HasMethods
 
+from .._validation import check_predictions
 from ._base import BasePoisoner
 
 __all__ = ["StatPPoisoner"]
@@ -151,12 +152,10 @@ class StatPPoisoner(BasePoisoner):
             state["mean"], state["cov"], size=indices.size
         )
         X_p = np.where(U >= 0.5, high[:-1], low[:-1])
-        pred = np.asarray(state["estimator"].predict(X_p), dtype=np.float64)
-        if pred.shape != (indices.size,) or not np.isfinite(pred).all():
-            raise ValueError(
-                f"estimator {type(state['estimator']).__name__} returned non-finite "
-                "or wrongly shaped predictions; StatP cannot choose the targets."
-            )
+        pred = check_predictions(
+            state["estimator"].predict(X_p), indices.size,
+            estimator=state["estimator"], why="; StatP cannot choose the targets.",
+        )  # fmt: skip
         # The far end: high unless the prediction is above the middle.
         y_p = np.where(pred <= (low[-1] + high[-1]) / 2, high[-1], low[-1])
         return X_p, y_p

@@ -58,7 +58,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt
 
 from .._state import atomic_fit
-from .._validation import check_n_from_fraction, validate_regression_data
+from .._validation import (
+    check_n_from_fraction,
+    check_predictions,
+    validate_regression_data,
+)
 from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import (
     _CHUNK_ROWS,
@@ -111,13 +115,11 @@ class _GenericEngine:
         return clone(self.estimator).fit(self.X[mask], self.y[mask])
 
     def residuals(self, model):
-        pred = np.asarray(model.predict(self.X), dtype=np.float64).reshape(-1)
-        if pred.shape != self.y.shape or not np.isfinite(pred).all():
-            raise ValueError(
-                f"estimator {type(self.estimator).__name__} returned non-finite or "
-                "wrongly shaped predictions on the training set; TRIM cannot rank "
-                "the points."
-            )
+        pred = check_predictions(
+            np.asarray(model.predict(self.X), dtype=np.float64).reshape(-1),
+            self.y.shape[0], estimator=self.estimator,
+            why=" on the training set; TRIM cannot rank the points.",
+        )  # fmt: skip
         return (self.y - pred) ** 2
 
     def finalize(self, model, mask):
