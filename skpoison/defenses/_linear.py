@@ -46,9 +46,13 @@ solution is the one of the original coefficients, as scikit-learn's.
 Solving. The centred system is solved by Cholesky after scaling it to unit
 diagonal (so the condition test does not depend on the units of the features);
 when that fails or the scaled system is ill-conditioned, by a symmetric
-eigendecomposition whose small eigenvalues are cut (the minimum-norm
-least-squares solution, as :func:`scipy.linalg.lstsq` would give), so that
-collinear features never give NaN.
+eigendecomposition of the same unit-diagonal matrix whose small eigenvalues are
+cut, so that collinear features never give NaN. Among the solutions left, the
+one of minimum norm of the coefficients in the original units is returned (as
+:func:`scipy.linalg.lstsq` gives on the centred data). The rank is decided
+before the units come in: a copy of a column scaled by 1e6 is the same column
+in the frame, and weighting the Gram matrix by the units first would square
+that 1e6 to 1e12 and cut the other columns' directions as noise.
 
 ``theta`` has shape ``(d + 1,)``: the ``d`` coefficients, then the intercept.
 """
@@ -376,15 +380,23 @@ def _solve_psd(A, b, scale):
                 return x
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         pass
-    # x = Dn v with Dn the scales relative to the largest: the minimum-norm v.
-    Dn = scale / scale.max()
-    w, V = scipy.linalg.eigh(A * Dn[:, None] * Dn[None, :], check_finite=False)
-    cutoff = max(w.max(), 0.0) * p * _EPS * 1e3
-    inv = np.zeros_like(w)
-    keep = w > cutoff
-    inv[keep] = 1.0 / w[keep]
-    v = V @ (inv.reshape(-1, *(1,) * (b.ndim - 1)) * (V.T @ (b * col(Dn))))
-    return v * col(Dn)
+    # The rank is decided on the unit-diagonal matrix, where it does not depend
+    # on the units of the columns. (Deciding it on A weighted by ``scale`` cut
+    # well-determined directions: a column a million times larger than the
+    # others squares to 1e12 and pushed them below the cutoff.)
+    w, V = scipy.linalg.eigh(As, check_finite=False)
+    keep = w > max(w.max(), 0.0) * p * _EPS * 1e3
+    Vk = V[:, keep]
+    x = Vk @ ((Vk.T @ (b * col(s))) / col(w[keep])) * col(s)
+    if keep.all():
+        return x
+    # Every x + s * (N z), N the cut directions, fits as well: the one of minimum
+    # norm of x / scale (of the coefficients in the original units, as
+    # scikit-learn's minimum-norm solution).
+    weight = scale.max() / scale
+    M = (weight * s)[:, None] * V[:, ~keep]
+    z = scipy.linalg.lstsq(M, -(x * col(weight)), check_finite=False)[0]
+    return x + col(s) * (V[:, ~keep] @ z)
 
 
 def solve_gram(

@@ -8,8 +8,9 @@ Proda do not depend on the units or the origins of ``X`` and ``y``:
 
 - a feature with an offset of 1e6 to 1e9 times its spread (a timestamp);
 - data at 1e-170 and 1e+150 scale (their squares under- or overflow);
-- rank-deficient designs: a duplicated column, a column constant on the kept
-  rows (weight 0, as in scikit-learn), fewer rows than features.
+- rank-deficient designs: a duplicated column, copies scaled by 1e4 and 1e-4,
+  a zero column, a column constant on the kept rows (weight 0, as in
+  scikit-learn), fewer rows than features.
 
 Hangs and unbounded work. An infinite or overflowing penalty never reaches
 LAPACK (``ValueError`` first), and Proda refuses a group count above
@@ -73,6 +74,18 @@ def _duplicated(X, y):
     return np.hstack([X, X[:, :1]]), y
 
 
+def _scaled_copies(X, y):
+    # Copies 1e4 times larger and smaller: identical columns in the frame (each
+    # column is scaled to [-1, 1]), not in the original units. (At 1e6 the
+    # singular values of the design span more than the default tol=1e-6 of
+    # sklearn's LinearRegression, which then cuts a real direction.)
+    return np.hstack([X, 1e4 * X[:, 2:], -1e-4 * X[:, :1]]), y
+
+
+def _zero_column(X, y):
+    return np.hstack([X, np.zeros((X.shape[0], 1))]), y
+
+
 def _constant_on_kept(X, y):
     # A dummy that is 1 on the poisoned rows: constant on a clean kept set.
     dummy = np.zeros((X.shape[0], 1))
@@ -87,6 +100,8 @@ CASES = {
     "tiny 1e-170": _tiny,
     "huge 1e150": _huge,
     "duplicated column": _duplicated,
+    "scaled copies": _scaled_copies,
+    "zero column": _zero_column,
     "constant on kept rows": _constant_on_kept,
 }
 
@@ -164,6 +179,52 @@ def test_defended_model_is_sklearns_on_the_kept_rows(case, name):
         # The far poison is found whatever the units (with the dummy column,
         # the poisoned row it marks can be fitted exactly and may be kept).
         assert not keep[:10].any()
+
+
+@pytest.mark.parametrize("factor", [1e-8, -1e-6, 1e6, 1e8])
+@pytest.mark.parametrize("how", ["fit_least_squares", "additive", "TrimRegressor"])
+def test_a_scaled_copy_changes_no_fitted_value(factor, how):
+    # In the frame a scaled copy is the same column as its original; the rank
+    # is decided on the unit-diagonal Gram matrix and the minimum norm taken in
+    # the original units, so the copy changes neither the fitted values (those
+    # of the design without it) nor the minimum-norm coefficients.
+    X, y = _poisoned(7)
+    Xc = np.hstack([X, factor * X[:, 1:2]])
+    mask = np.ones(len(y), dtype=bool)
+    mask[:10] = False
+    if how == "TrimRegressor":
+        trim = TrimRegressor(reject_fraction=10).fit(Xc, y)
+        np.testing.assert_array_equal(trim.inlier_mask_, mask)
+        theta = np.append(trim.estimator_.coef_, trim.estimator_.intercept_)
+    else:
+        frame, Xf, yf = LinearFrame.from_data(Xc, y)
+        if how == "fit_least_squares":
+            theta_f = fit_least_squares(Xf, yf, mask, column_scale=frame.x_scale)
+        else:
+            stats = gram_statistics(Xf, yf)
+            less = gram_statistics(Xf[:10], yf[:10])
+            ZtZ, Zty = stats[0] - less[0], stats[1] - less[1]
+            theta_f = solve_gram(ZtZ, Zty, column_scale=frame.x_scale)
+        theta = frame.to_original(theta_f)
+    record(
+        "solve_gram" if how == "additive" else how, "numerics: scaled copy", "finite"
+    )
+    ref = LinearRegression().fit(X[mask], y[mask])
+    pred = Xc[mask] @ theta[:-1] + theta[-1]
+    np.testing.assert_allclose(pred, ref.predict(X[mask]), rtol=0, atol=1e-9)
+    # Minimum norm: the weight of column 1 is split as c / (1 + f^2), f c / (1 + f^2).
+    c = ref.coef_[1]
+    expected = np.append(ref.coef_, 0.0)
+    expected[1], expected[3] = c / (1 + factor**2), factor * c / (1 + factor**2)
+    # Each column's contribution to the fit is exact to rounding (a share below
+    # eps of the fit, as the copy's at 1e-8, is only known to rounding), and
+    # the norm is the least among the exact fits: within 1e-8 of it puts the
+    # coefficients within 1.5e-4 of the minimum-norm ones (Pythagoras).
+    spread = Xc[mask].std(axis=0)
+    np.testing.assert_allclose(
+        theta[:-1] * spread, expected * spread, rtol=1e-8, atol=1e-12 * abs(c)
+    )
+    assert np.linalg.norm(theta[:-1]) <= np.linalg.norm(expected) * (1 + 1e-8)
 
 
 @pytest.mark.parametrize("seed", range(3))
