@@ -33,7 +33,15 @@ Ascent
     decreases (the last step is undone), changes by less than ``1e-8``, or 100
     steps. An iteration without progress multiplies ``eta`` by 0.75. They stop
     after at least ``min_iter`` iterations once the objective changes by at
-    most ``eps``, or after ``max_iter``.
+    most ``eps``, or after ``max_iter``. Both thresholds are on the MSE of
+    targets in ``[0, 1]``, as in their code: changes of the objective are
+    divided by the squared width of the target's box, so neither depends on
+    the units of ``y``.
+Scale
+    The engine gets the data times a power of two ``c`` that brings the box to
+    unit size (exact: no digit changes), and the victim's ``alpha`` times
+    ``c^2`` (the same coefficients): data at 1e-300 or 1e+270, whose squares
+    under- or overflow float64, give the attack of the same data at scale 1.
 Vectorisation
     Their code moves one point at a time, refitting the model at each
     line-search step of each point (with the other poison points absent from
@@ -49,7 +57,7 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -64,6 +72,44 @@ def _hat_row_sums(X):
     """Row sums of ``X (0.01 I + X^T X)^{-1} X^T`` (their ``inf_flip`` score)."""
     G = X.T @ X + 0.01 * np.eye(X.shape[1])
     return X @ np.linalg.solve(G, X.sum(axis=0))
+
+
+def _penalty_of(model) -> float | None:
+    """The model's ``alpha`` if it is a finite number > 0 (else the engine checks it)."""
+    alpha = getattr(model, "alpha", None)
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+        if np.isfinite(alpha) and alpha > 0:
+            return float(alpha)
+    return None
+
+
+def _unit_exponent(low, high, model) -> int:
+    """``k`` such that ``2**k`` times the box ``[low, high]`` has size about 1.
+
+    With a penalty ``alpha`` (which becomes ``alpha * 4**k``, module ``_craft``)
+    ``k`` is limited so that the scaled penalty stays a normal float.
+    """
+    top = max(np.abs(low).max(initial=0.0), np.abs(high).max(initial=0.0))
+    k = -int(np.frexp(top)[1]) if top > 0 else 0
+    alpha = _penalty_of(model)
+    if alpha is not None:
+        e = int(np.frexp(alpha)[1])
+        k = min(max(k, (-1000 - e) // 2), (1000 - e) // 2)
+    return k
+
+
+def _scaled_model(model, two_k: int):
+    """``model`` for the data times ``2**(two_k / 2)``: its ``alpha`` times ``2**two_k``.
+
+    Every supported objective (module ``_implicit``) is the squared error plus
+    ``alpha`` times a penalty on the coefficients: scaling ``X`` and ``y`` by
+    ``c`` scales the error by ``c**2``, so ``alpha c**2`` gives the same
+    coefficients.
+    """
+    alpha = _penalty_of(model)
+    if two_k == 0 or alpha is None:
+        return model
+    return clone(model).set_params(alpha=float(np.ldexp(float(alpha), two_k)))
 
 
 class OptPPoisoner(BasePoisoner):
@@ -108,7 +154,9 @@ class OptPPoisoner(BasePoisoner):
     poison_indices_, X_poison_, y_poison_, batch_slices_, n_batches_, bounds_
         See :class:`~skpoison.attacks.BasePoisoner`.
     history_ : ndarray of shape (n_iter_ + 1,)
-        The objective after each iteration (entry 0: at the start).
+        The objective after each iteration (entry 0: at the start), in the
+        squared units of ``y`` (``inf`` where that overflows float64: the
+        attack itself runs at unit scale and is not affected).
     n_iter_ : int
         Iterations run.
 
@@ -216,8 +264,13 @@ class OptPPoisoner(BasePoisoner):
 
     def _craft(self, st, idx):
         low, high = st["bounds"]
+        # The engine works on the data times a power of two c that brings the box
+        # to unit size: exact (no rounding), and its sums of squares neither
+        # underflow (data at 1e-300) nor overflow; the penalty becomes alpha c^2.
+        k = _unit_exponent(low, high, st["model"])
+        low, high = np.ldexp(low, k), np.ldexp(high, k)
         width = np.where(high > low, high - low, 1.0)
-        X_cur, y_cur = st["X_current"], st["y_current"]
+        X_cur, y_cur = np.ldexp(st["X_current"], k), np.ldexp(st["y_current"], k)
         fixed = np.ones(st["n_train"], dtype=bool)
         fixed[idx] = False
         # Work in the unit box, as their code does: u = (z - low) / width.
@@ -226,13 +279,22 @@ class OptPPoisoner(BasePoisoner):
         X_val, y_val = (
             (X_cur[fixed], y_cur[fixed])
             if self.objective == "V"
-            else (st["X_val"], st["y_val"])
+            else (np.ldexp(st["X_val"], k), np.ldexp(st["y_val"], k))
         )
         engine = make_engine(
-            st["model"], X_cur[fixed], y_cur[fixed], X_val, y_val, n_steps=1, lr=1.0
+            _scaled_model(st["model"], 2 * k),
+            X_cur[fixed],
+            y_cur[fixed],
+            X_val,
+            y_val,
+            n_steps=1,
+            lr=1.0,
         )
         U_p, history = self._ascend(engine, start, low, width)
-        Z = U_p * width + low
+        Z = np.ldexp(U_p * width + low, -k)
+        # The objective in the data's units (c^2 times smaller; inf past float64).
+        with np.errstate(over="ignore"):
+            history = np.ldexp(history, -2 * k)
         return Z[:, :-1], Z[:, -1], {"history": history}
 
     def _set_batch_attributes(self, kept):
@@ -300,7 +362,8 @@ class OptPPoisoner(BasePoisoner):
             step = eta * self.beta**k
             cur = np.clip(cur + step * direction, 0.0, 1.0)
             w2 = self._objective(engine, cur, low, width)
-            if abs(w1 - w2) < 1e-8:
+            # Their 1e-8, like eps, is on the MSE of targets in [0, 1].
+            if abs(w1 - w2) * 2.0 / width[-1] ** 2 < 1e-8:
                 return cur, w2
             if w2 < w1:
                 return last, w1

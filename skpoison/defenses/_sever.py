@@ -14,8 +14,20 @@ Meta-Algorithm for Stochastic Optimization", ICML 2019 (reference code:
 A ridge penalty adds the same vector ``alpha * theta`` to every gradient, so it
 disappears when they are centred: the scores only depend on the fit.
 
+Units and origins. The gradients of a linear model are taken with respect to
+its parameters on the standard coordinates ``(x - mean) / std`` of the
+training rows (the same model, reparametrised: the fit and the residuals do
+not change). The reference takes them on ``X`` as given, where the intercept's
+gradient ``-r_i`` is compared with ``-r_i x_i``: an offset of a column (a
+timestamp) or its unit then changes the top direction and which points are
+removed. In standard coordinates the decisions are invariant to the units and
+origins of ``X`` and ``y``; on data already standardised (mean 0 and standard
+deviation 1 per column, as the paper's) the two coincide. A torch model's
+gradients are those of its own parameters, in the units of ``X``.
+
 Linear least squares (closed form). With ``z_i = [x_i, 1]`` and residual
-``r_i = y_i - theta^T z_i`` the gradient is ``g_i = -r_i z_i``. The uncentred second
+``r_i = y_i - theta^T z_i`` the gradient is ``g_i = -r_i z_i`` (``x_i`` in standard
+coordinates, below). The uncentred second
 moment is ``sum_i r_i^2 z_i z_i^T = Z^T diag(r^2) Z``, so the centred covariance is
 
     S = Z^T diag(r^2) Z / m - mu mu^T,    mu = -Z^T r / m,
@@ -166,6 +178,8 @@ class SeverFilter(BaseDefense):
     In each of ``n_rounds`` rounds the model is fitted on the active points, the
     per-sample loss gradients (intercept included) are centred, and the points
     with the largest squared projection on their top singular vector are removed.
+    For linear models the gradients are taken on standardised features, so the
+    decisions do not depend on the units or origins of ``X`` and ``y``.
     See :mod:`skpoison.defenses._sever` for the derivation of the linear closed
     form and how the 40% total of the paper is split across rounds.
 
@@ -288,19 +302,16 @@ class SeverFilter(BaseDefense):
         gram = None
         if self.estimator is None:
             # The least-squares fits run in the data's frame (see
-            # skpoison.defenses._linear); the scores use the original units.
+            # skpoison.defenses._linear), and so do the scores.
             frame, Xf, yf = LinearFrame.from_data(X, y)
-            # The scores' (d+1)^2 moments square r_i x_i (r scaled to order 1).
-            if not float(np.abs(X).max()) < 1e150:
-                raise ValueError(
-                    "X is too large for SEVER's gradient moments in float64: "
-                    "their squares overflow. Standardise (or rescale) X first."
-                )
             gram = (gram_statistics(Xf, yf), frame, Xf, yf)
+            standard = _standard_coordinates(Xf)
+        else:
+            standard = _standard_coordinates(X)
 
         for t, n_remove in enumerate(counts):
             idx = np.flatnonzero(active)
-            tau = self._round_scores(X, y, active, idx, gram, random_state)
+            tau = self._round_scores(X, y, active, idx, gram, standard, random_state)
             # The last round's tau ranks the kept points; earlier rounds' tau
             # only matter for the removed ones (see scores_).
             scores[idx] = (self.n_rounds - 1 - t) + _normalise(tau)
@@ -321,16 +332,14 @@ class SeverFilter(BaseDefense):
         self.n_reject_ = int(n_reject)
         return self
 
-    def _round_scores(self, X, y, active, idx, gram, random_state):
+    def _round_scores(self, X, y, active, idx, gram, standard, random_state):
         """Squared projections ``tau`` of the active points' centred gradients."""
         if self.estimator is None:
-            (ZtZ, Zty, _, _), frame, _, _ = gram
+            (ZtZ, Zty, _, _), frame, Xf, yf = gram
             theta_f = solve_gram(ZtZ, Zty, self.alpha, column_scale=frame.x_scale)
-            theta = frame.to_original(theta_f)
-            # tau only ranks and is normalised, so y and theta may share a scale:
-            # residuals of order 1 keep the fourth moments of huge data finite.
-            c = max(float(np.abs(y[idx]).max(initial=0.0)), 1.0)
-            return _linear_scores(X, y / c, active, idx, theta / c)
+            # tau only ranks and is normalised: residuals in the frame's units
+            # (order 1) keep the fourth moments of huge or tiny data finite.
+            return _linear_scores(Xf, yf, active, idx, theta_f, standard)
         model = clone(self.estimator).fit(X[idx], y[idx])
         module = getattr(model, "module_", None)
         if module is not None and _is_torch_module(module):
@@ -347,7 +356,7 @@ class SeverFilter(BaseDefense):
                 "intercept_ after fit) or expose a fitted torch module as module_."
             )
         theta = np.append(np.asarray(coef, dtype=np.float64), float(intercept))
-        return _linear_scores(X, y, active, idx, theta)
+        return _linear_scores(X, y, active, idx, theta, standard)
 
 
 def _is_torch_module(obj) -> bool:
@@ -358,24 +367,43 @@ def _is_torch_module(obj) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def _linear_scores(X, y, active, idx, theta) -> np.ndarray:
-    """SEVER scores of the active rows for a linear model, from the (d+1)^2 covariance."""
+def _standard_coordinates(X):
+    """``(mean, 1 / std)`` of the columns of ``X`` (1 for a constant column)."""
+    mean = X.mean(axis=0)
+    std = np.sqrt(((X - mean) ** 2).mean(axis=0))
+    return mean, 1.0 / np.where(std > 0, std, 1.0)
+
+
+def _linear_scores(X, y, active, idx, theta, standard=None) -> np.ndarray:
+    """SEVER scores of the active rows for a linear model, from the (d+1)^2 covariance.
+
+    The gradients are taken with respect to the parameters of the same model on
+    the standard coordinates ``(x - mean) * inv_std`` (``standard``; ``None``:
+    ``X`` as it is), so that the scores do not depend on the origin or the
+    units of the columns.
+    """
     m = idx.size
+    d = X.shape[1]
     # Residuals on the full X with zeros on the inactive rows: the one n x d
     # block below is r * X, with no copy of X[active].
     r = y - predict_linear(X, theta)
     r[~active] = 0.0
-    rX = X * r[:, None]
-    d = X.shape[1]
+    mean, inv_std = (np.zeros(d), np.ones(d)) if standard is None else standard
+    rX = X - mean
+    rX *= inv_std
+    rX *= r[:, None]
     M = np.empty((d + 1, d + 1))
     M[:d, :d] = rX.T @ rX
     M[:d, d] = M[d, :d] = rX.T @ r
     M[d, d] = r @ r
+    # Mean of r_i z_i in standard coordinates (the sign is irrelevant).
+    mu = np.append(rX.sum(axis=0), r.sum()) / m
     del rX
-    mu = np.append(X.T @ r, r.sum()) / m  # mean of r_i z_i (the sign is irrelevant)
     S = M / m - np.outer(mu, mu)
     # Full eigendecomposition of the small (d+1) x (d+1) matrix: cheap and robust.
     _, V = np.linalg.eigh(S)
     v = V[:, -1]
-    proj = (r * (X @ v[:d] + v[d]))[idx] - mu @ v
+    # z_i . v = (x_i - mean) . (inv_std * v_x) + v_d, centred before the product
+    # so that an offset of X cancels no digits.
+    proj = (r * ((X - mean) @ (inv_std * v[:d]) + v[d]))[idx] - mu @ v
     return proj**2

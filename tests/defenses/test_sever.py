@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from skpoison.defenses import SeverFilter
@@ -118,9 +119,16 @@ def test_estimator_paths_agree(outlier_data):
     X, y, _ = outlier_data
     fast = SeverFilter().fit(X, y)
     sk = SeverFilter(LinearRegression()).fit(X, y)
-    torch_path = SeverFilter(TorchLinearWrapper()).fit(X, y)
     np.testing.assert_array_equal(fast.inlier_mask_, sk.inlier_mask_)
+    np.testing.assert_allclose(fast.scores_, sk.scores_, rtol=1e-6, atol=1e-9)
+    # The torch path takes the gradients of the module's own parameters, in the
+    # units of X; the linear paths in standard coordinates (mean 0, std 1 over
+    # the training rows): the same on standardised data.
+    Xs = StandardScaler().fit_transform(X)
+    fast = SeverFilter().fit(Xs, y)
+    torch_path = SeverFilter(TorchLinearWrapper()).fit(Xs, y)
     np.testing.assert_array_equal(fast.inlier_mask_, torch_path.inlier_mask_)
+    np.testing.assert_allclose(fast.scores_, torch_path.scores_, rtol=1e-6, atol=1e-9)
 
 
 def test_ridge_alpha_matches_ridge_estimator(outlier_data):

@@ -215,12 +215,7 @@ for _name in ("nmse(y_true)", "nmse(y_pred)", "residual_std", "detectability_ris
 #: Known bugs found by this suite that are not fixed yet (owner to fix):
 #: (subject, fault) -> reason. strict=True: the test fails once it is fixed,
 #: so the marker cannot outlive the bug.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("OptPPoisoner", "tiny"): (
-        "OptP's stopping rule divides by the squared target range, which "
-        "underflows to 0 on data at 1e-300 scale (RuntimeWarning: invalid value)"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 #: Known bugs inside the hypothesis domain: subject -> (predicate(X, y), reason).
 #: Examples where the predicate holds are skipped (``assume``) so the property

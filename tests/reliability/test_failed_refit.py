@@ -61,12 +61,14 @@ def _too_large():
     return X * 1e200, y * 1e200
 
 
-#: Attacks that square nothing accept huge finite data; their refit fails (after
-#: ``validate_data``) on a poisoning fraction that leaves no clean point instead.
+#: Attacks that square nothing (or, as OptP, work at unit scale) accept huge
+#: finite data; their refit fails (after ``validate_data``) on a poisoning
+#: fraction that leaves no clean point instead. So does SEVER (it works in the
+#: data's frame) on a rejection that leaves fewer than 2 points.
 NO_CLEAN_POINT = {
     name: {"poison_fraction": 0.99}
-    for name in ("FlipPoisoner", "StatPPoisoner", "NoisePoisoner")
-}
+    for name in ("FlipPoisoner", "StatPPoisoner", "NoisePoisoner", "OptPPoisoner")
+} | {"SeverFilter": {"reject_fraction": 0.99}}
 
 #: name -> (params making training diverge on ordinary data of another width)
 DIVERGING = {
