@@ -75,3 +75,25 @@ def assert_finite_outputs(subject, outputs: dict) -> None:
             continue
         arr = arr.astype(np.float64)
         assert np.isfinite(arr).all(), f"{subject}: output {name} is not finite"
+
+
+def poisoned_regression(seed, n=80, d=3, n_poison=10):
+    """A linear problem whose first ``n_poison`` targets are far poison.
+
+    Far from the clean points (no decision is borderline), and spread out.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = X @ rng.uniform(0.5, 2.0, size=d) + 0.1 * rng.normal(size=n)
+    y[:n_poison] += 15.0 + 5.0 * rng.random(n_poison)
+    return X, y
+
+
+def in_other_units(X, y, a, b, D, offsets):
+    """``(X, y)`` measured in other units and from other origins.
+
+    Column ``j`` of ``X`` is scaled by ``D[j]`` and shifted by ``offsets[j]`` of
+    its new spreads (up to 1e6: a timestamp); ``y`` becomes ``a (y + b)``.
+    """
+    D = np.asarray(D)
+    return X * D + np.multiply(offsets, D), a * (y + b)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reliability_helpers import record
+from reliability_helpers import in_other_units, poisoned_regression, record
 from sklearn.linear_model import Ridge
 
 from skpoison.attacks import OptPPoisoner
@@ -54,14 +54,6 @@ def test_optp_is_the_same_attack_at_every_scale(victim, j):
     # it is beyond float64 (at 2**900), never NaN.
     with np.errstate(over="ignore"):
         np.testing.assert_allclose(scaled.history_, base.history_ * c * c, rtol=1e-9)
-
-
-def _poisoned(seed, n=80, d=3, n_poison=10):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    y = X @ rng.uniform(0.5, 2.0, size=d) + 0.1 * rng.normal(size=n)
-    y[:n_poison] += 15.0 + 5.0 * rng.random(n_poison)  # far poison
-    return X, y
 
 
 # Twice as many rejected as poisoned: which clean points go depends on the
@@ -118,7 +110,7 @@ DEFENSES = [
 def test_defense_decisions_do_not_depend_on_units_or_origins(
     seed, log_a, b, log_d, offsets, name
 ):
-    X, y = _poisoned(seed)
+    X, y = poisoned_regression(seed)
     D = np.ones(3) if name in UNITS_OF_X_MATTER else 10.0 ** np.asarray(log_d)
     a = 10.0**log_a
 
@@ -129,7 +121,6 @@ def test_defense_decisions_do_not_depend_on_units_or_origins(
         return _defense(name).fit(X, y, **kw)
 
     base = fit(X, y)
-    # Offsets in spreads (up to 1e6, a timestamp), in the units of each column.
-    moved = fit(X * D + np.multiply(offsets, D), a * (y + b))
+    moved = fit(*in_other_units(X, y, a, b, D, offsets))
     record(name.split("(")[0], "units and origins", "same decisions")
     np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)

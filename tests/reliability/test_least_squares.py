@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reliability_helpers import record
+from reliability_helpers import in_other_units, poisoned_regression, record
 from sklearn.linear_model import LinearRegression, Ridge
 
 from skpoison.defenses import (
@@ -43,15 +43,6 @@ from skpoison.defenses._linear import (
     gram_statistics,
     solve_gram,
 )
-
-
-def _poisoned(seed, n=80, d=3, n_poison=10):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    y = X @ rng.uniform(0.5, 2.0, size=d) + 0.1 * rng.normal(size=n)
-    # Far from the clean points (no decision is borderline), and spread out.
-    y[:n_poison] += 15.0 + 5.0 * rng.random(n_poison)
-    return X, y
 
 
 def _timestamp(X, y):
@@ -124,7 +115,7 @@ def _assert_same_model(coef, intercept, ref, X):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_fit_least_squares_is_sklearns(case, alpha):
-    X, y = CASES[case](*_poisoned(0))
+    X, y = CASES[case](*poisoned_regression(0))
     mask = np.ones(len(y), dtype=bool)
     mask[:10] = False
     frame, Xf, yf = LinearFrame.from_data(X, y)
@@ -139,7 +130,7 @@ def test_fit_least_squares_is_sklearns(case, alpha):
 @pytest.mark.parametrize("case", list(CASES))
 def test_solve_gram_from_additive_statistics_is_sklearns(case):
     # The iterations' path: sums in the frame, downdated, then the centred solve.
-    X, y = CASES[case](*_poisoned(1))
+    X, y = CASES[case](*poisoned_regression(1))
     frame, Xf, yf = LinearFrame.from_data(X, y)
     full = gram_statistics(Xf, yf)
     removed = gram_statistics(Xf[:10], yf[:10])
@@ -166,7 +157,7 @@ def _defense(name):
     "name", ["TrimRegressor", "TrimRegressor(Ridge)", "ProdaRegressor"]
 )
 def test_defended_model_is_sklearns_on_the_kept_rows(case, name):
-    X, y = CASES[case](*_poisoned(2))
+    X, y = CASES[case](*poisoned_regression(2))
     est = _defense(name).fit(X, y)
     model = est.estimator_
     keep = est.inlier_mask_
@@ -188,7 +179,7 @@ def test_a_scaled_copy_changes_no_fitted_value(factor, how):
     # is decided on the unit-diagonal Gram matrix and the minimum norm taken in
     # the original units, so the copy changes neither the fitted values (those
     # of the design without it) nor the minimum-norm coefficients.
-    X, y = _poisoned(7)
+    X, y = poisoned_regression(7)
     Xc = np.hstack([X, factor * X[:, 1:2]])
     mask = np.ones(len(y), dtype=bool)
     mask[:10] = False
@@ -229,7 +220,7 @@ def test_a_scaled_copy_changes_no_fitted_value(factor, how):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_column_constant_on_the_kept_rows_gets_no_weight(seed):
-    X, y = _constant_on_kept(*_poisoned(seed))
+    X, y = _constant_on_kept(*poisoned_regression(seed))
     trim = TrimRegressor(reject_fraction=10).fit(X, y)
     if np.ptp(X[trim.inlier_mask_, -1]) == 0:
         assert trim.estimator_.coef_[-1] == 0.0
@@ -259,12 +250,10 @@ def test_fewer_rows_than_features_is_sklearns_minimum_norm():
 def test_decisions_do_not_depend_on_units_or_origins(
     seed, log_a, b, log_d, offsets, name
 ):
-    X, y = _poisoned(seed)
+    X, y = poisoned_regression(seed)
     a, D = 10.0**log_a, 10.0 ** np.asarray(log_d)
     base = _defense(name).fit(X, y)
-    # Offsets in spreads (up to 1e6, a timestamp), in the units of each column.
-    Xm, ym = X * D + np.multiply(offsets, D), a * (y + b)
-    moved = _defense(name).fit(Xm, ym)
+    moved = _defense(name).fit(*in_other_units(X, y, a, b, D, offsets))
     record(name, "numerics: units and origins", "finite")
     np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)
     if "Ridge" not in name:  # a fixed penalty is not unit free
@@ -274,7 +263,7 @@ def test_decisions_do_not_depend_on_units_or_origins(
 
 
 def test_sever_fits_sklearns_model_on_a_timestamp_column():
-    X, y = _poisoned(5)
+    X, y = poisoned_regression(5)
     base = SeverFilter(reject_fraction=10, n_rounds=2).fit(X, y)
     sever = SeverFilter(reject_fraction=10, n_rounds=2).fit(*_timestamp(X, y))
     record("SeverFilter", "numerics: timestamp offset", "finite")
@@ -287,7 +276,7 @@ def test_sever_fits_sklearns_model_on_a_timestamp_column():
 
 
 def test_duti_is_unchanged_by_an_offset_of_x():
-    X, y = _poisoned(6)
+    X, y = poisoned_regression(6)
     Xt, yt = X[40:50], y[40:50]
     base = DutiFilter(reject_fraction=10).fit(X, y, X_trusted=Xt, y_trusted=yt)
     c = np.array([1.7e9, -3e7, 5.0])
@@ -301,7 +290,7 @@ def test_duti_is_unchanged_by_an_offset_of_x():
 
 @pytest.mark.parametrize("ridge", [np.inf, np.nan, -1.0])
 def test_non_finite_penalty_never_reaches_lapack(ridge):
-    X, y = _poisoned(7)
+    X, y = poisoned_regression(7)
     ZtZ, Zty, _, _ = gram_statistics(X, y)
     with pytest.raises(ValueError, match="ridge penalty must be a finite"):
         solve_gram(ZtZ, Zty, ridge)
@@ -309,7 +298,7 @@ def test_non_finite_penalty_never_reaches_lapack(ridge):
 
 
 def test_trim_refuses_an_infinite_ridge():
-    X, y = _poisoned(7)
+    X, y = poisoned_regression(7)
     with pytest.raises(ValueError, match="alpha must be finite"):
         TrimRegressor(Ridge(alpha=np.inf)).fit(X, y)
     record("TrimRegressor", "hang: Ridge(alpha=inf)", "ValueError")
@@ -323,7 +312,7 @@ def test_trim_refuses_an_infinite_ridge():
     ],
 )
 def test_duti_refuses_an_overflowing_penalty(params, name):
-    X, y = _poisoned(8)
+    X, y = poisoned_regression(8)
     duti = DutiFilter(**params)
     with pytest.raises(ValueError, match=f"{name}=.*overflows"):
         duti.fit(X, y, X_trusted=X[:5], y_trusted=y[:5])
@@ -334,7 +323,7 @@ def test_duti_refuses_an_overflowing_penalty(params, name):
     "params", [{"reject_fraction": 0.9}, {"n_groups": 10**9}, {"group_size": 40}]
 )
 def test_proda_refuses_too_many_groups_naming_the_count(params):
-    X, y = _poisoned(9, n=40)
+    X, y = poisoned_regression(9, n=40)
     kw = {"reject_fraction": 0.5, **params}
     with pytest.raises(ValueError, match=r"would draw \d+ groups.*max_groups=100000"):
         ProdaRegressor(**kw).fit(X, y)
