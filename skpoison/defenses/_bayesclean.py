@@ -21,10 +21,14 @@ of its feature. Fitted on raw data, the decisions then change with the units:
 thousands. By default (``standardize=True``) the model is therefore fitted on
 ``X`` and ``y`` standardised (column means and standard deviations, as
 :class:`~sklearn.preprocessing.StandardScaler`; no centring when
-``fit_intercept=False``) and its moments are mapped back: ``mu_i`` and
-``sigma_i`` transform with ``y``, and the decisions are invariant to
-``y -> a y + b`` and ``X -> X D + c`` (``a != 0``, ``D`` diagonal and
-invertible). This amounts to priors stated in standard deviations of the data.
+``fit_intercept=False``), the moments and scores are computed there and
+mapped back: ``mu_i`` and ``sigma_i`` transform with ``y``, and the decisions
+are invariant to ``y -> a y + b`` and ``X -> X D + c`` (``a != 0``, ``D``
+diagonal and invertible), at any units float64 can hold (each column is first
+divided by a power of two near its magnitude, so that nothing is squared in
+the data's units: y in units of 1e69 and a feature in units of 1e-85 give the
+decisions of the data in units of 1). This amounts to priors stated in
+standard deviations of the data.
 ``standardize=False`` fits the raw data, the literal reading of Alg. 5.
 
 Two readings of the thresholds
@@ -49,6 +53,7 @@ the mean can be accepted and a point just above it rejected. We implement
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -89,34 +94,83 @@ def _predictive_mean_std(estimator: BayesianRidge, X: np.ndarray):
     return mu, sigma
 
 
-def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
-    """Fit ``estimator`` on standardised ``(X, y)``; map its moments back to the units.
+def _moments_and_scores(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
+    """Predictive mean and std of the rows of ``X`` and the scores ``|y - mu| / sigma``."""
+    with np.errstate(all="ignore"):
+        mu, sigma = _predictive_mean_std(estimator, X)
+        # sigma >= sqrt(1 / alpha_) > 0 in exact arithmetic; guard the division.
+        scores = np.abs(y - mu) / np.maximum(sigma, np.finfo(np.float64).tiny)
+    return mu, sigma, scores
 
-    With ``x = x_mean + x_scale * x'`` and ``y = y_mean + y_scale * y'``, a model
-    ``y' = w' . (x' - o') + b'`` with posterior covariance ``S'`` and noise
-    precision ``a'`` is ``y = w . (x - o) + b`` with ``w = y_scale * w' / x_scale``,
-    ``S = diag(y_scale / x_scale) S' diag(y_scale / x_scale)``, ``a = a' / y_scale^2``,
-    ``o = x_mean + x_scale * o'``, which gives the same predictive moments.
+
+def _standard_frame(A: np.ndarray, centre: bool):
+    """Column means and scales of ``A`` (as :class:`StandardScaler`), never under/overflowing.
+
+    Each column is first divided by a power of two near its largest magnitude
+    (exact), so the squares in ``StandardScaler`` are of order 1 whatever the
+    units: data at 1e-200 keeps its spread (its squares would underflow to 0,
+    the column would look constant) and the result is bit for bit the same at
+    every power-of-two scale.
+    """
+    _, exponent = np.frexp(np.max(np.abs(A), axis=0, initial=0.0))
+    unit = np.ldexp(1.0, exponent)
+    scaler = StandardScaler(with_mean=centre).fit(A / unit)
+    mean = scaler.mean_ * unit if centre else np.zeros(A.shape[1])
+    return mean, scaler.scale_ * unit
+
+
+def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
+    """Fit ``estimator`` on standardised ``(X, y)``; the moments, then the model, in the units.
+
+    Returns the estimator and the predictive mean and std of the rows of ``X``
+    in the units of ``y``, computed in standard coordinates (``mu = y_mean +
+    y_scale * mu'``, ``sigma = y_scale * sigma'``) and the scores there, so that
+    nothing in the decisions is squared in the data's units. Then, with ``x =
+    x_mean + x_scale * x'`` and ``y = y_mean + y_scale * y'``, the model ``y' =
+    w' . (x' - o') + b'`` with posterior covariance ``S'`` and noise precision
+    ``a'`` is mapped back to ``y = w . (x - o) + b`` with ``w = y_scale * w' /
+    x_scale``, ``S = diag(y_scale / x_scale) S' diag(y_scale / x_scale)``, ``a =
+    a' / y_scale^2``, ``o = x_mean + x_scale * o'``, which gives the same
+    predictive moments. ``S`` has the units of ``(y / x)^2``: with ``y`` in
+    units 1e69 and a feature in units 1e-85 it is beyond float64 (a warning
+    says so; the moments and decisions are unaffected).
     """
     centre = estimator.fit_intercept
-    x_scaler = StandardScaler(with_mean=centre).fit(X)
-    y_scaler = StandardScaler(with_mean=centre).fit(y[:, None])
-    estimator.fit(x_scaler.transform(X), y_scaler.transform(y[:, None])[:, 0])
-    x_mean = x_scaler.mean_ if centre else np.zeros(X.shape[1])
-    y_mean = float(y_scaler.mean_[0]) if centre else 0.0
-    x_scale, y_scale = x_scaler.scale_, float(y_scaler.scale_[0])
-    ratio = y_scale / x_scale
-    estimator.coef_ = estimator.coef_ * ratio
-    estimator.sigma_ = estimator.sigma_ * np.outer(ratio, ratio)
-    estimator.alpha_ = estimator.alpha_ / y_scale**2
+    x_mean, x_scale = _standard_frame(X, centre)
+    y_mean, y_scale = (float(v[0]) for v in _standard_frame(y[:, None], centre))
+    Xs, ys = (X - x_mean) / x_scale, (y - y_mean) / y_scale
+    estimator.fit(Xs, ys)
+    mu_s, sigma_s, scores = _moments_and_scores(estimator, Xs, ys)
+    with np.errstate(all="ignore"):
+        ratio = y_scale / x_scale
+        mu, sigma = y_mean + y_scale * mu_s, y_scale * sigma_s
+        estimator.coef_ = estimator.coef_ * ratio
+        # Row then column: no outer product of the ratios, which can overflow
+        # where S itself does not.
+        estimator.sigma_ = estimator.sigma_ * ratio[:, None] * ratio[None, :]
+        estimator.alpha_ = estimator.alpha_ / y_scale / y_scale
+        estimator.intercept_ = (
+            y_mean + y_scale * estimator.intercept_ - (x_mean @ estimator.coef_)
+            if centre
+            else 0.0
+        )
     estimator.X_offset_ = x_mean + x_scale * estimator.X_offset_
     estimator.X_scale_ = np.ones_like(x_scale)
-    estimator.intercept_ = (
-        y_mean + y_scale * estimator.intercept_ - (x_mean @ estimator.coef_)
-        if centre
-        else 0.0
-    )
-    return estimator
+    mapped = (estimator.coef_, estimator.sigma_, estimator.intercept_)
+    if not (
+        all(np.isfinite(v).all() for v in mapped) and 0.0 < estimator.alpha_ < np.inf
+    ):
+        warnings.warn(
+            "BayesCleanFilter: the fitted BayesianRidge in the units of X and y "
+            "(estimator_) is beyond float64: its coefficients, posterior "
+            "covariance (units of (y / x)^2) or noise precision overflow or "
+            "underflow, so estimator_.predict may give inf or NaN. "
+            "predictive_mean_, predictive_std_, scores_ and the decisions are "
+            "computed in standard units and are exact.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return estimator, mu, sigma, scores
 
 
 class BayesCleanFilter(BaseDefense):
@@ -172,6 +226,11 @@ class BayesCleanFilter(BaseDefense):
         standardised data and its ``coef_``, ``intercept_``, ``sigma_``,
         ``alpha_`` and ``X_offset_`` are mapped back; ``lambda_``, ``scores_``
         and the other evidence quantities stay those of the standardised fit.
+        ``sigma_`` is in the units of ``(y / x)^2``: where that is beyond
+        float64 (e.g. ``y`` in units of 1e100 and a feature in units of
+        1e-100) a ``UserWarning`` says so and ``estimator_.predict`` may give
+        inf or NaN; ``predictive_mean_``, ``predictive_std_``, ``scores_`` and
+        the masks are computed in standard units and are unaffected.
     predictive_mean_ : ndarray of shape (n_samples,)
         ``mu_i`` of each training point.
     predictive_std_ : ndarray of shape (n_samples,)
@@ -322,14 +381,10 @@ class BayesCleanFilter(BaseDefense):
             fit_intercept=self.fit_intercept,
         )
         if self.standardize:
-            estimator = _fit_standardized(estimator, X, y)
+            estimator, mu, sigma, scores = _fit_standardized(estimator, X, y)
         else:
             estimator.fit(X, y)
-        with np.errstate(all="ignore"):
-            mu, sigma = _predictive_mean_std(estimator, X)
-            residual = np.abs(y - mu)
-            # sigma >= sqrt(1 / alpha_) > 0 in exact arithmetic; guard the division.
-            scores = residual / np.maximum(sigma, np.finfo(np.float64).tiny)
+            mu, sigma, scores = _moments_and_scores(estimator, X, y)
         if not (np.isfinite(mu).all() and np.isfinite(scores).all()):
             raise ValueError(
                 "BayesianRidge gave non-finite predictive moments "
@@ -341,8 +396,9 @@ class BayesCleanFilter(BaseDefense):
         self.predictive_mean_, self.predictive_std_ = mu, sigma
         self.scores_ = scores
         if self.rule == "residual":
-            accepted = residual <= self.c1 * sigma
-            rejected = residual > self.c2 * sigma
+            # On the scores, which are computed in standard units (standardize=True).
+            accepted = scores <= self.c1
+            rejected = scores > self.c2
         else:
             abs_y = np.abs(y)
             accepted = abs_y <= np.abs(mu + self.c1 * sigma)

@@ -10,6 +10,8 @@ engine works at unit scale, so data at 1e-300 (squares underflow) or 1e+270
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -124,3 +126,47 @@ def test_defense_decisions_do_not_depend_on_units_or_origins(
     moved = fit(*in_other_units(X, y, a, b, D, offsets))
     record(name.split("(")[0], "units and origins", "same decisions")
     np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)
+
+
+# Found by the property test above under the random (dev) profile and fixed in
+# issue #13: with y times 1e69 and a column of X times 1e-85 the mapped-back
+# posterior covariance (units of (y / x)^2, here 1e308) overflowed in an outer
+# product and 25 of 80 decisions changed; data at 1e-200 looked constant to
+# the standardiser (its squares underflow) and every decision changed. The
+# moments are now computed in standard units, the columns first divided by a
+# power of two near their magnitude.
+@pytest.mark.parametrize(
+    "a, D, mapped_back",
+    [
+        (1e69, [1.0, 1.0, 1e-85], True),
+        (1e69, [1e-85, 1.0, 1.0], True),
+        (1e100, [1.0, 1.0, 1e-100], False),  # S in the data's units is 1e400
+        (1e-200, [1.0, 1.0, 1.0], False),  # the noise precision is 1e400
+        (1.0, [1e-200, 1.0, 1.0], False),
+        (1e150, [1e-150, 1e-150, 1e-150], False),
+    ],
+)
+def test_bayesclean_is_scale_free_at_extreme_units(a, D, mapped_back):
+    from skpoison.defenses import BayesCleanFilter
+
+    X, y = poisoned_regression(0)
+    base = BayesCleanFilter().fit(X, y)
+    moved_data = in_other_units(X, y, a, 0.0, D, np.zeros(3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moved = BayesCleanFilter().fit(*moved_data)
+    messages = [str(w.message) for w in caught]
+    record("BayesCleanFilter", "units and origins", "same decisions")
+    np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)
+    np.testing.assert_allclose(moved.scores_, base.scores_, rtol=1e-12)
+    np.testing.assert_allclose(
+        moved.predictive_std_, a * base.predictive_std_, rtol=1e-12
+    )
+    # No numpy overflow warning; when estimator_ in the data's units is beyond
+    # float64, one warning says so (and only then).
+    assert not any("overflow encountered" in m for m in messages), messages
+    assert any("beyond float64" in m for m in messages) != mapped_back, messages
+    if mapped_back:
+        mu, sigma = moved.estimator_.predict(moved_data[0], return_std=True)
+        np.testing.assert_allclose(mu, moved.predictive_mean_, rtol=1e-9)
+        np.testing.assert_allclose(sigma, moved.predictive_std_, rtol=1e-9)
