@@ -173,6 +173,7 @@ from torch import nn
 
 from .._validation import check_not_datetime, resolve_device, resolve_dtype
 from ..exceptions import DivergenceError
+from ..models._closed_form import _geometric_sums
 from ..models._training import (
     RowBlocks,
     _sequential_slopes,
@@ -1122,107 +1123,9 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         )
 
 
-# Eigenvalue steps ``c lam`` below ``_SERIES_TAU / T`` use the binomial series;
-# the closed forms lose at most a factor ``2 / _SERIES_TAU`` to cancellation.
-_SERIES_TAU = 0.5
-_SERIES_TERMS = 20
 # Up to this T the sums are the plain powers mu^s (T x p, fast for small T);
-# above it, the closed forms (cost independent of T).
+# above it, the closed forms of skpoison.models._closed_form (cost independent of T).
 _POWER_SUMS_MAX_T = 256
-
-
-def _geometric_phi(x, T):
-    """``phi(mu) = sum_{k<T} mu^k`` with ``mu = 1 - x``, elementwise, no cancellation."""
-    x = np.asarray(x, dtype=np.float64)
-    small = np.abs(T * x) < _SERIES_TAU
-    with np.errstate(all="ignore"):
-        pos = -np.expm1(T * np.log1p(-x)) / x  # mu > 0
-        neg = (1.0 - np.power(1.0 - x, T)) / x  # mu <= 0: no cancellation
-    out = np.where(x < 1.0, pos, neg)
-    if small.any():
-        out[small] = _phi_series(x[small], T)
-    return out
-
-
-def _phi_series(x, T):
-    # phi = sum_j (-x)^j C(T, j + 1): terms ~ T (T x)^j / (j + 1)!.
-    term = np.full_like(x, float(T))
-    out = term.copy()
-    for j in range(1, min(_SERIES_TERMS, T)):
-        term = term * (-x) * (T - j) / (j + 1)
-        out += term
-    return out
-
-
-def _power_quotient(mu, x, T):
-    """``q_ij = (mu_i^T - mu_j^T) / (mu_i - mu_j)`` (``T mu^(T-1)`` when equal), stably.
-
-    Same signs: with ``|mu_b| >= |mu_a|`` the larger of the pair and
-    ``rho = mu_a / mu_b - 1`` (``(x_b - x_a) / mu_b``, from the exact
-    difference), it is ``mu_b^(T-1) expm1(T log1p(rho)) / rho``. Opposite signs
-    are far apart. Powers are taken per eigenvalue, not per pair.
-    """
-    pw, pw1 = np.power(mu, T), np.power(mu, T - 1)
-    swap = np.abs(mu)[:, None] > np.abs(mu)[None, :]
-    mb = np.where(swap, mu[:, None], mu[None, :])
-    xa = np.where(swap, x[None, :], x[:, None])
-    xb = np.where(swap, x[:, None], x[None, :])
-    with np.errstate(all="ignore"):
-        rho = (xb - xa) / mb
-        ratio = np.where(rho == 0, float(T), np.expm1(T * np.log1p(rho)) / rho)
-        same = np.where(swap, pw1[:, None], pw1[None, :]) * ratio
-        direct = (pw[:, None] - pw[None, :]) / (mu[:, None] - mu[None, :])
-    same = np.where(mb == 0, float(T == 1), same)
-    return np.where(mu[:, None] * mu[None, :] >= 0, same, direct)
-
-
-def _geometric_sums(x, T):
-    """``phi_i = phi(mu_i)`` and ``D_ij = phi[mu_i, mu_j]`` in closed form (``O(p^2)``).
-
-    ``phi(mu) = (1 - mu^T) / (1 - mu)`` and ``D`` its first divided difference
-    (``phi'`` on the diagonal), for ``mu = 1 - x``, by three formulas chosen per
-    pair so that none cancels digits (module docstring):
-
-    * ``T max(|x_i|, |x_j|) < tau`` (both steps tiny): the series
-      ``D = sum_{j>=1} (-1)^(j+1) C(T, j+1) h_j(x_i, x_j)``,
-      ``h_j(a, b) = sum_{s+t=j-1} a^s b^t``;
-    * far apart (``|x_i - x_j| >= max / 2``): ``(phi_i - phi_j) / (mu_i - mu_j)``;
-    * close: ``(1 - mu_i^T - x_i q_T(mu_i, mu_j)) / (x_i x_j)`` with
-      ``q_T = (mu_i^T - mu_j^T) / (mu_i - mu_j)`` from :func:`_power_quotient`.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    mu = 1.0 - x
-    phi = _geometric_phi(x, T)
-    xa, xb = x[:, None], x[None, :]
-    top = np.maximum(np.abs(xa), np.abs(xb))
-    far = np.abs(xa - xb) >= 0.5 * top
-    with np.errstate(all="ignore"):
-        D_far = (phi[:, None] - phi[None, :]) / (xb - xa)
-        q = _power_quotient(mu, x, T)
-        # 1 - mu^T per eigenvalue, without cancellation for small x (mu > 0).
-        one_minus = np.where(
-            x < 1.0, -np.expm1(T * np.log1p(-x)), 1.0 - np.power(mu, T)
-        )
-        D_close = (one_minus[:, None] - xa * q) / (xa * xb)
-    D = np.where(far, D_far, D_close)
-    small = T * top < _SERIES_TAU
-    if small.any():
-        i, j = np.nonzero(small)
-        D[i, j] = _divided_series(x[i], x[j], T)
-    return phi, D
-
-
-def _divided_series(a, b, T):
-    coef = T * (T - 1) / 2.0  # (-1)^(j+1) C(T, j+1) at j = 1
-    h = np.ones_like(a)  # h_1
-    b_pow = np.ones_like(b)
-    out = coef * h
-    for j in range(1, min(_SERIES_TERMS, T - 1)):
-        coef = -coef * (T - j - 1) / (j + 2)
-        b_pow = b_pow * b
-        h = a * h + b_pow  # h_{j+1} = a h_j + b^j
-        out += coef * h
-    return out
 
 
 _SYEVD: dict = {}

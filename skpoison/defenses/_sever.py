@@ -40,7 +40,11 @@ the small matrix, never an SVD of an ``n x p`` one). The scores are then
 of the rounds use Gram statistics (:mod:`skpoison.defenses._linear`) that are
 downdated by the removed rows only.
 
-Neural networks (any estimator exposing a fitted ``torch.nn.Module`` as
+Linear estimators (a 1-d ``coef_`` and an ``intercept_`` after fit:
+scikit-learn's, and :class:`~skpoison.models.TorchLinearRegressor`, although
+it also has a torch ``module_``) take this closed form, refitted each round.
+
+Neural networks (any other estimator exposing a fitted ``torch.nn.Module`` as
 ``module_``, such as :class:`~skpoison.models.TorchMLPRegressor`). Per-sample
 gradients come from ``torch.func``: ``vmap`` over ``grad`` of the per-sample loss
 written with ``functional_call``; the ``m x p`` matrix is centred and its top
@@ -341,22 +345,25 @@ class SeverFilter(BaseDefense):
             # (order 1) keep the fourth moments of huge or tiny data finite.
             return _linear_scores(Xf, yf, active, idx, theta_f, standard)
         model = clone(self.estimator).fit(X[idx], y[idx])
+        coef = getattr(model, "coef_", None)
+        intercept = getattr(model, "intercept_", None)
+        if coef is not None and intercept is not None and np.ndim(coef) == 1:
+            # A linear model (sklearn's, or the GD victim, whose torch module
+            # is nn.Linear): closed-form gradients in standard coordinates,
+            # never per-sample autograd and a randomized SVD.
+            theta = np.append(np.asarray(coef, dtype=np.float64), float(intercept))
+            return _linear_scores(X, y, active, idx, theta, standard)
         module = getattr(model, "module_", None)
         if module is not None and _is_torch_module(module):
             G = torch_per_sample_gradients(module, X[idx], y[idx])
             G -= G.mean(axis=0)
             _, _, Vt = randomized_svd(G, 1, random_state=random_state)
             return (G @ Vt[0]) ** 2
-        coef = getattr(model, "coef_", None)
-        intercept = getattr(model, "intercept_", None)
-        if coef is None or intercept is None or np.ndim(coef) != 1:
-            raise TypeError(
-                f"SeverFilter needs per-sample gradients: estimator "
-                f"{type(self.estimator).__name__} must be linear (1-d coef_ and "
-                "intercept_ after fit) or expose a fitted torch module as module_."
-            )
-        theta = np.append(np.asarray(coef, dtype=np.float64), float(intercept))
-        return _linear_scores(X, y, active, idx, theta, standard)
+        raise TypeError(
+            f"SeverFilter needs per-sample gradients: estimator "
+            f"{type(self.estimator).__name__} must be linear (1-d coef_ and "
+            "intercept_ after fit) or expose a fitted torch module as module_."
+        )
 
 
 def _is_torch_module(obj) -> bool:

@@ -81,8 +81,14 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
         """
         module, Xt, yt = self._start_fit(X, y)
         loss_and_grad = loss_and_grad_fn(module)
+        params, losses = self._descend(module, loss_and_grad, Xt, yt)
+        check_training(loss_and_grad, params, Xt, yt, losses, l2=self.l2)
+        return self._finish_fit(module, params, losses)
+
+    def _descend(self, module, loss_and_grad, Xt, yt):
+        """The trained parameters and the loss before each step."""
         with torch_threads(_thread_count(module, Xt)):
-            params, losses = gradient_descent(
+            return gradient_descent(
                 loss_and_grad,
                 [p.detach() for p in module.parameters()],
                 Xt,
@@ -91,8 +97,6 @@ class BaseTorchRegressor(RegressorMixin, BaseEstimator):
                 lr=self.learning_rate,
                 l2=self.l2,
             )
-        check_training(loss_and_grad, params, Xt, yt, losses, l2=self.l2)
-        return self._finish_fit(module, params, losses)
 
     def _start_fit(self, X, y):
         """Validated data as tensors and the initialised module."""

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import torch
+from sklearn.utils._param_validation import StrOptions
 
 from ._base import BaseTorchRegressor
-from ._training import build_mlp, check_linear_stability, init_paper_params
+from ._closed_form import gd_closed_form, gd_loss_excess
+from ._training import (
+    build_mlp,
+    chain_thread_count,
+    check_hessian_stability,
+    check_linear_stability,
+    init_paper_params,
+    linear_normal_equations,
+    torch_threads,
+)
 
 __all__ = ["TorchLinearRegressor"]
 
@@ -18,6 +28,14 @@ class TorchLinearRegressor(BaseTorchRegressor):
     exactly the inner problem of :class:`~skpoison.attacks.StealthyPoisoner`
     with ``model="linear"`` (Table III: same ``eta``, epochs ``= T``), so the
     victim learns what the attacker optimised against.
+
+    The ``T`` steps from zero have a closed form, ``w_T = F(H) g`` with ``H``
+    the Hessian, ``g = Z^T y / n`` and ``F`` a geometric series per eigenvalue
+    (:mod:`skpoison.models._closed_form`, the algebra of the attack's spectral
+    engine). ``solver="closed_form"`` (the default) computes it from one
+    ``(d+1) x (d+1)`` eigendecomposition, in float64 on the host; it is the
+    same model as the loop (``solver="gd"``) to rounding (about ``1e-13``,
+    tested), with the same stability check, loss curve and errors.
 
     Parameters
     ----------
@@ -34,6 +52,11 @@ class TorchLinearRegressor(BaseTorchRegressor):
     random_state : int, RandomState instance or None, default=None
         Unused (the initialisation is zeros); accepted for symmetry with
         :class:`TorchMLPRegressor`.
+    solver : {"closed_form", "gd"}, default="closed_form"
+        ``"gd"`` runs the ``n_epochs`` steps in torch; ``"closed_form"`` gives
+        their result from the Gram matrix (cost ``O(n d^2)``, independent of
+        ``n_epochs``). With ``dtype="float32"`` the closed form's algebra is
+        float64 (the loop rounds each step in float32).
 
     Attributes
     ----------
@@ -44,7 +67,8 @@ class TorchLinearRegressor(BaseTorchRegressor):
     module_ : torch.nn.Sequential
         The trained ``nn.Linear(n_features, 1)`` (on the CPU).
     loss_curve_ : list of float
-        Training loss (Eq. (1)) before each step.
+        Training loss (Eq. (1)) before each step (in closed form: ``L(w_T)``
+        plus the excess of each step, a sum of positive terms).
     n_iter_ : int
         Number of steps taken (``n_epochs``).
     n_features_in_ : int
@@ -89,6 +113,7 @@ class TorchLinearRegressor(BaseTorchRegressor):
         device="cpu",
         dtype="float64",
         random_state=None,
+        solver="closed_form",
     ):
         self.learning_rate = learning_rate
         self.n_epochs = n_epochs
@@ -96,14 +121,42 @@ class TorchLinearRegressor(BaseTorchRegressor):
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
+        self.solver = solver
 
     def _build_module(self, n_features, generator):
         return init_paper_params(
             build_mlp(n_features, ()).double(), generator=generator
         )
 
+    _parameter_constraints: dict = {
+        **BaseTorchRegressor._parameter_constraints,
+        "solver": [StrOptions({"closed_form", "gd"})],
+    }
+
     def _check_trainable(self, X: torch.Tensor) -> None:
-        check_linear_stability(X, self.learning_rate, self.l2)
+        if self.solver == "gd":  # the closed form checks the same H in _descend
+            check_linear_stability(X, self.learning_rate, self.l2)
+
+    def _descend(self, module, loss_and_grad, Xt, yt):
+        if self.solver == "gd":
+            return super()._descend(module, loss_and_grad, Xt, yt)
+        n, d = Xt.shape
+        lr, T = self.learning_rate, self.n_epochs
+        with torch_threads(chain_thread_count(n, d, d + 1, Xt.device)):
+            H, g = linear_normal_equations(Xt, yt, self.l2)
+            check_hessian_stability(H, lr)  # the loop's check, on the same H
+        w, spectrum = gd_closed_form(
+            H.double().cpu().numpy(), g.double().cpu().numpy(), lr, T
+        )
+        w = torch.as_tensor(w, dtype=Xt.dtype, device=Xt.device)
+        params = [w[:d].reshape(1, d), w[d:].clone()]
+        with torch.no_grad():
+            last, _ = loss_and_grad(params, Xt, yt, self.l2)
+            # The loss at w_0 = 0 exactly as the loop computes it.
+            first, _ = loss_and_grad([torch.zeros_like(p) for p in params], Xt, yt)
+        curve = float(last) + gd_loss_excess(spectrum, lr, T)
+        curve[0] = float(first)
+        return params, torch.as_tensor(curve, dtype=Xt.dtype, device=Xt.device)
 
     def _set_fitted(self, module):
         layer = module[0]

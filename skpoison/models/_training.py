@@ -68,11 +68,13 @@ __all__ = [
     "RowBlocks",
     "chain_thread_count",
     "build_mlp",
+    "check_hessian_stability",
     "check_linear_stability",
     "check_loss_curve",
     "check_training",
     "gradient_descent",
     "init_paper_params",
+    "linear_normal_equations",
     "loss_and_grad_fn",
     "squared_loss",
     "torch_threads",
@@ -564,6 +566,58 @@ def check_training(
     check_loss_curve(torch.cat([losses.detach(), final]), what=what, lr_name=lr_name)
 
 
+def linear_normal_equations(
+    X: torch.Tensor, y: torch.Tensor | None = None, l2: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``H = Z^T Z / n + l2 P`` and ``g = Z^T y / n`` for ``Z = [X, 1]``.
+
+    ``H`` is the Hessian of Eq. (1) for a linear model (``P`` masks the bias)
+    and ``g`` its gradient at zero, negated; ``g`` is None without ``y``.
+
+    Raises
+    ------
+    skpoison.exceptions.DivergenceError
+        When ``Z^T Z`` overflows (``|X|`` beyond about ``1e154``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> X = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    >>> H, g = linear_normal_equations(X, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    >>> H.tolist(), g.tolist()
+    ([[5.0, 2.0], [2.0, 1.0]], [2.0, 1.0])
+    """
+    n, d = X.shape
+    Z = torch.cat([X, X.new_ones(n, 1)], dim=1)
+    H = Z.T @ Z / n
+    if l2:
+        H = H + torch.diag(torch.cat([X.new_full((d,), l2), X.new_zeros(1)]))
+    if not bool(torch.isfinite(H).all()):
+        # |X| beyond ~1e154: Z^T Z overflows and eigvalsh would fail obscurely.
+        raise DivergenceError(
+            "X is too large for gradient descent in floating point: Z^T Z "
+            "overflows. Standardise the features."
+        )
+    return H, (None if y is None else Z.T @ y / n)
+
+
+def check_hessian_stability(H: torch.Tensor, lr: float) -> float:
+    """Check ``lr * lambda_max(H) < 2`` for the Hessian ``H`` of a linear model.
+
+    Returns ``lambda_max``; raises :class:`DivergenceError` otherwise (see
+    :func:`check_linear_stability`).
+    """
+    lam_max = float(torch.linalg.eigvalsh(H)[-1])
+    if not math.isfinite(lam_max) or lr * lam_max >= 2.0:
+        raise DivergenceError(
+            f"Gradient descent with learning_rate={lr} diverges on this data: "
+            f"learning_rate * lambda_max(Z^T Z / n) = {lr * lam_max:.3g} >= 2 "
+            f"(lambda_max = {lam_max:.3g}). Use learning_rate < {2.0 / lam_max:.3g} "
+            "or standardise the features."
+        )
+    return lam_max
+
+
 def check_linear_stability(X: torch.Tensor, lr: float, l2: float = 0.0) -> float:
     """Check ``lr * lambda_max(Z^T Z / n + l2 P) < 2`` for ``Z = [X, 1]``.
 
@@ -586,23 +640,5 @@ def check_linear_stability(X: torch.Tensor, lr: float, l2: float = 0.0) -> float
     ...
     skpoison.exceptions.DivergenceError: ...
     """
-    n, d = X.shape
-    Z = torch.cat([X, X.new_ones(n, 1)], dim=1)
-    H = Z.T @ Z / n
-    if l2:
-        H = H + torch.diag(torch.cat([X.new_full((d,), l2), X.new_zeros(1)]))
-    if not bool(torch.isfinite(H).all()):
-        # |X| beyond ~1e154: Z^T Z overflows and eigvalsh would fail obscurely.
-        raise DivergenceError(
-            "X is too large for gradient descent in floating point: Z^T Z "
-            "overflows. Standardise the features."
-        )
-    lam_max = float(torch.linalg.eigvalsh(H)[-1])
-    if not math.isfinite(lam_max) or lr * lam_max >= 2.0:
-        raise DivergenceError(
-            f"Gradient descent with learning_rate={lr} diverges on this data: "
-            f"learning_rate * lambda_max(Z^T Z / n) = {lr * lam_max:.3g} >= 2 "
-            f"(lambda_max = {lam_max:.3g}). Use learning_rate < {2.0 / lam_max:.3g} "
-            "or standardise the features."
-        )
-    return lam_max
+    H, _ = linear_normal_equations(X, None, l2)
+    return check_hessian_stability(H, lr)

@@ -167,3 +167,26 @@ def test_input_not_modified(outlier_data):
     SeverFilter().fit(X, y)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(y, y0)
+
+
+def test_gd_victim_takes_the_linear_closed_form(monkeypatch):
+    # TorchLinearRegressor has a torch module_, but it is linear: SEVER takes
+    # the closed-form gradients (standard coordinates), never torch.func.
+    from skpoison.defenses import _sever
+    from skpoison.models import TorchLinearRegressor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("per-sample autograd used for a linear model")
+
+    monkeypatch.setattr(_sever, "torch_per_sample_gradients", refuse)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3)) * [1.0, 2.0, 0.5] + [0.5, -1.0, 2.0]
+    y = X @ [1.0, -0.5, 2.0] + 0.1 * rng.normal(size=120)
+    y[:10] += 8.0
+    # Converged gradient descent is least squares: the same decisions and
+    # scores as SEVER on LinearRegression, data not standardised.
+    victim = TorchLinearRegressor(learning_rate=0.1, n_epochs=20_000)
+    gd = SeverFilter(victim, reject_fraction=0.2).fit(X, y)
+    ols = SeverFilter(LinearRegression(), reject_fraction=0.2).fit(X, y)
+    np.testing.assert_array_equal(gd.inlier_mask_, ols.inlier_mask_)
+    np.testing.assert_allclose(gd.scores_, ols.scores_, rtol=1e-6, atol=1e-9)
