@@ -258,8 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--quick runs Boston Housing only, 2 repetitions, alphas 1, 0.3 and 0.1 "
             "(under 3 minutes on 2 cores). Each study goes to its own subfolder "
             "of --out with the files of 'skpoison evaluate'; --out also gets "
-            "README.md (an index with wall times) and findings.md (each of the "
-            "paper's findings, what was measured, agree or not)."
+            "README.md (an index with wall times), index.json (the same for "
+            "scripts: each study's repetitions, rows, divergences, wall time) and "
+            "findings.md (each of the paper's findings, what was measured, agree "
+            "or not). The study settings below shrink the run for a fast check "
+            "(doc/reproduce.sh --tiny)."
         ),
         formatter_class=_Formatter,
     )
@@ -284,6 +287,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="restrict the LR study to these datasets",
     )
     rp.add_argument("--no-dnn", action="store_true", help="skip the DNN study")
+    rs = rp.add_argument_group(
+        "study settings (defaults: the paper's; smaller ones for a fast check)"
+    )
+    rs.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="A",
+        help="stealth factors: 1 0.5 0.3 0.1, or 1 0.3 0.1 with --quick",
+    )
+    rs.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=list(_PAPER_RATIOS),
+        metavar="R",
+        help="poisoning ratios of every study",
+    )
+    rs.add_argument(
+        "--defenses",
+        nargs="+",
+        default=list(_ALL_DEFENSES),
+        metavar="NAME",
+        help="defenses of every study ('none' is always included)",
+    )
+    rs.add_argument(
+        "--n-outer-steps",
+        type=_positive_int,
+        default=None,
+        metavar="T_OUT",
+        help="override every study's T_out (default: Table II's)",
+    )
+    rs.add_argument(
+        "--dnn-reps",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="repetitions of the DNN study (default: --reps)",
+    )
+    rs.add_argument(
+        "--dnn-datasets",
+        nargs="+",
+        default=["loan", "heart"],
+        choices=("loan", "heart", "boston_housing", "appliances"),
+        metavar="NAME",
+        help="datasets of the DNN study",
+    )
+    rs.add_argument(
+        "--figure9-seeds",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="Fig. 9 seeds: 10, or 1 with --quick (a verdict needs 6)",
+    )
+    rs.add_argument(
+        "--figure9-n-outer-steps",
+        type=_positive_int,
+        default=100,
+        metavar="T_OUT",
+        help="T_out of the Fig. 9 attack",
+    )
     _add_run_options(rp, n_jobs=-1)
 
     f9 = sub.add_parser(
@@ -700,14 +765,18 @@ def _cmd_reproduce(args, argv) -> int:
     else:
         lr_sets = ["loan", "heart", "boston_housing", "appliances"]
         alphas, reps = _PAPER_ALPHAS, args.reps or 10
+    alphas = tuple(args.alphas) if args.alphas else alphas
+    defenses = _defense_list(args.defenses)
     if args.datasets:
         lr_sets = [d for d in args.datasets if d != "synthetic"]
-    studies = [(d, "linear") for d in lr_sets]
+    studies = [(d, "linear", reps) for d in lr_sets]
     if not (args.quick or args.no_dnn):
-        studies += [("loan", "mlp"), ("heart", "mlp")]
-    index, skipped = [], []
-    loan_problem = _loan_available() if any(d == "loan" for d, _ in studies) else None
-    for dataset, model in studies:
+        studies += [(d, "mlp", args.dnn_reps or reps) for d in args.dnn_datasets]
+    index, skipped, record = [], [], []
+    loan_problem = (
+        _loan_available() if any(d == "loan" for d, _, _ in studies) else None
+    )
+    for dataset, model, n_reps in studies:
         if dataset == "loan" and loan_problem is not None:
             msg = (
                 f"Loan ({model}) skipped: fetch_loan could not find or download "
@@ -717,33 +786,60 @@ def _cmd_reproduce(args, argv) -> int:
             skipped.append(msg)
             continue
         folder = out / f"{dataset}-{model}"
-        results[(dataset, model)], wall = _run_study(
+        df, wall = _run_study(
             dataset,
             out=folder,
             model=model,
             alphas=alphas,
-            ratios=_PAPER_RATIOS,
-            defenses=_ALL_DEFENSES,
-            reps=reps,
+            ratios=args.ratios,
+            defenses=defenses,
+            reps=n_reps,
             args=args,
             title=f"Reproduction: {dataset} ({model})",
+            n_outer_steps=args.n_outer_steps,
             command=command,
         )
+        results[(dataset, model)] = df
         index.append(
             [f"[{dataset} ({model})]({folder.name}/report.md)", f"{wall:.0f} s"]
         )
+        record.append(
+            dict(
+                dataset=dataset,
+                model=model,
+                folder=folder.name,
+                repetitions=n_reps,
+                rows=len(df),
+                attacks=int(df[["repetition", "alpha"]].drop_duplicates().shape[0]),
+                diverged=int(df["diverged"].sum()),
+                wall_time_s=round(wall, 1),
+            )
+        )
     t0 = time.perf_counter()
     # 10 seeds: a paired verdict on Fig. 9 needs at least MIN_REPETITIONS (6).
-    fig9_reps = 1 if args.quick else 10
+    fig9_reps = args.figure9_seeds or (1 if args.quick else 10)
     fig9, _ = _figure9(
-        out / "figure9", args.random_state, 1.0, (0.20, 0.24, 0.30), 100, fig9_reps
+        out / "figure9",
+        args.random_state,
+        1.0,
+        (0.20, 0.24, 0.30),
+        args.figure9_n_outer_steps,
+        fig9_reps,
     )
+    fig9_wall = time.perf_counter() - t0
     index.append(
         [
             f"[Fig. 9](figure9/figure9.png) ({fig9_reps} seed(s): figure9/figure9.csv)",
-            f"{time.perf_counter() - t0:.0f} s",
+            f"{fig9_wall:.0f} s",
         ]
     )
+    summary = dict(
+        command=command,
+        studies=record,
+        figure9=dict(seeds=fig9_reps, wall_time_s=round(fig9_wall, 1)),
+        skipped=skipped,
+    )
+    atomic_write_text(out / "index.json", json.dumps(summary, indent=1) + "\n")
     text = [
         f"# skpoison reproduction{' (quick)' if args.quick else ''}",
         "",

@@ -38,15 +38,19 @@ import numpy as np
 __all__ = ["detectability_risk", "residual_std", "risk_and_grad"]
 
 
-def residual_std(residuals, n_features: int) -> float:
-    """Residual standard error ``sqrt(sum r^2 / (n - n_features - 1))``.
+def residual_std(residuals, n_features: int, *, ddof: int | None = None) -> float:
+    """Residual standard error ``sqrt(sum r^2 / (n - ddof))``.
 
     Parameters
     ----------
     residuals : array-like of shape (n_samples,)
         Residuals of the clean model on the clean training set.
     n_features : int
-        ``p`` in the degrees of freedom ``n - p - 1``.
+        ``p`` in Eq. (5)'s degrees of freedom ``n - p - 1``.
+    ddof : int >= 0 or None, default=None
+        Delta degrees of freedom: the divisor is ``n - ddof``. None is Eq. (5)'s
+        ``p + 1`` (one per coefficient and the intercept); 0 is the maximum
+        likelihood estimate ``sqrt(mean r^2)``.
 
     Returns
     -------
@@ -56,13 +60,22 @@ def residual_std(residuals, n_features: int) -> float:
     --------
     >>> residual_std(np.array([1.0, -1.0, 1.0, -1.0]), n_features=1)
     1.414...
+    >>> residual_std(np.array([1.0, -1.0, 1.0, -1.0]), n_features=1, ddof=0)
+    1.0
     """
     r = _check_residuals(residuals)
-    df = r.shape[0] - int(n_features) - 1
+    if ddof is None:
+        df = r.shape[0] - int(n_features) - 1
+        needed = f"n_features + 1 = {int(n_features) + 1}"
+    else:
+        if isinstance(ddof, bool) or int(ddof) != ddof or ddof < 0:
+            raise ValueError(f"ddof must be an int >= 0 or None, got {ddof!r}.")
+        df = r.shape[0] - int(ddof)
+        needed = f"ddof = {int(ddof)}"
     if df <= 0:
         raise ValueError(
             f"The residual standard error needs more training samples than "
-            f"n_features + 1 = {int(n_features) + 1}; got {r.shape[0]}."
+            f"{needed}; got {r.shape[0]}."
         )
     with np.errstate(over="ignore"):
         sigma = float(np.sqrt(np.sum(r**2) / df))

@@ -41,7 +41,8 @@ Clean model
     ``train``) on the clean training set, so "clean" means what the victim
     learns without poisoning. ``sigma`` is its residual standard error with
     ``n_tr - p - 1`` degrees of freedom, ``p`` the number of input features (the
-    paper defines ``df`` for LR only; the MLP uses the same ``p``).
+    paper defines ``df`` for LR only; the MLP uses the same ``p``);
+    ``sigma_ddof`` changes the divisor to ``n_tr - sigma_ddof``.
 Ascent (Alg. 4, Eq. 6)
     ``T_out`` steps of projected hypergradient ascent with step ``gamma``. The
     hypergradient of each point, the row ``[d A_d / d x_k, d A_d / d y_k]``, is
@@ -144,6 +145,11 @@ class StealthyPoisoner(BasePoisoner):
         ``n_features + 1`` (the last entry for the target). ``None`` uses the
         per-column minimum and maximum of the clean training features and
         target.
+    sigma_ddof : int >= 0 or None, default=None
+        Delta degrees of freedom of ``sigma``, the clean model's residual
+        standard error in the risk (Eq. 5): ``sqrt(sum r^2 / (n_tr - sigma_ddof))``.
+        None is Eq. (5)'s ``n_tr - p - 1`` (``p`` features); 0 the maximum
+        likelihood estimate. The paper leaves it open for the MLP.
     risk_ref : float > 0 or None, default=None
         ``R_ref`` for ``alpha < 1``. ``None`` computes it (Alg. 1) by first
         running the ``alpha = 1`` attack; pass the ``risk_ref_`` of a fitted
@@ -272,6 +278,7 @@ class StealthyPoisoner(BasePoisoner):
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
         "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="neither")],
+        "sigma_ddof": [None, Interval(numbers.Integral, 0, None, closed="left")],
         "risk_ref": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "engine": [StrOptions({"auto", "spectral", "unrolled"})],
         "device": [str, torch.device],
@@ -296,6 +303,7 @@ class StealthyPoisoner(BasePoisoner):
         batch_size: int | float = 0.075,
         validation_fraction: float | None = None,
         bounds=None,
+        sigma_ddof: int | None = None,
         risk_ref: float | None = None,
         engine: str = "auto",
         device="auto",
@@ -315,6 +323,7 @@ class StealthyPoisoner(BasePoisoner):
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
         self.bounds = bounds
+        self.sigma_ddof = sigma_ddof
         self.risk_ref = risk_ref
         self.engine = engine
         self.device = device
@@ -462,7 +471,7 @@ class StealthyPoisoner(BasePoisoner):
         if not np.isfinite(pred).all():  # the clean model's own training diverged
             raise _diverged(self.inner_lr, None)
         st["clean_params"] = _detach(params)
-        st["sigma"] = residual_std(pred - y, d)
+        st["sigma"] = residual_std(pred - y, d, ddof=self.sigma_ddof)
 
     def _batch_count(self, st) -> int:
         if isinstance(self.batch_size, numbers.Integral):

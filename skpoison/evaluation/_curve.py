@@ -200,7 +200,16 @@ class _Study:
     device: str
     divergence_threshold: float
     threads_per_unit: int | None
+    # Poison points at each ratio: ``batch_counts * batch_size`` for the
+    # replacement convention; ``round(r n_tr / (1 - r))`` for injection.
+    n_poisons: tuple[int, ...] = ()
+    ratio_convention: str = "replacement"
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.n_poisons:
+            counts = tuple(k * self.batch_size for k in self.batch_counts)
+            object.__setattr__(self, "n_poisons", counts)
 
 
 def _seed(*words: int) -> int:
@@ -274,7 +283,9 @@ def _make_attacker(study: _Study, attack: int, alpha: float, risk_ref, n_train, 
     attacker = build_attack(
         study.attacks[attack], model=model, attack_params=study.attack_params
     )
-    n_poison = max(study.batch_counts) * study.batch_size
+    n_poison = max(study.n_poisons)
+    if study.ratio_convention == "injection":
+        attacker = _injecting(attacker, n_train - n_poison)
     has = attacker.get_params()
     update = {"poison_fraction": n_poison / n_train, "random_state": seed}
     optional = {"alpha": float(alpha), "batch_size": study.batch_size}
@@ -285,23 +296,67 @@ def _make_attacker(study: _Study, attack: int, alpha: float, risk_ref, n_train, 
     return attacker.set_params(**update)
 
 
-def _poisoned_prefixes(attacker, X, y, X_val, y_val, batch_counts, batch_size):
-    """Run the attack once; return {n_batches: (X_poisoned, y_poisoned, poison_idx)}.
+def _poisoned_prefixes(attacker, X, y, X_val, y_val, n_poisons, n_clean=None):
+    """Run the attack once; return {n_poison: (X_poisoned, y_poisoned, poison_idx)}.
 
     The smaller ratios are prefixes of the largest one (the paper's cumulative
     protocol): :meth:`~skpoison.attacks.BasePoisoner.resample_at` reads them off
     the fitted run. An attack whose ``fit`` takes ``X_val`` gets the split's
     validation set (the paper's ``D_val``).
+
+    Injection (``n_clean`` given): ``X`` is the clean training set (its first
+    ``n_clean`` rows) followed by the copies the attack replaces; a prefix
+    keeps the clean rows and the first ``n`` poison points only (the copies
+    not yet replaced are dropped), the poison rows last.
     """
     fit_params = inspect.signature(attacker.fit).parameters
     val = {"X_val": X_val, "y_val": y_val} if "X_val" in fit_params else {}
     attacker.fit(X, y, **val)
     out = {}
-    for k in sorted(set(batch_counts) - {0}):
-        n = k * batch_size
+    for n in sorted(set(n_poisons) - {0}):
         Xk, yk = attacker.resample_at(n)
-        out[k] = (Xk, yk, np.asarray(attacker.poison_indices_[:n], dtype=np.intp))
+        idx = np.asarray(attacker.poison_indices_[:n], dtype=np.intp)
+        if n_clean is None:
+            out[n] = (Xk, yk, idx)
+            continue
+        if idx.size and idx.min() < n_clean:  # the contract of _injecting
+            raise RuntimeError(
+                f"{type(attacker).__name__} replaced a clean row under the "
+                "injection convention."
+            )
+        rows = np.concatenate([np.arange(n_clean), idx])
+        out[n] = (Xk[rows], yk[rows], np.arange(n_clean, n_clean + n))
     return out
+
+
+def _injecting(attacker, n_clean: int):
+    """``attacker``, made to replace only rows ``n_clean`` and after.
+
+    Under the injection convention the attack is given the clean training set
+    followed by copies of some of its points (the poison points' starting
+    values, as Alg. 4's ``initDp`` clones them) and may replace only the
+    copies: a subclass whose held-out rows (never replaced) include the clean
+    ones (:meth:`~skpoison.attacks.BasePoisoner._held_out_rows`).
+    """
+    from ..attacks import BasePoisoner
+
+    base = type(attacker)
+    if not isinstance(attacker, BasePoisoner):
+        raise ValueError(
+            "ratio_convention='injection' needs attacks derived from "
+            f"skpoison.attacks.BasePoisoner, got {base.__name__}."
+        )
+
+    def _held_out_rows(self, X, y, rng, **fit_params):
+        held = base._held_out_rows(self, X, y, rng, **fit_params)
+        return np.union1d(held, np.arange(n_clean))
+
+    injecting = type(
+        base.__name__,
+        (base,),
+        {"_held_out_rows": _held_out_rows, "__module__": base.__module__},
+    )
+    return injecting(**attacker.get_params())
 
 
 def _clean_prefix(X, y):
@@ -336,9 +391,9 @@ def _run_unit(study: _Study, X, y, unit: _Unit, risk_ref):
         split = split_and_standardize(X, y, random_state=seeds["split_seed"])
         attacked = _attack_split(study, unit, split, risk_ref, seeds["attack_seed"])
         todo = [
-            (ratio, k)
-            for ratio, k in zip(study.ratios, study.batch_counts)
-            if (unit.clean if k == 0 else unit.evaluate)
+            (ratio, n)
+            for ratio, n in zip(study.ratios, study.n_poisons)
+            if (unit.clean if n == 0 else unit.evaluate)
         ]
         rows = (
             _evaluate_ratios(study, unit, split, attacked, todo, seeds) if todo else []
@@ -352,19 +407,22 @@ def _attack_split(study, unit, split, risk_ref, seed):
 
     Xtr, ytr = split.X_train, split.y_train
     t0 = time.perf_counter()
+    Xa, ya, n_clean = Xtr, ytr, None
+    if study.ratio_convention == "injection":
+        # Copies of distinct clean points (initDp), appended for the attack to
+        # replace; the same for every alpha of the split (its attack seed).
+        n_clean = Xtr.shape[0]
+        copies = np.random.default_rng(seed).choice(
+            n_clean, max(study.n_poisons), replace=False
+        )
+        Xa, ya = np.vstack([Xtr, Xtr[copies]]), np.concatenate([ytr, ytr[copies]])
     attacker = _make_attacker(
-        study, unit.attack, unit.alpha, risk_ref, Xtr.shape[0], seed
+        study, unit.attack, unit.alpha, risk_ref, Xa.shape[0], seed
     )
     error = ""
     try:
         prefixes = _poisoned_prefixes(
-            attacker,
-            Xtr,
-            ytr,
-            split.X_val,
-            split.y_val,
-            study.batch_counts,
-            study.batch_size,
+            attacker, Xa, ya, split.X_val, split.y_val, study.n_poisons, n_clean
         )
         unit_risk_ref = float(getattr(attacker, "risk_ref_", math.nan))
         if not math.isfinite(unit_risk_ref):  # nothing poisoned, or no R_ref
@@ -394,6 +452,9 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
     }
     rows = []
     for ratio, k in todo:
+        # The training set the defenses get: n_train rows when poison points
+        # replace clean ones, n_train + k when they are injected.
+        n_set = n_train + k if study.ratio_convention == "injection" else n_train
         common = dict(
             dataset=study.dataset,
             model=study.model,
@@ -401,8 +462,8 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
             repetition=unit.repetition,
             alpha=float(unit.alpha),
             ratio=float(ratio),
-            n_poison=k * study.batch_size,
-            poison_fraction=k * study.batch_size / n_train,
+            n_poison=k,
+            poison_fraction=k / n_set,
             risk_ref=attacked["risk_ref"],
             attack_time=attacked["time"],
             **seeds,
@@ -414,7 +475,7 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
                 )
             continue
         Xp, yp, poison_idx = attacked["prefixes"][k]
-        is_poison = np.zeros(n_train, dtype=bool)
+        is_poison = np.zeros(n_set, dtype=bool)
         is_poison[poison_idx] = True
         for spec, label in zip(study.defenses, study.labels):
             dseed = _defense_seed(study.random_state, unit.repetition, label)
@@ -424,7 +485,7 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
             score, diverged, error = _evaluate(
                 study, estimator, fit_params, Xp, yp, split.X_test, split.y_test
             )
-            mask = None if diverged else inlier_mask(estimator, n_train)
+            mask = None if diverged else inlier_mask(estimator, n_set)
             row = _row(common, label, score, diverged, error, mask, is_poison)
             row["defense_seed"] = dseed
             row["fit_time"] = time.perf_counter() - t1
@@ -525,18 +586,9 @@ def _batch_plan(ratios, n_train, preset_key, batch_size=None):
     batches; two ratios on the same number are an error.
     """
     ratios = [float(r) for r in ratios]
-    positive = sorted({r for r in ratios if r > 0})
-    if not positive:
+    if not any(r > 0 for r in ratios):
         return 1, tuple(0 for _ in ratios)
-    step = float(np.diff([0.0, *positive]).min())
-    if batch_size is None:
-        if preset_key is not None and math.isclose(step, 0.075):
-            from ..attacks._presets import get_preset
-
-            batch_size = get_preset(preset_key)["batch_size"]
-        else:
-            batch_size = max(1, int(math.floor(step * n_train + 0.5)))
-    batch_size = int(batch_size)
+    batch_size = _batch_size(ratios, n_train, preset_key, batch_size)
     counts = [int(math.floor(r * n_train / batch_size + 0.5)) for r in ratios]
     for r, k in zip(ratios, counts):
         if r > 0 and k == 0:
@@ -568,6 +620,52 @@ def _batch_plan(ratios, n_train, preset_key, batch_size=None):
             + f"; multiples of {batch_size / n_train:.4g} are exact.",
             UserWarning,
             stacklevel=4,  # _batch_plan <- _make_study <- poisoning_curve <- caller
+        )
+    return batch_size, tuple(counts)
+
+
+def _batch_size(ratios, n_train, preset_key, batch_size=None) -> int:
+    """The batch: ``batch_size``, Table II's for the paper's 7.5 % steps, or
+    the smallest step between the ratios times ``n_train``."""
+    if batch_size is not None:
+        return int(batch_size)
+    positive = sorted({float(r) for r in ratios if r > 0})
+    step = float(np.diff([0.0, *positive]).min())
+    if preset_key is not None and math.isclose(step, 0.075):
+        from ..attacks._presets import get_preset
+
+        return int(get_preset(preset_key)["batch_size"])
+    return max(1, int(math.floor(step * n_train + 0.5)))
+
+
+def _injection_plan(ratios, n_train, preset_key, batch_size=None):
+    """Batch size and poison points per ratio under the injection convention.
+
+    ``n_p = round(r n_train / (1 - r))`` points are added to the ``n_train``
+    clean ones (so that ``n_p / (n_train + n_p) = r``); the batch is the one
+    the replacement convention would use. The copies the attack starts from
+    are distinct clean points, so ``n_p <= n_train`` (``r <= 0.5``).
+    """
+    ratios = [float(r) for r in ratios]
+    if not any(r > 0 for r in ratios):
+        return 1, tuple(0 for _ in ratios)
+    batch_size = _batch_size(ratios, n_train, preset_key, batch_size)
+    counts = [int(math.floor(r * n_train / (1.0 - r) + 0.5)) for r in ratios]
+    for r, n in zip(ratios, counts):
+        if r > 0 and n == 0:
+            raise ValueError(
+                f"ratio {r} injects no poison point into {n_train} training points."
+            )
+        if n > n_train:
+            raise ValueError(
+                f"ratio {r} would inject {n} poison points into {n_train} clean "
+                "ones; the injection convention starts each from a distinct clean "
+                "point, so ratios must be at most 0.5."
+            )
+    if len(set(counts)) != len(counts):
+        raise ValueError(
+            f"ratios {ratios} inject the same number of poison points into "
+            f"{n_train} training points; use ratios further apart."
         )
     return batch_size, tuple(counts)
 
@@ -658,6 +756,7 @@ def poisoning_curve(
     divergence_threshold: float = 1e6,
     threads_per_unit: int | None = 1,
     progress: bool = False,
+    ratio_convention: str = "replacement",
 ):
     """Test NMSE and defense gain against the poisoning ratio, per attack, alpha and defense.
 
@@ -722,6 +821,20 @@ def poisoning_curve(
         ``n_jobs``; None leaves the thread settings alone.
     progress : bool, default=False
         Show a tqdm progress bar over units (work done, time left).
+    ratio_convention : {"replacement", "injection"}, default="replacement"
+        What a ratio ``r`` means. ``"replacement"`` (ours): ``n_p = r n_tr`` of
+        the ``n_tr`` training points are replaced by poison points, so the
+        defenses get ``n_tr`` points. ``"injection"`` (the paper's Section
+        III): ``n_p`` poison points are added to the ``n_tr`` clean ones, with
+        ``n_p / (n_tr + n_p) = r``, i.e. ``n_p = round(r n_tr / (1 - r))``:
+        the attack is given the clean set followed by copies of ``n_p``
+        distinct clean points (Alg. 4's starting values) and replaces only the
+        copies, in batches of the same size as under replacement; a smaller
+        ratio keeps the clean points and the first ``n_p`` poison points
+        (a prefix that may end inside a batch). Either way the poison is a
+        fraction ``r`` of what the defenses get; injection keeps every clean
+        point. Attacks must derive from
+        :class:`~skpoison.attacks.BasePoisoner`, and ``r <= 0.5``.
 
     Returns
     -------
@@ -769,6 +882,7 @@ def poisoning_curve(
         device=device,
         divergence_threshold=divergence_threshold,
         threads_per_unit=threads_per_unit,
+        ratio_convention=ratio_convention,
     )
     store = None
     if out_dir is not None:
@@ -834,7 +948,23 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
 
     # The same rounding as the split the units will make (split_and_standardize).
     n_train = _n_from_size(0.5, X.shape[0], name="train_size")
-    batch_size, batch_counts = _batch_plan(ratios, n_train, preset_key, user_batch)
+    convention = settings.get("ratio_convention", "replacement")
+    if convention == "replacement":
+        batch_size, batch_counts = _batch_plan(ratios, n_train, preset_key, user_batch)
+        n_poisons = ()
+    elif convention == "injection":
+        batch_size, n_poisons = _injection_plan(ratios, n_train, preset_key, user_batch)
+        batch_counts = tuple(-(-n // batch_size) for n in n_poisons)
+        if not all(isinstance(s, str) or _is_base_poisoner(s) for s in attack_specs):
+            raise ValueError(
+                "ratio_convention='injection' needs attacks derived from "
+                "skpoison.attacks.BasePoisoner."
+            )
+    else:
+        raise ValueError(
+            "ratio_convention must be 'replacement' or 'injection', got "
+            f"{convention!r}."
+        )
 
     device = str(settings["device"])
     study = _Study(
@@ -855,6 +985,8 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
         device=device,
         divergence_threshold=float(settings["divergence_threshold"]),
         threads_per_unit=settings["threads_per_unit"],
+        n_poisons=n_poisons,
+        ratio_convention=convention,
     )
     # What decides the results (a checkpoint folder is keyed by its hash).
     config = {name: getattr(study, name) for name in _CONFIG_FIELDS}
@@ -865,7 +997,15 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
         defenses=_spec_names(specs),
         attacks=_spec_names(attack_specs),
     )
+    if convention != "replacement":  # (the default leaves earlier hashes alone)
+        config["ratio_convention"] = convention
     return study, X, y, config
+
+
+def _is_base_poisoner(spec) -> bool:
+    from ..attacks import BasePoisoner
+
+    return isinstance(spec, BasePoisoner)
 
 
 # The study's settings that go into the checkpoint configuration as they are.

@@ -11,7 +11,10 @@
 
 Error bars are 95 % Student t confidence intervals of the mean over
 repetitions (:func:`~skpoison.evaluation.mean_interval`; diverged runs left
-out, no bar for a single run), computed in one place, :func:`_stats`. The functions draw on
+out), computed in one place, :func:`_stats`, and drawn only from
+:data:`MIN_INTERVAL_REPETITIONS` (3) repetitions up: with 2 the interval is
+the mean +- 12.7 standard errors (``t_{0.975, 1} = 12.7``), hundreds of gain
+points that would swamp the curves. The legend says which it is. The functions draw on
 :class:`matplotlib.figure.Figure` objects, never on pyplot's global state, so
 they work on any backend, headless included.
 
@@ -52,6 +55,9 @@ _STYLE = {
 }
 _NEGATIVE_LABEL = "defense hurts (gain < 0)"
 
+#: Fewest repetitions behind a drawn error bar (see the module docstring).
+MIN_INTERVAL_REPETITIONS = 3
+
 
 def _figure(n_panels: int, *, width=3.4, height=3.2, sharey=False):
     import matplotlib as mpl
@@ -91,26 +97,40 @@ def _study_name(results) -> str:
 
 
 def _stats(df, value):
-    """Per ratio: the mean and its 95 % interval as error-bar lengths (2, n)."""
+    """Per ratio: the mean, its 95 % interval as error-bar lengths (2, n_ratios)
+    (zero below :data:`MIN_INTERVAL_REPETITIONS` runs) and the runs ``n``."""
     ok = df[~df["diverged"].astype(bool)]
     ratios = np.sort(ok["ratio"].unique())
-    ci = [mean_interval(ok.loc[ok["ratio"] == r, value])[:3] for r in ratios]
-    mean, low, high = np.array(ci, dtype=float).reshape(-1, 3).T
+    ci = [mean_interval(ok.loc[ok["ratio"] == r, value]) for r in ratios]
+    mean, low, high, n = np.array(ci, dtype=float).reshape(-1, 4).T
     err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
-    return {"ratio": ratios, "mean": mean, "err": err}
+    err[:, n < MIN_INTERVAL_REPETITIONS] = 0.0
+    return {"ratio": ratios, "mean": mean, "err": err, "n": n.astype(int)}
 
 
 def _curve(ax, s, *, scale=1.0, **style):
-    """One line with error bars from a :func:`_stats` table."""
+    """One line from a :func:`_stats` table, with error bars where it has them."""
     ax.errorbar(
         100 * s["ratio"],
         scale * s["mean"],
-        yerr=scale * s["err"],
+        yerr=scale * s["err"] if s["err"].any() else None,
         marker="o",
         ms=4,
         capsize=2.5,
         **style,
     )
+
+
+def _interval_note(stats) -> str:
+    """What the error bars of these curves are (a line of the legend's title)."""
+    n = np.concatenate([s["n"] for s in stats]) if stats else np.zeros(0, int)
+    n = n[n > 0]
+    if n.size and n.min() >= MIN_INTERVAL_REPETITIONS:
+        return "bars: 95 % t interval"
+    few = f"{n.max()} repetition{'s' if n.max() > 1 else ''}" if n.size else "no runs"
+    if not n.size or n.max() < MIN_INTERVAL_REPETITIONS:
+        return f"means of {few}\n(95 % bars from {MIN_INTERVAL_REPETITIONS} up)"
+    return f"bars: 95 % t interval\n(none below {MIN_INTERVAL_REPETITIONS} runs)"
 
 
 @_styled
@@ -144,13 +164,15 @@ def plot_nmse(results, ax=None):
     else:
         fig = ax.figure
     none = results[results["defense"] == "none"]
+    drawn = []
     for label, part in curves(none, alpha_name="α"):
-        _curve(ax, _stats(part, "test_nmse"), label=label)
+        drawn.append(_stats(part, "test_nmse"))
+        _curve(ax, drawn[-1], label=label)
     ax.set_xlabel("poisoning points [%]")
     ax.set_ylabel("test NMSE (no defense)")
     name = _study_name(results)
     ax.set_title(f"{name + ': ' if name else ''}test NMSE without defense")
-    ax.legend(title="attack")
+    ax.legend(title=f"attack\n{_interval_note(drawn)}")
     ax.grid(alpha=0.3)
     return fig
 
@@ -160,11 +182,13 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
     panels = curves(defended, alpha_name="α")
     fig, axes = _figure(max(1, len(panels)), sharey=sharey)
     scale = 100.0 if percent else 1.0
+    drawn = []
     for ax, (title, part) in zip(axes, panels):
         for name, sub in part.groupby("defense", sort=False):
             s = _stats(sub, value)
             if np.isnan(s["mean"]).all():
                 continue
+            drawn.append(s)
             _curve(
                 ax,
                 s,
@@ -191,7 +215,12 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
     name = _study_name(results)
     fig.suptitle(f"{name + ': ' if name else ''}{what}")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", title="defense")
+    fig.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        title=f"defense\n{_interval_note(drawn)}",
+    )
     return fig
 
 

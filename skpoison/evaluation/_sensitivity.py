@@ -13,8 +13,9 @@ baseline's on the same study.
 it changes (``"study"``: the poisoning curve; ``"figure9"``: Fig. 9), the
 default, the values tried (derived from the baseline, e.g. half and twice the
 preset ``T_out``) and how a value becomes arguments of the run. Entries whose
-``target`` is None are settings the code cannot vary yet; they are listed in
-the output as not supported rather than run. To add a setting, add an entry.
+``target`` is None would be settings the code cannot vary (listed in the
+output as not supported rather than run); every registered setting is
+supported now. To add a setting, add an entry.
 
 Small studies are cheap and weak: with fewer than
 :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions every verdict is
@@ -41,7 +42,8 @@ class Setting(NamedTuple):
     ``default(base)`` and ``values(base)`` read the baseline's resolved
     settings (``base["n_outer_steps"]``, ``base["batch_size"]``);
     ``apply(value)`` returns the overrides of the run (``attack_params``,
-    ``defenses`` for the study; keyword arguments of :func:`figure_9`).
+    ``victim_params``, ``defenses``, ``model`` or ``ratio_convention`` for the
+    study; keyword arguments of :func:`figure_9`).
     """
 
     name: str
@@ -168,31 +170,44 @@ SENSITIVITY_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "loss_scaling",
-        "the training loss's scaling: 1/(2n) vs the mean",
-        None,
+        "the training loss's scaling: 1/(2n) vs the mean 1/n; for gradient "
+        "descent the mean is exactly the 1/(2n) loss with twice the learning "
+        "rate (attack's inner problem and victim), which is how it is run",
+        "study",
         _const("1/(2n)"),
         _const(("mean",)),
+        lambda v: {
+            "attack_params": {"inner_lr": "double"},
+            "victim_params": {"learning_rate": "double"},
+        },
     ),
     Setting(
         "ratio_convention",
-        "poisoning ratio: replacement n_p/n_tr vs injection n_p/(n_tr+n_p)",
-        None,
+        "poisoning ratio: replacement n_p/n_tr (n_p of the n_tr training points "
+        "replaced) vs the paper's injection n_p/(n_tr+n_p) (n_p points added to "
+        "the n_tr clean ones)",
+        "study",
         _const("replacement"),
         _const(("injection",)),
+        lambda v: {"ratio_convention": v},
     ),
     Setting(
         "victim",
-        "the victim: T-step gradient descent vs converged least squares",
-        None,
+        "the victim: T-step gradient descent vs converged least squares "
+        "(scikit-learn's LinearRegression, attacked through its exact solution)",
+        "study",
         _const("T-step GD"),
         _const(("least squares",)),
+        lambda v: {"model": "ols"},
     ),
     Setting(
         "sigma_dof",
-        "degrees of freedom of BayesClean's sigma",
-        None,
-        _const("posterior"),
-        _const(("n - p",)),
+        "degrees of freedom of the attack's sigma (Eq. 5's residual standard "
+        "error): n - p - 1 vs n (the maximum-likelihood estimate, sigma_ddof=0)",
+        "study",
+        _const("n - p - 1"),
+        _const(("n",)),
+        lambda v: {"attack_params": {"sigma_ddof": 0}},
     ),
 )
 
@@ -203,27 +218,49 @@ def _base_settings(data, model, ratios, n_outer_steps):
     from ._curve import _PRESET_KEY, _batch_plan, _n_from_size, _presets, load_dataset
 
     key = _PRESET_KEY.get(data) if isinstance(data, str) else None
-    attack, _ = _presets(key, model)
+    attack, victim = _presets(key, model)
     X = load_dataset(data)[0] if isinstance(data, str) else data[0]
     n_train = _n_from_size(0.5, len(X), name="train_size")
     return {
         "n_outer_steps": int(n_outer_steps or attack["n_outer_steps"]),
         "batch_size": _batch_plan(ratios, n_train, key)[0],
+        # Learning rates of the GD attack and victim (None for scikit-learn's).
+        "inner_lr": attack.get("inner_lr"),
+        "learning_rate": victim.get("learning_rate"),
     }
 
 
-def _run_study(curve_args, overrides, out_dir):
+def _run_study(curve_args, overrides, out_dir, base=None):
+    """One poisoning study with ``overrides``, keyed as the baseline's study.
+
+    ``"double"`` in ``attack_params`` or ``victim_params`` is twice the
+    baseline's value (``base``, from the presets). A variant with another
+    victim (``model``) keeps the baseline's key, so that its findings compare
+    with the baseline's.
+    """
     from ._curve import poisoning_curve
 
     args = dict(curve_args)
-    args["attack_params"] = {
-        **args["attack_params"],
-        **overrides.get("attack_params", {}),
-    }
+    for key in ("attack_params", "victim_params"):
+        params = {**(args.get(key) or {}), **overrides.get(key, {})}
+        for name, value in params.items():
+            if value == "double":
+                if (base or {}).get(name) is None:
+                    raise ValueError(
+                        f"{name} has no preset to double for model "
+                        f"{args['model']!r} (it applies to gradient descent)."
+                    )
+                params[name] = 2 * base[name]
+        args[key] = params
     swap = overrides.get("defenses", {})
     args["defenses"] = [swap.get(d, d) for d in args["defenses"]]
+    args.update({k: v for k, v in overrides.items() if k in _DIRECT})
     df = poisoning_curve(**args, out_dir=out_dir)
-    return {(str(df["dataset"].iloc[0]), str(df["model"].iloc[0])): df}
+    return {(str(df["dataset"].iloc[0]), curve_args["model"]): df}
+
+
+# Overrides passed to poisoning_curve as they are.
+_DIRECT = ("model", "ratio_convention")
 
 
 def _run_figure9(fig9_args, overrides, seeds):
@@ -310,7 +347,7 @@ backend, device, overwrite
     ...     ratios=[0.0, 0.1], defenses=["none", "trim"], n_repetitions=1,
     ...     n_outer_steps=1, figure9_seeds=0)
     >>> table[["setting", "values", "supported"]].values.tolist()
-    [['trim_max_iter', '1, 10', True], ['sigma_dof', 'n - p', False]]
+    [['trim_max_iter', '1, 10', True], ['sigma_dof', 'n', True]]
     """
     import pandas as pd
 
@@ -360,7 +397,8 @@ backend, device, overwrite
             overrides = s.apply(v)
             if s.target == "study":
                 run = _verdicts(
-                    _run_study(curve_args, overrides, folder(f"{s.name}-{i}")), fig9
+                    _run_study(curve_args, overrides, folder(f"{s.name}-{i}"), base),
+                    fig9,
                 )
             else:
                 run = _verdicts(

@@ -55,6 +55,19 @@ def test_residual_std_needs_enough_samples():
         residual_std(np.ones(3), 2)
 
 
+def test_residual_std_ddof_sets_the_divisor(rng):
+    r = rng.normal(size=30)
+    assert residual_std(r, 4, ddof=0) == pytest.approx(np.sqrt(np.mean(r**2)))
+    assert residual_std(r, 4, ddof=1) == pytest.approx(np.sqrt(np.sum(r**2) / 29))
+    # ddof=p+1 is the default, bit for bit
+    assert residual_std(r, 4, ddof=5) == residual_std(r, 4)
+    with pytest.raises(ValueError, match="ddof = 30"):
+        residual_std(r, 4, ddof=30)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="ddof must be"):
+            residual_std(r, 4, ddof=bad)
+
+
 def test_risk_gradient_matches_closed_form_for_a_linear_model(rng):
     X, y = rng.normal(size=(7, 3)), rng.normal(size=7)
     w, b, sigma = rng.normal(size=3), 0.3, 0.8

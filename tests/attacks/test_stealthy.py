@@ -190,6 +190,24 @@ def test_same_random_state_gives_identical_points(synthetic):
     assert not np.array_equal(a.poison_indices_, c.poison_indices_)
 
 
+def test_sigma_ddof_changes_only_sigma_and_its_default_is_eq_5(synthetic):
+    X, y, Xv, yv = synthetic[:4]
+    base = StealthyPoisoner(0.15, 0.5, **FAST, random_state=3).fit(
+        X, y, X_val=Xv, y_val=yv
+    )
+    eq5 = StealthyPoisoner(0.15, 0.5, **FAST, sigma_ddof=2, random_state=3)
+    eq5.fit(X, y, X_val=Xv, y_val=yv)  # p + 1 = 2: the default, bit for bit
+    assert eq5.sigma_ == base.sigma_
+    assert np.array_equal(eq5.X_poison_, base.X_poison_)
+    assert np.array_equal(eq5.y_poison_, base.y_poison_)
+    mle = StealthyPoisoner(0.15, 0.5, **FAST, sigma_ddof=0, random_state=3)
+    mle.fit(X, y, X_val=Xv, y_val=yv)
+    n = X.shape[0]
+    assert mle.sigma_ == pytest.approx(base.sigma_ * np.sqrt((n - 2) / n), rel=1e-12)
+    assert np.array_equal(mle.poison_indices_, base.poison_indices_)
+    assert not np.array_equal(mle.X_poison_, base.X_poison_)  # the risk moved
+
+
 # ----------------------------------------------------------------- the effect
 def test_alpha_one_raises_test_error_on_the_synthetic_set(synthetic):
     X, y, Xv, yv, Xt, yt = synthetic

@@ -121,3 +121,48 @@ def test_figure_9_names_its_setting_and_each_legend_entry_once():
     labels = [t.get_text() for t in legend.get_texts()]
     assert len(labels) == len(set(labels)) == 6
     assert [ax.get_title() for ax in fig.axes[:1]] == ["BayesClean, 20% poisoning"]
+
+
+def _noisy(n_reps):
+    """Gains that differ by 60 points between repetitions (t intervals of +-400)."""
+    rows = []
+    for rep in range(n_reps):
+        for ratio in (0.0, 0.15, 0.3):
+            for defense in ("none", "trim"):
+                gain = 0.0 if defense == "none" else 20.0 + 60.0 * (rep % 2)
+                rows.append(dict(dataset="heart", model="linear", repetition=rep,
+                                 alpha=1.0, ratio=ratio, defense=defense,
+                                 test_nmse=0.3 + 0.2 * (rep % 2), defense_gain=gain,
+                                 diverged=False, poison_rejected=0.5))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _bars(fig):
+    return [c.has_yerr for ax in fig.axes for c in ax.containers]
+
+
+def test_two_repetitions_draw_means_only_and_say_so():
+    fig = plot_defense_gain(_noisy(2))
+    assert _bars(fig) == [False]
+    low, high = fig.axes[0].get_ylim()
+    assert -10 < high < 100 and low > -10  # the means' range, not +-400
+    title = fig.legends[0].get_title().get_text()
+    assert "means of 2 repetitions\n(95 % bars from 3 up)" in title
+    nmse = plot_nmse(_noisy(2))
+    assert _bars(nmse) == [False]
+    assert "95 % bars from 3 up" in nmse.axes[0].get_legend().get_title().get_text()
+
+
+def test_three_repetitions_draw_t_intervals():
+    fig = plot_defense_gain(_noisy(3))
+    assert _bars(fig) == [True]
+    assert fig.axes[0].get_ylim()[1] > 100  # the interval is drawn in full
+    assert "bars: 95 % t interval" in fig.legends[0].get_title().get_text()
+    # a diverged run leaves a ratio with 2: that ratio has no bar, and it says so
+    df = _noisy(3)
+    df.loc[(df.repetition == 0) & (df.ratio == 0.3), "diverged"] = True
+    fig = plot_defense_gain(df)
+    (bars,) = [c for c in fig.axes[0].containers]
+    segments = bars.lines[2][0].get_segments()
+    assert len(segments) == 3 and np.ptp(segments[2][:, 1]) == 0
+    assert "(none below 3 runs)" in fig.legends[0].get_title().get_text()

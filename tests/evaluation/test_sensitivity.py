@@ -8,7 +8,7 @@ from skpoison.cli import main
 from skpoison.evaluation import _sensitivity
 from skpoison.evaluation._sensitivity import SENSITIVITY_SETTINGS, sensitivity_study
 
-BASE = {"n_outer_steps": 100, "batch_size": 19}
+BASE = {"n_outer_steps": 100, "batch_size": 19, "inner_lr": 0.1, "learning_rate": 0.1}
 TINY = dict(alphas=[1.0], ratios=[0.0, 0.1], defenses=["none", "trim", "bayesclean"],
             n_repetitions=1, n_outer_steps=1, figure9_seeds=0)  # fmt: skip
 
@@ -23,19 +23,52 @@ def test_every_setting_is_varied_away_from_its_default(setting):
     assert setting.target in ("study", "figure9")
     for v in values:
         overrides = setting.apply(v)
-        allowed = {"attack_params", "defenses"} if setting.target == "study" else {
+        allowed = {"attack_params", "victim_params", "defenses", "model",
+                   "ratio_convention"} if setting.target == "study" else {
             "alpha", "n_train"}  # fmt: skip
         assert overrides and set(overrides) <= allowed
 
 
-def test_the_listed_open_settings_are_registered():
-    names = {s.name for s in SENSITIVITY_SETTINGS}
-    for name in ("loss_scaling", "ratio_convention", "victim", "sigma_dof"):
-        assert name in names  # shown as "not supported yet", never faked
+def test_the_listed_open_settings_are_registered_and_supported():
     supported = {s.name for s in SENSITIVITY_SETTINGS if s.target}
     assert {"bayesclean_c1", "bayesclean_c2", "bayesclean_rule", "n_outer_steps",
             "batch_size", "bounds", "figure9_alpha", "figure9_n_train",
-            "trim_n_init", "trim_max_iter"} <= supported  # fmt: skip
+            "trim_n_init", "trim_max_iter", "loss_scaling", "ratio_convention",
+            "victim", "sigma_dof"} <= supported  # fmt: skip
+
+
+def test_the_four_model_settings_reach_poisoning_curve(monkeypatch):
+    calls = []
+
+    def fake_curve(**args):
+        calls.append(args)
+        return _paper_like_inputs()[0][("heart", "linear")]
+
+    monkeypatch.setattr("skpoison.evaluation._curve.poisoning_curve", fake_curve)
+    table, verdicts = sensitivity_study(
+        "heart", settings=["loss_scaling", "ratio_convention", "victim", "sigma_dof"],
+        n_repetitions=8, figure9_seeds=0)  # fmt: skip
+    base, loss, ratio, victim, sigma = calls
+    # the mean loss is the 1/(2n) loss at twice Table II's and III's learning rates
+    assert loss["attack_params"] == {"n_outer_steps": 50, "inner_lr": 0.2}
+    assert loss["victim_params"] == {"learning_rate": 0.2}
+    assert base["victim_params"] == {} and "ratio_convention" not in base
+    assert ratio["ratio_convention"] == "injection"
+    assert (base["model"], victim["model"]) == ("linear", "ols")
+    assert sigma["attack_params"] == {"n_outer_steps": 50, "sigma_ddof": 0}
+    assert table["supported"].all() and (table["flips"] == "none").all()
+    # the ols study is judged as the baseline's study (same key), so it can flip
+    assert set(verdicts["study"]) == {"heart (linear)"}
+
+
+def test_loss_scaling_needs_a_gradient_descent_victim(monkeypatch):
+    with pytest.raises(ValueError, match="no preset to double"):
+        _sensitivity._run_study(
+            dict(model="ols", attack_params={}, defenses=["none"]),
+            {"victim_params": {"learning_rate": "double"}},
+            None,
+            {"learning_rate": None},
+        )
 
 
 def test_variants_reach_the_study_and_flips_are_reported(monkeypatch):
@@ -63,10 +96,10 @@ def test_variants_reach_the_study_and_flips_are_reported(monkeypatch):
     assert by_name.loc["bounds", "flips"].count("agree -> disagree") == 2 * 4
     assert by_name.loc["figure9_alpha", "flips"].count("fig9 (synthetic (Fig. 9))") == 2
     assert by_name.loc["bayesclean_c1", "flips"] == "none"
-    assert not by_name.loc["victim", "supported"]
+    assert by_name.loc["victim", "supported"] and calls[-1]["model"] == "ols"
     assert ("bayesclean", {"defense__c1": 0.25}) in calls[3]["defenses"]
     assert calls[1]["attack_params"]["bounds"] == (-2.0, 2.0)
-    assert len(calls) == 1 + 2 + 2 and calls[0]["defenses"][1] == "bayesclean"
+    assert len(calls) == 1 + 2 + 2 + 1 and calls[0]["defenses"][1] == "bayesclean"
     base = verdicts[verdicts.setting == "baseline"]
     assert len(base) == 5 and not base.flipped.any()
 
@@ -87,10 +120,10 @@ def test_cli_writes_the_table(tmp_path, capsys):
     assert main(args) == 0
     text = (out / "sensitivity.md").read_text()
     assert text in capsys.readouterr().out
-    assert "| sigma_dof |" in text and "not supported yet" in text
-    assert "5 runs of 1 repetitions (Fig. 9: 1 seeds) each" in text
+    assert "| sigma_dof |" in text and "not supported yet" not in text
+    assert "6 runs of 1 repetitions (Fig. 9: 1 seeds) each" in text
     table = pd.read_csv(out / "sensitivity.csv")
     assert table.setting.tolist() == ["trim_max_iter", "figure9_n_train", "sigma_dof"]
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert set(verdicts.verdict) == {"inconclusive"}  # 1 repetition decides nothing
-    assert len(verdicts[["setting", "value"]].drop_duplicates()) == 1 + 2 + 2
+    assert len(verdicts[["setting", "value"]].drop_duplicates()) == 1 + 2 + 2 + 1
