@@ -88,7 +88,7 @@ from ..exceptions import DivergenceError
 from ._base import BasePoisoner, _count_from_fraction, check_validation_set
 from ._hypergradient import make_engine
 from ._init import JAGIELSKI_INITS, start_points
-from ._presets import get_preset
+from ._presets import OPTP_OPTIONS, _model_key, get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
 
 __all__ = ["StealthyPoisoner"]
@@ -348,15 +348,23 @@ class StealthyPoisoner(BasePoisoner):
         self.warm_start = warm_start
 
     @classmethod
-    def from_preset(cls, dataset: str, model: str = "linear", **overrides):
-        """An attack with the paper's Table II settings for ``dataset``.
+    def from_preset(cls, dataset: str, model="linear", **overrides):
+        """An attack with the paper's Table II settings for ``dataset``, or OptP's options.
 
         Parameters
         ----------
-        dataset : {"loan", "heart", "boston", "appliances"}
-            The paper's dataset.
-        model : {"linear", "mlp"}, default="linear"
-            The victim model.
+        dataset : {"loan", "heart", "boston", "appliances", "optp"}
+            The paper's dataset (Table II), or ``"optp"``: the option set
+            :data:`~skpoison.attacks.OPTP_OPTIONS` (not the paper's), under
+            which the attack plays Jagielski et al.'s OptP game: their
+            ``init="inverse_flip"``, all points in one batch
+            (``batch_size=1.0``), ``n_outer_steps=50`` of ``outer_lr=0.05``
+            and ``validation_fraction=None`` (fit it without ``X_val`` for
+            OptP's objective on the clean training data).
+        model : {"linear", "mlp"} or scikit-learn estimator, default="linear"
+            The victim model. An estimator (``LinearRegression()``, ...) gets
+            the outer settings of the ``"linear"`` row only: ``n_inner_steps``
+            and ``inner_lr`` do not apply to it.
         **overrides
             Any other parameter of :class:`StealthyPoisoner` (they win over the
             preset).
@@ -369,8 +377,23 @@ class StealthyPoisoner(BasePoisoner):
         --------
         >>> StealthyPoisoner.from_preset("boston", alpha=0.3).get_params()["batch_size"]
         19
+        >>> from sklearn.linear_model import LinearRegression
+        >>> attack = StealthyPoisoner.from_preset("optp", LinearRegression())
+        >>> attack.get_params()["init"], attack.get_params()["batch_size"]
+        ('inverse_flip', 1.0)
         """
-        return cls(**{**get_preset(dataset, model), **overrides})
+        estimator = isinstance(model, BaseEstimator)
+        if str(dataset).lower() == "optp":
+            params = dict(OPTP_OPTIONS)
+            if not estimator:
+                params["model"] = _model_key(model)
+        else:
+            params = get_preset(dataset, "linear" if estimator else model)
+        if estimator:
+            for key in ("n_inner_steps", "inner_lr"):
+                params.pop(key, None)
+            params["model"] = model
+        return cls(**{**params, **overrides})
 
     # ------------------------------------------------------------------ fitting
     @atomic_fit
