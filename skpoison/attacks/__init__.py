@@ -15,7 +15,13 @@ from ._hypergradient import LinearSpectralEngine, UnrolledEngine, make_engine
 from ._implicit import ImplicitLinearEngine
 from ._noise import NoisePoisoner
 from ._optp import OptPPoisoner
-from ._presets import ATTACK_PRESETS, VICTIM_PRESETS, get_preset, get_victim_preset
+from ._presets import (
+    ATTACK_PRESETS,
+    OPTP_OPTIONS,
+    VICTIM_PRESETS,
+    get_preset,
+    get_victim_preset,
+)
 from ._risk import detectability_risk, residual_std
 from ._statp import StatPPoisoner
 from ._stealthy import StealthyPoisoner
@@ -28,6 +34,7 @@ __all__ = [
     "ImplicitLinearEngine",
     "LinearSpectralEngine",
     "NoisePoisoner",
+    "OPTP_OPTIONS",
     "OptPPoisoner",
     "StatPPoisoner",
     "StealthyPoisoner",

@@ -16,13 +16,10 @@ Objectives
     (a positive factor does not change the ascent); their ``V`` adds the
     penalty of the model, which is left out here.
 Initialisations
-    ``"inverse_flip"`` (their ``inf_flip``): starting points drawn with
-    replacement with probability proportional to the row sum of the hat matrix
-    ``X (0.01 I + X^T X)^{-1} X^T`` times ``1/2 + |y - 1/2|`` (negative weights
-    count as zero), targets flipped to the far end of the box;
-    ``"boundary_flip"`` (``randflip``): uniform draws, targets flipped to the
-    far end; ``"random"`` (``randflipnobd``): uniform draws, targets mirrored
-    inside the box (``low + high - y``).
+    ``"inverse_flip"`` (their ``inf_flip``), ``"boundary_flip"``
+    (``randflip``), ``"random"`` (``randflipnobd``): drawn from the points
+    kept, in the unit box, by :mod:`skpoison.attacks._init` (shared with
+    :class:`~skpoison.attacks.StealthyPoisoner`'s ``init``).
 Ascent
     Their code works in the box ``[0, 1]``: here every coordinate is mapped
     affinely from the feasible box to ``[0, 1]`` (so the steps do not depend on
@@ -64,14 +61,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._state import atomic_fit
 from ._base import BasePoisoner, check_validation_set
 from ._hypergradient import make_engine
+from ._init import JAGIELSKI_INITS, unit_start
 
 __all__ = ["OptPPoisoner"]
-
-
-def _hat_row_sums(X):
-    """Row sums of ``X (0.01 I + X^T X)^{-1} X^T`` (their ``inf_flip`` score)."""
-    G = X.T @ X + 0.01 * np.eye(X.shape[1])
-    return X @ np.linalg.solve(G, X.sum(axis=0))
 
 
 def _penalty_of(model) -> float | None:
@@ -129,7 +121,7 @@ class OptPPoisoner(BasePoisoner):
     model : LinearRegression, Ridge, Lasso, ElasticNet or None, default=None
         The victim (unfitted); ``None`` is ``LinearRegression()``.
     init : {"inverse_flip", "boundary_flip", "random"}, default="inverse_flip"
-        How the starting points are drawn (module docstring).
+        How the starting points are drawn (:mod:`skpoison.attacks._init`).
     objective : {"W", "V"}, default="W"
         Validation loss (``W``) or loss on the clean training points (``V``).
     eta : float > 0, default=0.01
@@ -183,7 +175,7 @@ class OptPPoisoner(BasePoisoner):
     _parameter_constraints: dict = {
         **BasePoisoner._parameter_constraints,
         "model": [None, BaseEstimator],
-        "init": [StrOptions({"inverse_flip", "boundary_flip", "random"})],
+        "init": [StrOptions(set(JAGIELSKI_INITS))],
         "objective": [StrOptions({"W", "V"})],
         "eta": [Interval(numbers.Real, 0, None, closed="neither")],
         "beta": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -275,7 +267,7 @@ class OptPPoisoner(BasePoisoner):
         fixed[idx] = False
         # Work in the unit box, as their code does: u = (z - low) / width.
         U = (np.column_stack([X_cur, y_cur]) - low) / width
-        start = self._initial_points(U[fixed], idx.size, st["rng"])
+        start = unit_start(self.init, U[fixed], idx.size, st["rng"])
         X_val, y_val = (
             (X_cur[fixed], y_cur[fixed])
             if self.objective == "V"
@@ -303,22 +295,6 @@ class OptPPoisoner(BasePoisoner):
         self.n_iter_ = max(self.history_.size - 1, 0)
 
     # ---------------------------------------------------------------- internals
-    def _initial_points(self, U, n_p, rng):
-        """Starting points in the unit box (module docstring)."""
-        n = U.shape[0]
-        if self.init == "inverse_flip":
-            X = U[:, :-1]
-            score = np.maximum(_hat_row_sums(X) * (0.5 + np.abs(U[:, -1] - 0.5)), 0)
-            total = score.sum()
-            prob = score / total if total > 0 else None
-            rows = rng.choice(n, size=n_p, replace=True, p=prob)
-        else:
-            rows = rng.choice(n, size=n_p, replace=n_p > n)
-        start = U[rows].copy()
-        y = start[:, -1]
-        start[:, -1] = 1.0 - (np.floor(0.5 + y) if self.init != "random" else y)
-        return start
-
     def _objective(self, engine, U, low, width, grad=False):
         Z = U * width + low
         Xp = torch.as_tensor(Z[:, :-1])

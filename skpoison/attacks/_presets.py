@@ -13,6 +13,13 @@ The batch sizes of Table II are counts for the paper's training-set sizes
 paper's cumulative poisoning ratios 0, 7.5, ..., 45%. The presets keep the
 paper's counts.
 
+:data:`OPTP_OPTIONS` is not from the paper: it is the documented option set
+under which the stealthy attack plays Jagielski et al.'s OptP game (their
+inverse-flip start, all points in one batch, small steps, the objective on the
+clean training data); ``StealthyPoisoner.from_preset("optp", ...)`` uses it.
+The benchmark ``benchmarks/bench_vs_optp.py`` compares it with OptP
+(doc/user_guide/attacks.rst has the table).
+
 Dataset keys are ``"loan"``, ``"heart"``, ``"boston"`` and ``"appliances"``
 (``"heart_disease"`` and ``"boston_housing"`` are accepted too); model keys are
 ``"linear"`` (the paper's LR) and ``"mlp"`` (the paper's DNN, only for Loan and
@@ -21,7 +28,13 @@ Heart Disease).
 
 from __future__ import annotations
 
-__all__ = ["ATTACK_PRESETS", "VICTIM_PRESETS", "get_preset", "get_victim_preset"]
+__all__ = [
+    "ATTACK_PRESETS",
+    "OPTP_OPTIONS",
+    "VICTIM_PRESETS",
+    "get_preset",
+    "get_victim_preset",
+]
 
 #: Table II, in :class:`~skpoison.attacks.StealthyPoisoner`'s parameter names.
 ATTACK_PRESETS: dict[tuple[str, str], dict] = {
@@ -56,6 +69,18 @@ VICTIM_PRESETS: dict[tuple[str, str], dict] = {
     ("heart", "mlp"): dict(learning_rate=0.1, n_epochs=100),
 }
 
+#: StealthyPoisoner's options for OptP's threat model (not the paper's settings):
+#: Jagielski et al.'s inverse-flip start, the n_p points as one batch, 50 steps
+#: of 0.05 (a point moves by at most 2.5 in the data's units) and, without
+#: ``X_val``, the objective on the clean training data (as OptP's ``V``).
+OPTP_OPTIONS: dict = dict(
+    init="inverse_flip",
+    n_outer_steps=50,
+    outer_lr=0.05,
+    batch_size=1.0,
+    validation_fraction=None,
+)
+
 _DATASET_ALIASES = {
     "loan": "loan",
     "heart": "heart",
@@ -67,6 +92,14 @@ _DATASET_ALIASES = {
 _MODEL_ALIASES = {"linear": "linear", "lr": "linear", "mlp": "mlp", "dnn": "mlp"}
 
 
+def _model_key(model: str) -> str:
+    """``"linear"`` or ``"mlp"`` for one of their aliases; a ValueError otherwise."""
+    mo = _MODEL_ALIASES.get(str(model).lower())
+    if mo is None:
+        raise ValueError(f"Unknown model {model!r}; expected 'linear' or 'mlp'.")
+    return mo
+
+
 def _key(dataset: str, model: str, table: dict) -> tuple[str, str]:
     ds = _DATASET_ALIASES.get(str(dataset).lower())
     if ds is None:
@@ -74,9 +107,7 @@ def _key(dataset: str, model: str, table: dict) -> tuple[str, str]:
             f"Unknown dataset {dataset!r}; expected one of "
             f"{sorted(set(_DATASET_ALIASES.values()))}."
         )
-    mo = _MODEL_ALIASES.get(str(model).lower())
-    if mo is None:
-        raise ValueError(f"Unknown model {model!r}; expected 'linear' or 'mlp'.")
+    mo = _model_key(model)
     if (ds, mo) not in table:
         available = sorted(d for d, m in table if m == mo)
         raise ValueError(

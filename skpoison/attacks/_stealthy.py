@@ -26,10 +26,19 @@ Replaced points and initialisation (Alg. 4, ``initDp``)
     copies of exactly those points. So ``initDp`` clones points sampled uniformly
     without duplicates, and the starting training set of every batch is the set
     poisoned so far. Because the permutation does not depend on ``n_p``, a run at
-    15% extends the run at 7.5% (the paper's cumulative ratios).
+    15% extends the run at 7.5% (the paper's cumulative ratios). That is
+    ``init="copy"``, the default; ``init="inverse_flip"``, ``"boundary_flip"``
+    or ``"random"`` start the batch instead from Jagielski et al.'s points
+    (:mod:`skpoison.attacks._init`, shared with
+    :class:`~skpoison.attacks.OptPPoisoner`): drawn from the other points of the
+    current training set, targets flipped (or mirrored) in the box. Their draws
+    come from a stream of their own per batch (seeded by ``init_seed_`` and the
+    batch's position in the permutation), so the ``alpha = 1`` reference run
+    and the attack start alike, and a smaller ratio stays a prefix.
 Normalisation (Alg. 1 and 2, Appendix A)
     ``L_ref`` of batch ``i`` is the validation loss of the model trained on the
-    set poisoned so far (``loss_ref_``). ``R_ref`` is the largest risk of a
+    set poisoned so far (``loss_ref_``; with a Jagielski start, on that set
+    with the batch's starting points in place). ``R_ref`` is the largest risk of a
     batch of the ``alpha = 1`` attack: fitting with ``alpha < 1`` first runs the
     ``alpha = 1`` attack on the same split and permutation, unless ``risk_ref``
     is given. (Alg. 1 sets ``L_ref = 1`` for ``alpha = 1``; since the ascent
@@ -79,7 +88,8 @@ from .._validation import (
 from ..exceptions import DivergenceError
 from ._base import BasePoisoner, _count_from_fraction, check_validation_set
 from ._hypergradient import make_engine
-from ._presets import get_preset
+from ._init import JAGIELSKI_INITS, start_points
+from ._presets import OPTP_OPTIONS, _model_key, get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
 
 __all__ = ["StealthyPoisoner"]
@@ -132,6 +142,16 @@ class StealthyPoisoner(BasePoisoner):
         ``B_p``: poison points optimised together; a float is a fraction of
         ``n_tr`` (rounded, at least 1). The defaults (the Boston LR settings of
         Table II, with the batch as 7.5% of ``n_tr``) follow the paper.
+    init : {"copy", "inverse_flip", "boundary_flip", "random"}, default="copy"
+        Where each batch's ascent starts. ``"copy"`` (the paper's ``initDp``):
+        copies of the clean points the batch replaces. The others are
+        Jagielski et al.'s starts (as in
+        :class:`~skpoison.attacks.OptPPoisoner`), drawn from the rest of the
+        current training set and mapped through the feasible box:
+        ``"inverse_flip"`` draws points of high leverage (hat-matrix row sums)
+        with far targets, ``"boundary_flip"`` draws uniformly, both flip the
+        target to the far end of the box; ``"random"`` draws uniformly and
+        mirrors the target (``low + high - y``).
     validation_fraction : float in (0, 1) or None, default=None
         The attacker's validation set ``D_val`` when ``X_val`` is not passed to
         ``fit``. ``None``: the objective is evaluated on the clean training
@@ -162,8 +182,8 @@ class StealthyPoisoner(BasePoisoner):
     dtype : {"float64", "float32"}, default="float64"
         Floating-point precision of the computation.
     random_state : int, RandomState instance or None, default=None
-        Seeds the held-out validation rows, the points replaced and the MLP's
-        initialisation. A fixed value gives bit-identical poison points on CPU.
+        Seeds the held-out validation rows, the points replaced, the MLP's
+        initialisation and the draws of a Jagielski ``init``. A fixed value gives bit-identical poison points on CPU.
     verbose : int, default=0
         Show tqdm progress bars over batches and outer steps when > 0.
     warm_start : bool, default=False
@@ -201,7 +221,8 @@ class StealthyPoisoner(BasePoisoner):
     init_seed_ : int
         Seed of the inner problem's initialisation (the MLP's Xavier draw):
         ``TorchMLPRegressor(random_state=init_seed_)`` starts from the same
-        parameters as the model the attacker trained.
+        parameters as the model the attacker trained. With a Jagielski
+        ``init`` it also seeds the starting points.
     risk_ref_ : float
         ``R_ref``: for ``alpha = 1`` the largest risk of a batch (Alg. 1), else
         the value used. NaN when nothing was poisoned.
@@ -277,6 +298,7 @@ class StealthyPoisoner(BasePoisoner):
             Interval(numbers.Integral, 1, None, closed="left"),
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
+        "init": [StrOptions({"copy", *JAGIELSKI_INITS})],
         "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="neither")],
         "sigma_ddof": [None, Interval(numbers.Integral, 0, None, closed="left")],
         "risk_ref": [None, Interval(numbers.Real, 0, None, closed="neither")],
@@ -301,6 +323,7 @@ class StealthyPoisoner(BasePoisoner):
         n_outer_steps: int = 100,
         outer_lr: float = 0.9,
         batch_size: int | float = 0.075,
+        init: str = "copy",
         validation_fraction: float | None = None,
         bounds=None,
         sigma_ddof: int | None = None,
@@ -321,6 +344,7 @@ class StealthyPoisoner(BasePoisoner):
         self.n_outer_steps = n_outer_steps
         self.outer_lr = outer_lr
         self.batch_size = batch_size
+        self.init = init
         self.validation_fraction = validation_fraction
         self.bounds = bounds
         self.sigma_ddof = sigma_ddof
@@ -333,15 +357,23 @@ class StealthyPoisoner(BasePoisoner):
         self.warm_start = warm_start
 
     @classmethod
-    def from_preset(cls, dataset: str, model: str = "linear", **overrides):
-        """An attack with the paper's Table II settings for ``dataset``.
+    def from_preset(cls, dataset: str, model="linear", **overrides):
+        """An attack with the paper's Table II settings for ``dataset``, or OptP's options.
 
         Parameters
         ----------
-        dataset : {"loan", "heart", "boston", "appliances"}
-            The paper's dataset.
-        model : {"linear", "mlp"}, default="linear"
-            The victim model.
+        dataset : {"loan", "heart", "boston", "appliances", "optp"}
+            The paper's dataset (Table II), or ``"optp"``: the option set
+            :data:`~skpoison.attacks.OPTP_OPTIONS` (not the paper's), under
+            which the attack plays Jagielski et al.'s OptP game: their
+            ``init="inverse_flip"``, all points in one batch
+            (``batch_size=1.0``), ``n_outer_steps=50`` of ``outer_lr=0.05``
+            and ``validation_fraction=None`` (fit it without ``X_val`` for
+            OptP's objective on the clean training data).
+        model : {"linear", "mlp"} or scikit-learn estimator, default="linear"
+            The victim model. An estimator (``LinearRegression()``, ...) gets
+            the outer settings of the ``"linear"`` row only: ``n_inner_steps``
+            and ``inner_lr`` do not apply to it.
         **overrides
             Any other parameter of :class:`StealthyPoisoner` (they win over the
             preset).
@@ -354,8 +386,23 @@ class StealthyPoisoner(BasePoisoner):
         --------
         >>> StealthyPoisoner.from_preset("boston", alpha=0.3).get_params()["batch_size"]
         19
+        >>> from sklearn.linear_model import LinearRegression
+        >>> attack = StealthyPoisoner.from_preset("optp", LinearRegression())
+        >>> attack.get_params()["init"], attack.get_params()["batch_size"]
+        ('inverse_flip', 1.0)
         """
-        return cls(**{**get_preset(dataset, model), **overrides})
+        estimator = isinstance(model, BaseEstimator)
+        if str(dataset).lower() == "optp":
+            params = dict(OPTP_OPTIONS)
+            if not estimator:
+                params["model"] = _model_key(model)
+        else:
+            params = get_preset(dataset, "linear" if estimator else model)
+        if estimator:
+            for key in ("n_inner_steps", "inner_lr"):
+                params.pop(key, None)
+            params["model"] = model
+        return cls(**{**params, **overrides})
 
     # ------------------------------------------------------------------ fitting
     @atomic_fit
@@ -496,16 +543,25 @@ class StealthyPoisoner(BasePoisoner):
         return batches
 
     def _craft(self, st, idx):
-        """One batch: ascend from the copies of the points it replaces (initDp)."""
+        """One batch: ascend from its starting points (``init``; initDp by default)."""
         X_cur, y_cur = st["X_current"], st["y_current"]
         fixed = np.ones(st["n_train"], dtype=bool)
         fixed[idx] = False
         engine = self._engine(st, fixed, X_cur, y_cur)
+        X0, y0 = X_cur[idx], y_cur[idx]
+        if self.init != "copy":
+            # A stream per batch, keyed by its place in the permutation: the
+            # R_ref run and the attack (and every ratio) draw the same starts.
+            offset = int(np.flatnonzero(st["order"] == idx[0])[0])
+            rng = np.random.RandomState([st["seed"], offset])
+            X0, y0 = start_points(
+                self.init, X_cur[fixed], y_cur[fixed], idx.size, st["bounds"], rng
+            )
         batch = self._ascend(
             st,
             engine,
-            X_cur[idx],
-            y_cur[idx],
+            X0,
+            y0,
             st["alpha"],
             st["risk_ref"],
             bool(self.verbose),

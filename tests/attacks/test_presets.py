@@ -1,5 +1,6 @@
 """The paper's Table II (attack) and Table III (victim) settings."""
 
+import numpy as np
 import pytest
 
 from skpoison.attacks import (
@@ -79,3 +80,46 @@ def test_from_preset_fills_the_table_and_keeps_overrides():
     assert params["alpha"] == 0.3 and params["n_outer_steps"] == 7
     assert params["n_inner_steps"] == 90 and params["batch_size"] == 252
     assert params["model"] == "mlp"
+
+
+def test_from_preset_with_an_estimator_takes_the_outer_settings_only():
+    from sklearn.linear_model import Ridge
+
+    ridge = Ridge(alpha=2.0)
+    params = StealthyPoisoner.from_preset("heart", ridge).get_params()
+    assert params["model"] is ridge
+    assert (params["n_outer_steps"], params["batch_size"]) == (50, 120)
+    # The GD settings do not apply to an estimator: they keep their defaults.
+    defaults = StealthyPoisoner().get_params()
+    assert params["n_inner_steps"] == defaults["n_inner_steps"]
+    assert params["inner_lr"] == defaults["inner_lr"]
+
+
+@pytest.mark.parametrize("model", ["linear", "dnn", "estimator"])
+def test_optp_options_preset(model):
+    from sklearn.linear_model import LinearRegression
+
+    from skpoison.attacks import OPTP_OPTIONS
+
+    victim = LinearRegression() if model == "estimator" else model
+    att = StealthyPoisoner.from_preset("OptP", victim, outer_lr=0.1)
+    params = att.get_params()
+    assert {k: params[k] for k in OPTP_OPTIONS} == {**OPTP_OPTIONS, "outer_lr": 0.1}
+    assert OPTP_OPTIONS["outer_lr"] == 0.05  # the override did not leak
+    expected = {"linear": "linear", "dnn": "mlp"}.get(model, victim)
+    assert params["model"] is expected or params["model"] == expected
+    with pytest.raises(ValueError, match="Unknown model"):
+        StealthyPoisoner.from_preset("optp", "svm")
+
+
+def test_optp_options_attack_runs_on_the_training_objective():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = X @ [1.0, -1.0] + 0.1 * rng.normal(size=60)
+    att = StealthyPoisoner.from_preset("optp", LinearRegression(), random_state=0)
+    att.set_params(poison_fraction=0.15, device="cpu").fit(X, y)
+    assert att.n_batches_ == 1 and att.validation_indices_.size == 0
+    loss = att.history_[0]["val_loss"]
+    assert loss[-1] > loss[0]  # the training loss of the victim climbs
