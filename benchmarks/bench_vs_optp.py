@@ -51,7 +51,9 @@ Usage::
         /work/venv-victims/bin/python benchmarks/bench_vs_optp.py
     ... benchmarks/bench_vs_optp.py --quick   # Boston, 4% and 20%, 1 seed
 
-Results go to ``benchmarks/results/vs_optp.json`` (``vs_optp_quick.json``).
+Results go to ``benchmarks/results/vs_optp.json`` (``vs_optp_quick.json``);
+``--table benchmarks/results/vs_optp.json`` prints them as the reST table of
+``doc/user_guide/attacks.rst``.
 """
 
 from __future__ import annotations
@@ -247,6 +249,36 @@ def _summary(runs):
     return mean
 
 
+def rst_table(result) -> str:
+    """The JSON's cells as the reST table of doc/user_guide/attacks.rst."""
+    head = ["dataset", "ratio", "n_p", "clean", "holisticai", "stealthy (paper)",
+            "stealthy (optp)", "OptP", "holisticai s", "x stealthy (optp)",
+            "x OptP"]  # fmt: skip
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        *[("   * - " if i == 0 else "     - ") + h for i, h in enumerate(head)],
+    ]
+    for c in result["cells"]:
+        m = c["mean"]
+        row = [
+            c["dataset"],
+            f"{c['ratio']:.0%}",
+            f"{m['n_poison']:.0f}",
+            f"{m['clean']:.3f}",
+            f"{m['holisticai']:.3f}",
+            f"{m['skpoison_stealthy']:.3f}",
+            f"{m['skpoison_stealthy_optp_options']:.3f}",
+            f"{m['skpoison_optp']:.3f}",
+            f"{m['time_holisticai']:.1f}",
+            f"{m['speedup_stealthy_optp_options']:.0f}",
+            f"{m['speedup_optp']:.0f}",
+        ]
+        lines += [("   * - " if i == 0 else "     - ") + v for i, v in enumerate(row)]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["boston", "heart", "appliances"])
@@ -259,7 +291,11 @@ def main(argv=None):
     p.add_argument("--refresh-holisticai", action="store_true")
     p.add_argument("--quick", action="store_true", help="Boston, 4% and 20%, 1 seed")
     p.add_argument("--output", default=None, help="JSON file (default: results/)")
+    p.add_argument("--table", metavar="JSON", help="print a result file as reST")
     args = p.parse_args(argv)
+    if args.table:
+        print(rst_table(json.loads(Path(args.table).read_text())))
+        return
     if args.quick:
         args.datasets, args.ratios, args.seeds = ["boston"], [0.04, 0.2], 1
     out = RESULTS / ("vs_optp_quick.json" if args.quick else "vs_optp.json")
