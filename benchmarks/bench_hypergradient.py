@@ -66,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import commit
 
 from skpoison.attacks._hypergradient import LinearSpectralEngine, UnrolledEngine
 
@@ -119,25 +120,9 @@ def thread_scaling() -> float:
     return one / many
 
 
-def _commit() -> str:
-    """The commit the run starts at, ``-dirty`` if tracked files differ from it."""
-    import subprocess
-
-    try:
-        head = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True
-        ).strip()
-        dirty = subprocess.check_output(
-            ["git", "status", "--porcelain", "--untracked-files=no"], text=True
-        ).strip()
-    except Exception:  # pragma: no cover
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
 def machine(device: torch.device) -> dict:
     info = {
-        "commit": _commit(),
+        "commit": commit(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),

@@ -67,12 +67,12 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _provenance import commit
 from sklearn.linear_model import LinearRegression
 
 from skpoison.attacks import (
@@ -182,7 +182,7 @@ def holisticai_cell(name, split, kept, n_p, ratio, seed, n_rows, refresh=False):
         kept_sha256=rows,
         measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         loadavg=os.getloadavg()[0],
-        commit=_commit(),
+        commit=commit(),
     )
     _store(key, entry)
     return entry
@@ -330,20 +330,6 @@ def ablation(args):
     return out
 
 
-def _commit():
-    """The commit the run is at, ``-dirty`` if tracked files differ from it."""
-    try:
-        head = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True
-        ).strip()
-        dirty = subprocess.check_output(
-            ["git", "status", "--porcelain", "--untracked-files=no"], text=True
-        ).strip()
-    except Exception:  # pragma: no cover
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
 def _summary(runs):
     mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
     if "time_holisticai" in mean:
@@ -409,7 +395,7 @@ def main(argv=None):
         print(rst_table(json.loads(Path(args.table).read_text())))
         return
     if args.ablation:
-        result = dict(commit=_commit(), args=vars(args), cells=ablation(args))
+        result = dict(commit=commit(), args=vars(args), cells=ablation(args))
         path = RESULTS / "vs_optp_ablation.json"
         path.write_text(json.dumps(result, indent=1))
         print("->", path)
@@ -417,7 +403,7 @@ def main(argv=None):
     if args.spread:
         cells = [("boston", 0.04), ("boston", 0.2), ("heart", 0.04),
                  ("appliances", 0.04)]  # fmt: skip
-        result = dict(commit=_commit(), args=vars(args),
+        result = dict(commit=commit(), args=vars(args),
                       cells=spread(cells, args.spread, args))  # fmt: skip
         path = RESULTS / "vs_optp_spread.json"
         path.write_text(json.dumps(result, indent=1))
@@ -428,7 +414,7 @@ def main(argv=None):
     out = RESULTS / ("vs_optp_quick.json" if args.quick else "vs_optp.json")
     out = Path(args.output) if args.output else out
     result = dict(
-        commit=_commit(),
+        commit=commit(),
         machine=dict(cpus=os.cpu_count(), platform=platform.platform()),
         threads=dict(
             OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS"),
