@@ -147,6 +147,8 @@ def _holisticai(split, kept, n_p, seed):
         return_only_poisoned=True,
     )  # fmt: skip
     P = np.column_stack([np.asarray(Xp, dtype=float), np.asarray(yp, dtype=float)])
+    # It adds round(n_kept * q / (1 - q)) points: n_p for q = n_p / n_tr.
+    assert P.shape[0] == n_p, (P.shape[0], n_p)
     P = P * width + low
     return np.vstack([Xy[kept, :-1], P[:, :-1]]), np.r_[Xy[kept, -1], P[:, -1]]
 
