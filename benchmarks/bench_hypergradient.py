@@ -66,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import commit
 
 from skpoison.attacks._hypergradient import LinearSpectralEngine, UnrolledEngine
 
@@ -121,6 +122,7 @@ def thread_scaling() -> float:
 
 def machine(device: torch.device) -> dict:
     info = {
+        "commit": commit(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),

@@ -70,13 +70,13 @@ VICTIM_PRESETS: dict[tuple[str, str], dict] = {
 }
 
 #: StealthyPoisoner's options for OptP's threat model (not the paper's settings):
-#: Jagielski et al.'s inverse-flip start, the n_p points as one batch, 50 steps
-#: of 0.05 (a point moves by at most 2.5 in the data's units) and, without
+#: Jagielski et al.'s inverse-flip start, the n_p points as one batch, 25 steps
+#: of 0.1 (a point moves by at most 2.5 in the data's units) and, without
 #: ``X_val``, the objective on the clean training data (as OptP's ``V``).
 OPTP_OPTIONS: dict = dict(
     init="inverse_flip",
-    n_outer_steps=50,
-    outer_lr=0.05,
+    n_outer_steps=25,
+    outer_lr=0.1,
     batch_size=1.0,
     validation_fraction=None,
 )

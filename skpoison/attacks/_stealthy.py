@@ -367,7 +367,7 @@ class StealthyPoisoner(BasePoisoner):
             :data:`~skpoison.attacks.OPTP_OPTIONS` (not the paper's), under
             which the attack plays Jagielski et al.'s OptP game: their
             ``init="inverse_flip"``, all points in one batch
-            (``batch_size=1.0``), ``n_outer_steps=50`` of ``outer_lr=0.05``
+            (``batch_size=1.0``), ``n_outer_steps=25`` of ``outer_lr=0.1``
             and ``validation_fraction=None`` (fit it without ``X_val`` for
             OptP's objective on the clean training data).
         model : {"linear", "mlp"} or scikit-learn estimator, default="linear"

@@ -102,10 +102,12 @@ def test_optp_options_preset(model):
     from skpoison.attacks import OPTP_OPTIONS
 
     victim = LinearRegression() if model == "estimator" else model
-    att = StealthyPoisoner.from_preset("OptP", victim, outer_lr=0.1)
+    before = dict(OPTP_OPTIONS)
+    att = StealthyPoisoner.from_preset("OptP", victim, outer_lr=0.5)
     params = att.get_params()
-    assert {k: params[k] for k in OPTP_OPTIONS} == {**OPTP_OPTIONS, "outer_lr": 0.1}
-    assert OPTP_OPTIONS["outer_lr"] == 0.05  # the override did not leak
+    assert {k: params[k] for k in OPTP_OPTIONS} == {**OPTP_OPTIONS, "outer_lr": 0.5}
+    assert OPTP_OPTIONS == before  # the override did not leak
+    assert before["init"] == "inverse_flip" and before["batch_size"] == 1.0
     expected = {"linear": "linear", "dnn": "mlp"}.get(model, victim)
     assert params["model"] is expected or params["model"] == expected
     with pytest.raises(ValueError, match="Unknown model"):

@@ -139,12 +139,18 @@ def test_smaller_ratio_is_a_prefix_and_warm_start_extends(init, data):
 
 
 def test_reference_run_of_alpha_below_one_starts_like_the_attack(data):
-    # R_ref is the largest risk of the alpha = 1 attack from the same starts.
+    # R_ref is the largest risk of the alpha = 1 attack from the same starts,
+    # and the alpha < 1 attack that follows it starts from those points too.
     X, y = data
     kw = dict(init="inverse_flip", batch_size=0.1, random_state=0, **FAST)
     one = StealthyPoisoner(0.2, alpha=1.0, **kw).fit(X, y)
     half = StealthyPoisoner(0.2, alpha=0.5, **kw).fit(X, y)
     assert half.risk_ref_ == pytest.approx(one.risk_.max(), rel=1e-12)
+    kw["n_outer_steps"] = 0
+    one = StealthyPoisoner(0.2, alpha=1.0, **kw).fit(X, y)
+    half = StealthyPoisoner(0.2, alpha=0.5, **kw).fit(X, y)
+    np.testing.assert_array_equal(half.X_poison_, one.X_poison_)
+    np.testing.assert_array_equal(half.y_poison_, one.y_poison_)
 
 
 def test_start_points_match_the_unit_box_draw():
