@@ -42,6 +42,12 @@ at once. All of it happens in the data's :class:`~skpoison.defenses._linear.Line
 scratch in two passes (:func:`~skpoison.defenses._linear.fit_least_squares`), so
 large offsets, tiny or huge units and constant columns of the kept set give
 scikit-learn's solution.
+
+The paper's GD victim (``T`` gradient-descent steps from zero,
+:class:`~skpoison.models.TorchLinearRegressor`) runs on the same statistics: its
+weights are ``F(H) g`` with ``H`` and ``g`` from the kept rows' Gram matrix in
+the original units (:mod:`skpoison.models._closed_form`), so an iteration costs
+a ``(d+1) x (d+1)`` eigendecomposition instead of a refit of the victim.
 """
 
 from __future__ import annotations
@@ -246,6 +252,64 @@ class _GramEngine:
         return est
 
 
+def _closed_form_victim(estimator):
+    """``estimator`` if it is the paper's GD linear victim in closed form, else None.
+
+    Its fit on a kept set is a function of that set's Gram statistics (see
+    :mod:`skpoison.models._closed_form`), so TRIM runs it on them instead of
+    refitting it; ``solver="gd"`` keeps the loop, refitted each iteration.
+    """
+    from ..models import TorchLinearRegressor
+
+    if type(estimator) is TorchLinearRegressor and estimator.solver == "closed_form":
+        return estimator
+    return None
+
+
+class _GDGramEngine(_GramEngine):
+    """The GD linear victim on the Gram statistics of the kept set.
+
+    ``T`` steps from zero are ``w_T = F(H) g`` with ``H``, ``g`` from the kept
+    rows' ``Z^T Z`` and ``Z^T y`` *in the original units* (gradient descent,
+    unlike least squares, depends on them): the frame's statistics are mapped
+    back by ``Z = Z' M``, ``M = [[diag(x_scale), 0], [x_offset, 1]]``. Each fit
+    checks the victim's stability condition on that ``H`` and raises its
+    :class:`~skpoison.exceptions.DivergenceError`; the final model is the
+    victim itself, fitted on the kept rows.
+    """
+
+    def __init__(self, X, y, victim):
+        super().__init__(X, y, 0.0, victim)
+        self.X_orig, self.y_orig, self.victim = X, y, victim
+        f, d = self.frame, X.shape[1]
+        self.M = np.eye(d + 1)
+        self.M[:d, :d] = np.diag(f.x_scale)
+        self.M[d, :d] = f.x_offset
+        self.penalty = np.append(np.full(d, float(victim.l2)), 0.0)
+
+    def fit(self, mask):
+        import torch
+
+        from ..models._closed_form import gd_closed_form
+        from ..models._training import check_hessian_stability
+
+        ZtZ, Zty, _, n = self._stats_for(mask)
+        f, v, M = self.frame, self.victim, self.M
+        H = (M.T @ ZtZ @ M) / n
+        H = 0.5 * (H + H.T) + np.diag(self.penalty)
+        g = M.T @ (f.y_scale * Zty + f.y_offset * ZtZ[:, -1]) / n
+        check_hessian_stability(torch.from_numpy(H), v.learning_rate)
+        w, _ = gd_closed_form(H, g, v.learning_rate, v.n_epochs)
+        # The same model in the frame, where the residuals are taken.
+        coef = w[:-1] * f.x_scale / f.y_scale
+        return np.append(coef, (w[-1] + f.x_offset @ w[:-1] - f.y_offset) / f.y_scale)
+
+    def finalize(self, theta, mask):
+        model = clone(self.victim).fit(self.X_orig[mask], self.y_orig[mask])
+        pred = np.asarray(model.predict(self.X_orig), dtype=np.float64)
+        return model, (self.y_orig - pred) ** 2
+
+
 class _Run:
     __slots__ = ("mask", "model", "loss", "path", "n_fits", "converged")
 
@@ -324,9 +388,13 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         The model to trim. ``None`` means ordinary least squares. An exact
         :class:`~sklearn.linear_model.LinearRegression` or
         :class:`~sklearn.linear_model.Ridge` with ``fit_intercept=True``,
-        ``positive=False`` (and a scalar ``alpha``) also takes the fast path; any
-        other regressor (a neural network included) is cloned and refitted at
-        every iteration.
+        ``positive=False`` (and a scalar ``alpha``) also takes the fast path, and
+        so does the paper's GD victim
+        :class:`~skpoison.models.TorchLinearRegressor` (``solver="closed_form"``):
+        its ``T`` steps are a function of the kept set's Gram statistics, and
+        only the final model is fitted by the victim itself. Any other
+        regressor (a neural network included) is cloned and refitted at every
+        iteration.
     reject_fraction : float in [0, 1) or int, default=0.4
         How many points to reject: a fraction of the training set (floored) or
         a count ``k``. The paper's experiments reject 40%.
@@ -457,6 +525,8 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         ridge = _linear_penalty(self.estimator)
         if ridge is not None:
             engine = _GramEngine(X, y, ridge, self.estimator)
+        elif _closed_form_victim(self.estimator) is not None:
+            engine = _GDGramEngine(X, y, self.estimator)
         else:
             engine = _GenericEngine(self.estimator, X, y)
         rng = check_random_state(self.random_state)

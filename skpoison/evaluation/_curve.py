@@ -695,9 +695,49 @@ def _dataset_fingerprint(X, y) -> str:
     return f"{h}-{digest.hexdigest()[:16]}"
 
 
-def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results):
-    """Run ``units`` (skipping those saved in ``store``), saving each as it ends."""
-    from joblib import Parallel, delayed, parallel_config
+#: Seconds a new process-based worker takes before its first unit: it imports
+#: skpoison, torch and scikit-learn again (about 3.5 s on the 2-core machine,
+#: issue #16's profile of ``n_jobs=2`` on a small study).
+WORKER_START_SECONDS = 3.5
+
+_PROCESS_BACKENDS = (None, "loky", "multiprocessing")
+
+
+def _workers_win(
+    n_units: int,
+    unit_seconds: float,
+    n_workers: int,
+    start_seconds: float = WORKER_START_SECONDS,
+) -> bool:
+    """Whether ``n_workers`` new processes finish ``n_units`` units sooner than one.
+
+    One process takes ``n_units * unit_seconds``; workers take their start-up
+    plus their share of the units, whole units per worker (the last round of
+    a few units leaves some workers idle).
+
+    Examples
+    --------
+    >>> _workers_win(n_units=5, unit_seconds=1.0, n_workers=2)  # 3.5 + 3 > 5
+    False
+    >>> _workers_win(n_units=40, unit_seconds=3.0, n_workers=2)  # 3.5 + 60 < 120
+    True
+    """
+    if n_workers <= 1 or n_units <= 1:
+        return False
+    rounds = math.ceil(n_units / n_workers)
+    return start_seconds + rounds * unit_seconds < n_units * unit_seconds
+
+
+def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timing):
+    """Run ``units`` (skipping those saved in ``store``), saving each as it ends.
+
+    With a process backend (joblib's default, ``"loky"``, ``"multiprocessing"``)
+    and several workers, units run in this process until the projected time
+    says new workers win (:func:`_workers_win`, from the mean time of the
+    units run so far, ``timing``): on a small study each worker's start-up
+    (re-importing torch) costs more than it saves.
+    """
+    from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
     todo = []
     for unit in units:
@@ -708,24 +748,41 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results):
                 bar.update(1)
         else:
             todo.append(unit)
-    if not todo:
-        return
 
     def job(unit, risk_ref):
-        return unit.key(study), _run_unit(study, X, y, unit, risk_ref)
+        start = time.perf_counter()
+        out = _run_unit(study, X, y, unit, risk_ref)
+        return unit.key(study), out, time.perf_counter() - start
 
     def risk_ref(unit):
         return None if unit.reference is None else results[unit.reference]["risk_ref"]
 
+    def record(key, result, seconds):
+        if store is not None:
+            store.save(key, result)
+        results[key] = result
+        timing.append(seconds)
+        if bar is not None:
+            bar.update(1)
+
     config = {} if backend is None else {"backend": backend}
     with parallel_config(**config):
+        n_workers = min(effective_n_jobs(n_jobs), len(todo))
+        if n_workers > 1 and backend in _PROCESS_BACKENDS:
+            # Measure before paying for workers: units run here until the
+            # mean unit time says the rest is worth new processes.
+            while todo and not (
+                timing and _workers_win(len(todo), float(np.mean(timing)), n_workers)
+            ):
+                unit = todo.pop(0)
+                record(*job(unit, risk_ref(unit)))
+        if not todo:
+            return
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        for key, result in parallel(delayed(job)(u, risk_ref(u)) for u in todo):
-            if store is not None:
-                store.save(key, result)
-            results[key] = result
-            if bar is not None:
-                bar.update(1)
+        for key, result, seconds in parallel(
+            delayed(job)(u, risk_ref(u)) for u in todo
+        ):
+            record(key, result, seconds)
 
 
 def poisoning_curve(
@@ -803,7 +860,11 @@ def poisoning_curve(
     random_state : int, default=0
         Root of every seed (see the module docstring).
     n_jobs : int, default=None
-        Units run in parallel (joblib; -1 for all cores).
+        Units run in parallel (joblib; -1 for all cores). With a process
+        backend (joblib's default) units run in this process until their
+        measured time says that new workers, which import torch again (about
+        3.5 s each), finish sooner: a small study never gets slower than
+        ``n_jobs=1``. The results do not depend on it.
     backend : str, default=None
         A joblib backend name (``"loky"``, ``"threading"``, ``"dask"``, ...);
         None uses joblib's default or the active ``parallel_config``.
@@ -895,6 +956,7 @@ def poisoning_curve(
         bar = tqdm(total=len(phase1) + len(phase2), unit="attack", desc=study.dataset)
     results: dict = {}
     run = dict(n_jobs=n_jobs, backend=backend, store=store, bar=bar, results=results)
+    run["timing"] = []  # seconds of each unit run in this call
     try:
         _run_phase(phase1, study, X, y, **run)
         _run_phase(phase2, study, X, y, **run)

@@ -13,6 +13,7 @@ from sklearn.neural_network import MLPRegressor
 
 from skpoison.defenses import DefendedRegressor, TrimRegressor
 from skpoison.defenses._base import mask_keep_lowest
+from skpoison.exceptions import DivergenceError
 
 
 class SlowOLS(LinearRegression):
@@ -273,3 +274,61 @@ def test_blockwise_gram_updates_match(monkeypatch):
     slow = TrimRegressor(SlowOLS(), tol=0.0).fit(X, y)
     np.testing.assert_array_equal(fast.inlier_mask_, slow.inlier_mask_)
     np.testing.assert_allclose(fast.estimator_.coef_, slow.estimator_.coef_, rtol=1e-9)
+
+
+@given(
+    n=st.integers(12, 80),
+    d=st.integers(1, 5),
+    offset=st.floats(-2.0, 2.0),
+    l2=st.sampled_from([0.0, 0.05]),
+    seed=st.integers(0, 2**16),
+)
+def test_gd_victim_on_gram_statistics_is_the_refitted_victim(n, d, offset, l2, seed):
+    # TRIM around the closed-form GD victim runs on the kept set's Gram
+    # statistics; around solver="gd" it refits the victim's loop each time.
+    from skpoison.models import TorchLinearRegressor
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d) + offset
+    y = X @ rng.normal(size=d) + 1.0 + 0.3 * rng.normal(size=n)
+    y[: n // 6] += 6.0 * rng.normal(size=n // 6)
+    params = dict(learning_rate=0.05, n_epochs=30, l2=l2)
+    fast = TrimRegressor(TorchLinearRegressor(**params), reject_fraction=0.25)
+    slow = TrimRegressor(TorchLinearRegressor(solver="gd", **params),
+                         reject_fraction=0.25)  # fmt: skip
+    try:
+        slow.fit(X, y)
+    except DivergenceError as exc:
+        with pytest.raises(DivergenceError, match="diverges on this data"):
+            fast.fit(X, y)
+        assert "diverges on this data" in str(exc)
+        return
+    fast.fit(X, y)
+    assert fast.n_iter_ == slow.n_iter_
+    np.testing.assert_array_equal(fast.inlier_mask_, slow.inlier_mask_)
+    scale = slow.scores_.max()
+    np.testing.assert_allclose(fast.scores_, slow.scores_, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(
+        fast.trimmed_loss_path_, slow.trimmed_loss_path_, rtol=1e-10
+    )
+    assert type(fast.estimator_) is TorchLinearRegressor
+    np.testing.assert_allclose(fast.estimator_.coef_, slow.estimator_.coef_,
+                               rtol=1e-10, atol=1e-12)  # fmt: skip
+
+
+def test_gd_victim_fast_path_never_refits_in_the_loop(monkeypatch, rng):
+    from skpoison.defenses import _trim
+    from skpoison.models import TorchLinearRegressor
+
+    calls = []
+    fit = TorchLinearRegressor.fit
+    monkeypatch.setattr(
+        TorchLinearRegressor,
+        "fit",
+        lambda self, X, y: calls.append(1) or fit(self, X, y),
+    )
+    X = rng.normal(size=(60, 2))
+    y = X @ [1.0, 2.0] + rng.normal(size=60)
+    assert _trim._closed_form_victim(TorchLinearRegressor()) is not None
+    trim = TrimRegressor(TorchLinearRegressor()).fit(X, y)
+    assert trim.n_iter_ > 1 and len(calls) == 1  # the final model only

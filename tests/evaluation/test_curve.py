@@ -123,9 +123,60 @@ def test_a_row_can_be_recomputed_from_its_seeds(curve):
     assert score == pytest.approx(row["test_nmse"], rel=1e-9)
 
 
-def test_n_jobs_does_not_change_the_results(curve):
+def test_n_jobs_does_not_change_the_results(curve, monkeypatch):
+    from skpoison.evaluation import _curve
+
+    # Workers forced (this small study would run in-process, see below).
+    monkeypatch.setattr(_curve, "_workers_win", lambda *args, **kwargs: True)
     parallel = poisoning_curve("synthetic", n_jobs=2, **FAST)
     pd.testing.assert_frame_equal(_without_times(curve), _without_times(parallel))
+
+
+@pytest.mark.parametrize(
+    "n_units, unit_seconds, n_workers, start, win",
+    [
+        (6, 0.5, 2, 3.5, False),  # the quick study: start-up exceeds the gain
+        (6, 4.0, 2, 3.5, True),  # 3.5 + 3 * 4 < 24
+        (3, 1.0, 2, 0.0, True),  # free workers: 2 rounds < 3 units
+        (2, 10.0, 4, 3.5, True),  # 3.5 + 10 < 20
+        (1, 100.0, 8, 0.1, False),  # one unit: nothing to share
+        (40, 1.0, 1, 0.0, False),  # one worker never wins
+        (5, 1.0, 8, 0.0, True),
+        (5, 1.0, 8, 4.0, False),  # 4 + 1 = 5: a tie is no win
+    ],
+)
+def test_workers_are_used_only_when_the_projected_time_wins(
+    n_units, unit_seconds, n_workers, start, win
+):
+    from skpoison.evaluation._curve import _workers_win
+
+    assert _workers_win(n_units, unit_seconds, n_workers, start) is win
+
+
+def test_a_small_study_with_n_jobs_runs_in_process(curve, monkeypatch):
+    import joblib
+
+    from skpoison.evaluation import _curve
+
+    calls = []
+    real = _curve._workers_win
+
+    def spy(n_units, unit_seconds, n_workers):
+        calls.append((n_units, unit_seconds, n_workers))
+        # Start-up far above any unit time: the decision cannot flip under load.
+        return real(n_units, unit_seconds, n_workers, start_seconds=1e9)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("workers started for a small study")
+
+    monkeypatch.setattr(_curve, "_workers_win", spy)
+    monkeypatch.setattr(joblib, "Parallel", refuse)
+    df = poisoning_curve("synthetic", n_jobs=2, **FAST)
+    # Decided before each unit but the very first, from the measured unit times:
+    # phase 1 (alpha = 1) leaves 1 unit, phase 2 has 2 then 1.
+    assert [c[0] for c in calls] == [1, 2, 1]
+    assert all(c[1] > 0 and c[2] == 2 for c in calls)
+    pd.testing.assert_frame_equal(_without_times(curve), _without_times(df))
 
 
 def test_resume_skips_finished_units_and_gives_the_same_table(curve, tmp_path):
