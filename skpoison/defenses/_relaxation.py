@@ -198,9 +198,16 @@ def spread(values: torch.Tensor) -> torch.Tensor:
     return width
 
 
-def log_soft_accept(margin: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``log sigmoid(margin / (temperature * spread(margin)))``."""
-    return torch.nn.functional.logsigmoid(margin / (temperature * spread(margin)))
+def log_soft_accept(
+    margin: torch.Tensor, temperature: float, among=None
+) -> torch.Tensor:
+    """``log sigmoid(margin / (temperature * spread(margin[among])))``.
+
+    ``among`` (a boolean mask) selects the rows whose margins set the width
+    (default: all).
+    """
+    width = spread(margin if among is None else margin[torch.as_tensor(among)])
+    return torch.nn.functional.logsigmoid(margin / (temperature * width))
 
 
 def rank_threshold(values: torch.Tensor, n_keep: int) -> torch.Tensor:

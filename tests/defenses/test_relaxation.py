@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import Ridge
 
-from skpoison.defenses import BayesCleanFilter, ITrimRegressor, TrimRegressor
+from skpoison.defenses import (
+    BayesCleanFilter,
+    ITrimRegressor,
+    SeverFilter,
+    TrimRegressor,
+)
 from skpoison.defenses._relaxation import (
     relaxed_acceptance,
     relaxed_log_acceptance,
@@ -19,6 +25,9 @@ DEFENSES = {
     "bayesclean_raw": lambda: BayesCleanFilter(standardize=False),
     "bayesclean_no_intercept": lambda: BayesCleanFilter(fit_intercept=False),
     "trim": lambda: TrimRegressor(reject_fraction=0.2),
+    "trim_ridge": lambda: TrimRegressor(Ridge(alpha=0.5), reject_fraction=0.2),
+    "sever": lambda: SeverFilter(reject_fraction=0.2),
+    "sever_one_round": lambda: SeverFilter(reject_fraction=0.2, n_rounds=1),
 }
 
 
@@ -40,7 +49,13 @@ def name(request):
 
 
 def fit_params_for(name, X, y):
-    return {}
+    if not name.startswith("duti"):
+        return {}
+    # Trusted items: clean rows of the same model.
+    rng = np.random.default_rng(5)
+    X_t = rng.normal(size=(8, X.shape[1]))
+    coef = np.linalg.lstsq(X[X.shape[0] // 10 :], y[X.shape[0] // 10 :], rcond=None)[0]
+    return dict(X_trusted=X_t, y_trusted=X_t @ coef)
 
 
 def test_gradient_matches_central_finite_differences(name):
