@@ -13,6 +13,7 @@ from skpoison.defenses import (
     BayesCleanFilter,
     DefendedRegressor,
     ITrimRegressor,
+    ProdaRegressor,
     TrimRegressor,
 )
 
@@ -31,7 +32,7 @@ def problem(seed=0, d=3):
 
 def defended_test_mse(defense, Xp, yp, Xt, yt):
     """The defended learner: the defense's kept rows, then least squares."""
-    if isinstance(defense, TrimRegressor):
+    if isinstance(defense, (TrimRegressor, ProdaRegressor)):
         model = clone(defense).fit(Xp, yp)
     else:
         model = DefendedRegressor(defense, LinearRegression()).fit(Xp, yp)
@@ -41,6 +42,7 @@ def defended_test_mse(defense, Xp, yp, Xt, yt):
 ADAPTED = {
     "bayesclean": BayesCleanFilter(),
     "trim": TrimRegressor(reject_fraction=0.2),
+    "proda": ProdaRegressor(reject_fraction=0.2, random_state=0),
 }
 
 

@@ -7,7 +7,9 @@ from sklearn.linear_model import Ridge
 
 from skpoison.defenses import (
     BayesCleanFilter,
+    DutiFilter,
     ITrimRegressor,
+    ProdaRegressor,
     SeverFilter,
     TrimRegressor,
 )
@@ -28,6 +30,8 @@ DEFENSES = {
     "trim_ridge": lambda: TrimRegressor(Ridge(alpha=0.5), reject_fraction=0.2),
     "sever": lambda: SeverFilter(reject_fraction=0.2),
     "sever_one_round": lambda: SeverFilter(reject_fraction=0.2, n_rounds=1),
+    "proda": lambda: ProdaRegressor(reject_fraction=0.2, random_state=0),
+    "duti": lambda: DutiFilter(reject_fraction=0.2),
 }
 
 
