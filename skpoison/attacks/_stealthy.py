@@ -77,8 +77,13 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    RealNotInt,
+    StrOptions,
+)
 
 from .._state import atomic_fit
 from .._validation import (
@@ -86,6 +91,12 @@ from .._validation import (
     resolve_dtype,
 )
 from ..exceptions import DivergenceError
+from ._adaptive import (
+    AdaptiveObjective,
+    prepare_defense,
+    surrogate_victim,
+    temperatures,
+)
 from ._base import BasePoisoner, _count_from_fraction, check_validation_set
 from ._hypergradient import make_engine
 from ._init import JAGIELSKI_INITS, start_points
@@ -193,6 +204,23 @@ class StealthyPoisoner(BasePoisoner):
         extends one at 7.5%. A smaller ``poison_fraction`` returns a prefix.
         For ``alpha < 1`` without ``risk_ref`` the ``R_ref`` of the first fit is
         kept.
+    defense : skpoison defense or None, default=None
+        ``None``: the paper's (non-adaptive) attack, which targets the
+        undefended victim. An unfitted
+        :class:`~skpoison.defenses.BayesCleanFilter`,
+        :class:`~skpoison.defenses.TrimRegressor`,
+        :class:`~skpoison.defenses.SeverFilter`,
+        :class:`~skpoison.defenses.ProdaRegressor` or
+        :class:`~skpoison.defenses.DutiFilter`: the adaptive attack, which
+        maximises the same objective for the victim trained on the rows that
+        defense keeps (:mod:`skpoison.attacks._adaptive`; DUTI's trusted items
+        are taken to be the attacker's validation set). Needs a linear victim
+        (``model="linear"``, modelled by least squares in the gradient, or a
+        scikit-learn linear estimator). Its parameters are tunable as
+        ``defense__<param>``.
+    adaptive_temperature : (float, float), default=(1.0, 0.05)
+        Start and end temperature of the relaxed defense, annealed
+        geometrically over the outer steps (used with ``defense`` only).
 
     Attributes
     ----------
@@ -237,7 +265,15 @@ class StealthyPoisoner(BasePoisoner):
         (``L / L_ref``) and ``"risk"`` (``R``).
     n_iter_ : int
         Ascent steps run in total (over all batches, warm starts and the
-        ``alpha = 1`` reference run included).
+        ``alpha = 1`` reference run included; the adaptive attack runs three
+        ascents per batch).
+    best_step_ : ndarray of shape (n_batches,)
+        Outer step of each batch's returned iterate: ``n_outer_steps`` without
+        ``defense``; with it, the step with the best true (hard-defense)
+        objective of the better start.
+    defense_ : defense or None
+        The ``defense`` fitted on the final poisoned set (``None`` without
+        ``defense``).
 
     Notes
     -----
@@ -307,6 +343,8 @@ class StealthyPoisoner(BasePoisoner):
         "dtype": [StrOptions({"float64", "float32"})],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "defense": [None, HasMethods(["fit"])],
+        "adaptive_temperature": [tuple, list],
     }
 
     _warm_free = (*BasePoisoner._warm_free, "device")
@@ -334,6 +372,8 @@ class StealthyPoisoner(BasePoisoner):
         random_state=None,
         verbose: int = 0,
         warm_start: bool = False,
+        defense=None,
+        adaptive_temperature=(1.0, 0.05),
     ):
         self.poison_fraction = poison_fraction
         self.alpha = alpha
@@ -355,6 +395,8 @@ class StealthyPoisoner(BasePoisoner):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.defense = defense
+        self.adaptive_temperature = adaptive_temperature
 
     @classmethod
     def from_preset(cls, dataset: str, model="linear", **overrides):
@@ -505,6 +547,8 @@ class StealthyPoisoner(BasePoisoner):
             risk_ref=None,
             n_iter=0,
         )
+        if self.defense is not None:
+            self._prepare_adaptive(st)
         # The clean model, trained exactly as the victim trains (engine.train).
         first = st["order"][: self._batch_count(st)]
         engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X, y)
@@ -519,6 +563,35 @@ class StealthyPoisoner(BasePoisoner):
             raise _diverged(self.inner_lr, None)
         st["clean_params"] = _detach(params)
         st["sigma"] = residual_std(pred - y, d, ddof=self.sigma_ddof)
+
+    def _prepare_adaptive(self, st):
+        """The defense the attacker adapts to, its fit parameters, the surrogate."""
+        schedule = self.adaptive_temperature
+        if len(schedule) != 2 or not all(
+            isinstance(t, numbers.Real) and np.isfinite(t) and t > 0 for t in schedule
+        ):
+            raise ValueError(
+                "adaptive_temperature must be (start, end), two finite numbers "
+                f"> 0; got {schedule!r}."
+            )
+        if not hasattr(self.defense, "_relaxed_acceptance"):
+            raise TypeError(
+                f"defense={self.defense!r} has no relaxation of its accept "
+                "decision; the adaptive attack supports BayesCleanFilter, "
+                "TrimRegressor, SeverFilter, ProdaRegressor and DutiFilter."
+            )
+        if self.engine != "auto":
+            raise ValueError(
+                f"engine={self.engine!r}: the adaptive attack (defense=) takes "
+                "engine='auto'."
+            )
+        surrogate = surrogate_victim(self.model)
+        defense, fit_params = prepare_defense(
+            self.defense, st["seed"], st["X_val"], st["y_val"]
+        )
+        st["adaptive"] = dict(
+            defense=defense, fit_params=fit_params, surrogate=surrogate
+        )
 
     def _batch_count(self, st) -> int:
         if isinstance(self.batch_size, numbers.Integral):
@@ -535,12 +608,16 @@ class StealthyPoisoner(BasePoisoner):
                 ref = {**st, "alpha": 1.0, "risk_ref": None}
                 reference = super()._extend(ref, [], n_p, "R_ref (alpha=1)")
                 st["risk_ref"] = _max_risk(reference)
-                st["n_iter"] += len(reference) * self.n_outer_steps
+                st["n_iter"] += len(reference) * self._steps_per_batch()
         st["alpha"] = float(self.alpha)
         n_before = len(batches)
         super()._extend(st, batches, n_p, desc)
-        st["n_iter"] += (len(batches) - n_before) * self.n_outer_steps
+        st["n_iter"] += (len(batches) - n_before) * self._steps_per_batch()
         return batches
+
+    def _steps_per_batch(self) -> int:
+        # The adaptive attack runs the non-adaptive ascent and two adaptive starts.
+        return self.n_outer_steps * (1 if self.defense is None else 3)
 
     def _craft(self, st, idx):
         """One batch: ascend from its starting points (``init``; initDp by default)."""
@@ -566,7 +643,53 @@ class StealthyPoisoner(BasePoisoner):
             st["risk_ref"],
             bool(self.verbose),
         )
+        if self.defense is not None:
+            batch = self._adapt(st, engine, idx, batch)
         return batch.pop("X"), batch.pop("y"), batch
+
+    def _adapt(self, st, engine, idx, plain):
+        """The batch against the defense: two starts, each kept at its best step.
+
+        ``plain`` is the non-adaptive batch, the second start (see
+        :mod:`skpoison.attacks._adaptive`).
+        """
+        X_cur, y_cur = st["X_current"], st["y_current"]
+        ad = st["adaptive"]
+        d = X_cur.shape[1]
+        empty = (np.empty((0, d)), np.empty(0))
+
+        def victim_value(X, y, mask):
+            # The victim as the defender trains it, on the rows kept.
+            return self._value_and_grad(
+                self._engine(st, mask, X, y), *empty, grad=False
+            )[0]
+
+        objective = AdaptiveObjective(
+            ad["defense"], ad["fit_params"], X_cur, y_cur, idx, st["X_val"],
+            st["y_val"], victim_value, ad["surrogate"],
+            temperatures(self.adaptive_temperature, self.n_outer_steps),
+            _tensor(np.zeros(1), engine),
+        )  # fmt: skip
+        loss_ref = objective.true_value(X_cur[idx], y_cur[idx])
+        runs = [
+            self._ascend(
+                st,
+                engine,
+                X0,
+                y0,
+                st["alpha"],
+                st["risk_ref"],
+                bool(self.verbose),
+                objective=objective,
+                loss_ref=loss_ref if loss_ref > 0 else 1.0,
+                keep_best=True,
+            )  # fmt: skip
+            for X0, y0 in ((X_cur[idx], y_cur[idx]), (plain["X"], plain["y"]))
+        ]
+        start = int(np.argmax([r["best_objective"] for r in runs]))
+        best = runs[start]
+        best["start"] = start
+        return best
 
     def _set_batch_attributes(self, kept):
         st = self._state
@@ -579,11 +702,24 @@ class StealthyPoisoner(BasePoisoner):
         self.sigma_ = st["sigma"]
         self.init_seed_ = st["seed"]
         self.n_iter_ = st["n_iter"]
+        self.best_step_ = np.array([b["best_step"] for b, _ in kept], dtype=int)
+        self.defense_ = self._fit_final_defense(kept)
         if self.alpha >= 1:
             self.risk_ref_ = float(self.risk_.max()) if kept else float("nan")
         else:
             rr = st["risk_ref"]
             self.risk_ref_ = float("nan") if rr is None else float(rr)
+
+    def _fit_final_defense(self, kept):
+        """The adapted-to defense fitted on the poisoned set of ``kept`` batches."""
+        if self.defense is None:
+            return None
+        st = self._state
+        X, y = st["X"].copy(), st["y"].copy()
+        for b, t in kept:
+            X[b["indices"][:t]], y[b["indices"][:t]] = b["X"][:t], b["y"][:t]
+        ad = st["adaptive"]
+        return clone(ad["defense"]).fit(X, y, **ad["fit_params"])
 
     # ---------------------------------------------------------------- internals
     def _engine(self, st, fixed_rows, X_cur, y_cur):
@@ -605,8 +741,17 @@ class StealthyPoisoner(BasePoisoner):
         except DivergenceError as exc:
             raise _diverged(self.inner_lr, exc) from exc
 
-    def _ascend(self, st, engine, X0, y0, alpha, risk_ref, show):
-        """Alg. 4: projected, per-point normalised hypergradient ascent."""
+    def _ascend(
+        self, st, engine, X0, y0, alpha, risk_ref, show, *,
+        objective=None, loss_ref=None, keep_best=False,
+    ):  # fmt: skip
+        """Alg. 4: projected, per-point normalised hypergradient ascent.
+
+        ``objective(Xp, yp, step, grad) -> (val, gX, gy)`` replaces the
+        engine's validation loss and hypergradient (the adaptive attack);
+        ``loss_ref`` fixes ``L_ref`` (default: the value at the start);
+        ``keep_best`` returns the step with the best objective, not the last.
+        """
         from tqdm.auto import tqdm
 
         low, high = (_tensor(v, engine) for v in st["bounds"])
@@ -616,7 +761,12 @@ class StealthyPoisoner(BasePoisoner):
         sigma = st["sigma"]
         w_risk = 0.0 if alpha >= 1 else (1.0 - alpha) / risk_ref
         rec = {"objective": [], "val_loss": [], "effectiveness": [], "risk": []}
-        loss_ref = None
+        if objective is None:
+
+            def objective(Xp, yp, step, grad):
+                return self._value_and_grad(engine, Xp, yp, grad=grad)
+
+        best = None
         steps = tqdm(
             range(self.n_outer_steps + 1),
             desc="outer steps",
@@ -626,7 +776,7 @@ class StealthyPoisoner(BasePoisoner):
         for step in steps:
             last = step == self.n_outer_steps
             # The last pass only records the final values: no gradients needed.
-            val, gX, gy = self._value_and_grad(engine, Xp, yp, grad=not last)
+            val, gX, gy = objective(Xp, yp, step, not last)
             if loss_ref is None:
                 # The start is the set poisoned so far: this is L_ref (Alg. 2 line 8).
                 loss_ref = val if val > 0 else 1.0
@@ -642,6 +792,11 @@ class StealthyPoisoner(BasePoisoner):
             rec["effectiveness"].append(val / loss_ref)
             rec["risk"].append(risk)
             rec["objective"].append(alpha * val / loss_ref - w_risk * risk)
+            if keep_best and (best is None or rec["objective"][-1] > best[0]):
+                if not (last or w_risk == 0.0):
+                    with torch.no_grad():
+                        residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
+                best = (rec["objective"][-1], step, Xp, yp, risk, residuals)
             if last:
                 break
             GX = (alpha / loss_ref) * gX
@@ -653,6 +808,10 @@ class StealthyPoisoner(BasePoisoner):
             scale = self.outer_lr / torch.where(norm > 0, norm, torch.ones_like(norm))
             Xp = torch.clamp(Xp + scale[:, None] * GX, low[:-1], high[:-1])
             yp = torch.clamp(yp + scale * Gy, low[-1], high[-1])
+        best_step = self.n_outer_steps
+        best_objective = rec["objective"][-1]
+        if keep_best:
+            best_objective, best_step, Xp, yp, risk, residuals = best
         X_out, y_out = (
             Xp.cpu().numpy().astype(np.float64),
             yp.cpu().numpy().astype(np.float64),
@@ -666,6 +825,8 @@ class StealthyPoisoner(BasePoisoner):
             risk=risk,
             residuals=residuals,
             history={k: np.asarray(v, dtype=np.float64) for k, v in rec.items()},
+            best_step=int(best_step),
+            best_objective=float(best_objective),
         )
 
     def _value_and_grad(self, engine, Xp, yp, *, grad=True):

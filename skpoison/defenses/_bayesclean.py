@@ -409,3 +409,65 @@ class BayesCleanFilter(BaseDefense):
         self.rejected_mask_ = rejected
         self.inlier_mask_ = accepted | flagged if self.flagged == "keep" else accepted
         return self
+
+    def _relaxed_acceptance(self, X, y, temperature):
+        """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
+
+        The predictive moments with ``alpha_`` (in the units of ``y``) and
+        ``lambda_`` held at this fit's values, differentiable in ``X`` and
+        ``y`` (torch, float64).
+        """
+        import torch
+
+        from ._relaxation import log_soft_accept, psd_solve
+
+        est = self.estimator_
+        centre = self.fit_intercept
+        y_mean, y_scale = 0.0, 1.0
+        alpha = float(est.alpha_)
+        if self.standardize:
+            Xd, yd = X.detach().numpy(), y.detach().numpy()
+            x_ref = StandardScaler(with_mean=centre).fit(Xd).scale_
+            y_ref = float(StandardScaler(with_mean=centre).fit(yd[:, None]).scale_[0])
+            x_std = torch.sqrt(((X - X.mean(0)) ** 2).mean(0))
+            # Constant columns keep the scaler's unit scale (no gradient).
+            x_scale = torch.where(
+                torch.as_tensor(np.isclose(x_std.detach().numpy(), x_ref)),
+                x_std,
+                torch.as_tensor(x_ref),
+            )
+            y_std = torch.sqrt(((y - y.mean()) ** 2).mean())
+            y_scale = y_std if np.isclose(float(y_std.detach()), y_ref) else y_ref
+            if centre:
+                y_mean = y.mean()
+                X = (X - X.mean(0)) / x_scale
+                y = (y - y_mean) / y_scale
+            else:
+                X, y = X / x_scale, y / y_scale
+            # The fit's noise precision (held fixed in the units of y), in
+            # standardised units.
+            alpha = alpha * y_scale**2
+        lam = float(est.lambda_)
+        if centre:
+            x_off, y_off = X.mean(0), y.mean()
+        else:
+            x_off, y_off = torch.zeros_like(X[0]), torch.zeros_like(y[0])
+        Xc, yc = X - x_off, y - y_off
+        G = Xc.T @ Xc
+        eye = torch.eye(X.shape[1], dtype=X.dtype)
+        coef = psd_solve(G + (lam / alpha) * eye, Xc.T @ yc)
+        Sigma = torch.linalg.solve(alpha * G + lam * eye, eye)
+        mu = Xc @ coef + y_off
+        var = ((Xc @ Sigma) * Xc).sum(1).clamp_min(0.0) + 1.0 / alpha
+        sd = torch.sqrt(var)
+        cs = [self.c2] if self.flagged == "keep" else [self.c1]
+        if self.rule == "residual":
+            margin = cs[0] - (y - mu).abs() / sd
+        else:
+            # Alg. 5's rule is not invariant to the origin of y: in its units.
+            mu_o, sd_o, y_o = y_mean + y_scale * mu, y_scale * sd, y_mean + y_scale * y
+            if self.flagged == "keep":
+                cs = [self.c1, self.c2]
+            margins = [((mu_o + c * sd_o).abs() - y_o.abs()) / sd_o for c in cs]
+            margin = margins[0] if len(margins) == 1 else torch.maximum(*margins)
+        return log_soft_accept(margin, temperature)

@@ -130,6 +130,7 @@ class _LinearLasso:
         shift = np.median(X, axis=0)
         X, X_t = X - shift, X_t - shift
         self.X = X
+        self.shift = shift
         G, s0, _, _ = gram_statistics(X, y)
         Gt, st, _, _ = gram_statistics(X_t, y_t)
         # P = (G + n lambda I')^-1. On large unscaled, rank-deficient X the
@@ -491,6 +492,9 @@ class DutiFilter(BaseDefense):
         scores = np.zeros(n)
         delta = np.zeros(n)
         used = []
+        # u = M Z^T delta before each step and after the last (the relaxation).
+        linear = isinstance(problem, _LinearLasso)
+        path_u = [np.zeros(problem.u.shape[0])] if linear else None
         if gamma_max > 0.0 and n_reject > 0:
             gammas = (
                 gamma_max
@@ -503,6 +507,8 @@ class DutiFilter(BaseDefense):
                 # The objective is halved: 1/2 d^T Q d - b^T d + gamma / 2 ||d||_1.
                 delta, new_grad = problem.solve(gamma / 2.0, self.max_iter)
                 not_converged += not problem.converged
+                if linear:
+                    path_u.append(problem.M @ problem._Zt(delta))
                 used.append(gamma)
                 new = (delta != 0) & (entry < 0)
                 # Tie-break within a step by the gradient before it.
@@ -527,3 +533,59 @@ class DutiFilter(BaseDefense):
         self.entry_step_ = entry
         self.corrections_ = delta
         self.gammas_ = np.asarray(used)
+        self._path_u_ = None if path_u is None else np.array(path_u)
+        self._shift_ = problem.shift if linear else None
+        self._n_reject_ = n_reject
+
+    def _relaxed_acceptance(self, X, y, temperature, *, X_trusted, y_trusted):
+        """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
+
+        DUTI's score with each row's entry step and the lasso path's fixed
+        points ``u`` held fixed: ``(n_steps - k) + min(2 |b_i + z_i^T u_{k-1}|
+        / gamma_{k-1}, 1)`` for a row that enters at step ``k`` (the gradient
+        of its correction just before), ``min(2 |b_i + z_i^T u_last| /
+        gamma_last, 1)`` for the others; ``b`` (the labels' residuals under the
+        trusted-item-weighted ridge) and ``gamma_max = 2 max |b|`` are
+        differentiated. The margin is a soft rank of that score.
+        """
+        import torch
+
+        from ._relaxation import log_soft_accept, rank_threshold
+
+        if self.kernel != "linear":
+            raise TypeError("DutiFilter's relaxation covers kernel='linear' only.")
+        X_t, y_t = self._check_trusted(X_trusted, y_trusted)
+        n, d = X.shape
+        m = X_t.shape[0]
+        shift = torch.as_tensor(self._shift_)
+        ones = torch.ones_like(X[:, :1])
+        Z = torch.cat([X - shift, ones], dim=1)
+        Zt = torch.cat([torch.as_tensor(X_t) - shift, ones[:m]], dim=1)
+        G, s0 = Z.T @ Z, Z.T @ y
+        Gt, st = Zt.T @ Zt, Zt.T @ torch.as_tensor(y_t)
+        penalty = torch.ones(d + 1, dtype=X.dtype)
+        penalty[-1] = 0.0
+        P = torch.linalg.inv(G + n * self.regularization * torch.diag(penalty))
+        P = 0.5 * (P + P.T)
+        w = n * self.confidence / m
+        PGP = P @ G @ P
+        beta = w * P @ (st - Gt @ (P @ s0)) + (2.0 * P - PGP) @ s0
+        b = Z @ beta - y
+        U = torch.as_tensor(self._path_u_)
+        n_used = U.shape[0] - 1
+        if n_used == 0:  # no path (nothing to reject, or all labels fitted)
+            score = torch.zeros_like(y)
+        else:
+            ratios = np.geomspace(1.0, self.gamma_min_ratio, self.n_gammas + 1)
+            gamma_max = 2.0 * b.abs().max()
+            entry = self.entry_step_
+            before = np.where(entry >= 0, entry, n_used)  # index into U and ratios
+            v = b + (Z * U[torch.as_tensor(before)]).sum(1)
+            prev = gamma_max * torch.as_tensor(ratios[before])
+            frac = torch.clamp(2.0 * v.abs() / prev, max=1.0)
+            steps = torch.as_tensor(
+                np.where(entry >= 0, self.n_gammas - entry, 0), dtype=X.dtype
+            )
+            score = steps + frac
+        t = rank_threshold(score, n - self._n_reject_)
+        return log_soft_accept(t - score, temperature)

@@ -349,6 +349,27 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.best_group_ = int(g_best)
         return self
 
+    def _relaxed_acceptance(self, X, y, temperature):
+        """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
+
+        The winning group is held fixed; its minimum-norm least-squares fit in
+        the data's frame (held fixed too) is differentiated, and the margin is
+        a soft rank of the absolute residuals under it.
+        """
+        import torch
+
+        from ._relaxation import log_soft_accept, rank_threshold
+
+        frame, _, _ = LinearFrame.from_data(X.detach().numpy(), y.detach().numpy())
+        Xf = (X - torch.as_tensor(frame.x_offset)) / torch.as_tensor(frame.x_scale)
+        yf = (y - frame.y_offset) / frame.y_scale
+        Zf = torch.cat([Xf, torch.ones_like(Xf[:, :1])], dim=1)
+        group = torch.as_tensor(self.groups_[self.best_group_])
+        theta = torch.linalg.pinv(Zf[group]) @ yf[group]
+        r = (yf - Zf @ theta).abs()
+        t = rank_threshold(r, int(self.inlier_mask_.sum()))
+        return log_soft_accept(t - r, temperature)
+
 
 class _Refit:
     """Least squares on the ``n_keep`` smallest residuals of a group's fit."""

@@ -304,6 +304,7 @@ class SeverFilter(BaseDefense):
         removal_round = np.full(n, -1, dtype=int)
         scores = np.zeros(n)
         gram = None
+        self._torch_gradients_ = False
         if self.estimator is None:
             # The least-squares fits run in the data's frame (see
             # skpoison.defenses._linear), and so do the scores.
@@ -336,6 +337,57 @@ class SeverFilter(BaseDefense):
         self.n_reject_ = int(n_reject)
         return self
 
+    def _relaxed_acceptance(self, X, y, temperature):
+        """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
+
+        Each round's active set is held fixed; its least-squares fit, the
+        centred gradients in standard coordinates, their top eigenvector and
+        the projections are differentiated (least squares stands in for an
+        estimator). A row's weight is the product of the rounds' sigmoids of
+        ``threshold - |projection|``.
+        """
+        import torch
+        from sklearn.linear_model import Ridge
+
+        from ._relaxation import (
+            least_squares,
+            log_soft_accept,
+            rank_threshold,
+            standard_coordinates,
+        )
+
+        ridge = self.alpha
+        if self.estimator is not None:
+            # Least squares stands in for the estimator (ridge for a Ridge).
+            ridge = (
+                float(self.estimator.alpha) if type(self.estimator) is Ridge else 0.0
+            )
+        n = X.shape[0]
+        if self._torch_gradients_:
+            # A torch model's gradients are in the units of X, as in fit.
+            mean, inv_std = torch.zeros_like(X[0]), torch.ones_like(X[0])
+        else:
+            mean, inv_std = standard_coordinates(X)
+        Zs = torch.cat([(X - mean) * inv_std, torch.ones_like(X[:, :1])], dim=1)
+        log_s = torch.zeros_like(y)
+        rounds = self.removal_round_
+        for t, n_remove in enumerate(_split_counts(self.n_reject_, self.n_rounds)):
+            if n_remove == 0:
+                continue
+            active = (rounds == -1) | (rounds >= t)
+            w = torch.as_tensor(active, dtype=X.dtype)
+            m = int(active.sum())
+            coef, intercept = least_squares(X, y, w, ridge)
+            G = (y - X @ coef - intercept)[:, None] * Zs
+            mu = (w[:, None] * G).sum(0) / m
+            S = (w[:, None] * G).T @ G / m - torch.outer(mu, mu)
+            v = torch.linalg.eigh(S)[1][:, -1]
+            proj = (G @ v - mu @ v).abs()
+            threshold = rank_threshold(proj[torch.as_tensor(active)], m - n_remove)
+            log_s = log_s + log_soft_accept(threshold - proj, temperature, among=active)
+        assert log_s.shape == (n,)
+        return log_s
+
     def _round_scores(self, X, y, active, idx, gram, standard, random_state):
         """Squared projections ``tau`` of the active points' centred gradients."""
         if self.estimator is None:
@@ -355,6 +407,7 @@ class SeverFilter(BaseDefense):
             return _linear_scores(X, y, active, idx, theta, standard)
         module = getattr(model, "module_", None)
         if module is not None and _is_torch_module(module):
+            self._torch_gradients_ = True
             G = torch_per_sample_gradients(module, X[idx], y[idx])
             G -= G.mean(axis=0)
             _, _, Vt = randomized_svd(G, 1, random_state=random_state)

@@ -559,3 +559,20 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.trimmed_loss_path_ = np.asarray(best.path) * engine.loss_scale
         self.n_iter_ = best.n_fits
         return self
+
+    def _relaxed_acceptance(self, X, y, temperature):
+        """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
+
+        Least squares (ridge for a ``Ridge`` estimator) on the kept set, held
+        fixed, and a soft rank of the absolute residuals under it.
+        """
+        import torch
+
+        from ._relaxation import least_squares, log_soft_accept, rank_threshold
+
+        ridge = _linear_penalty(self.estimator) or 0.0
+        kept = torch.as_tensor(self.inlier_mask_, dtype=X.dtype)
+        coef, intercept = least_squares(X, y, kept, ridge)
+        r = (y - X @ coef - intercept).abs()
+        t = rank_threshold(r, X.shape[0] - self.n_reject_)
+        return log_soft_accept(t - r, temperature)
