@@ -137,14 +137,13 @@ def _provenance_block(prov) -> str:
     names = [f"{k} {v[k]}" for k in ("python", "torch", "scikit-learn") if k in v]
     names += [f"{k} {v[k]}" for k in ("numpy", "scipy", "pandas") if k in v]
     m = prov["machine"]
-    subject = f" ({prov['subject']})" if prov.get("subject") else ""
     load = m.get("load_average_at_end")
     loads = (
         f", load average {load[0]} / {load[1]} / {load[2]} at the end" if load else ""
     )
     return (
-        f"The numbers on this page come from commit `{prov['commit'][:7]}`{subject}"
-        f" (`{prov['commit']}`), run from a clean export of that commit "
+        f"The numbers on this page come from commit `{prov['commit'][:7]}` "
+        f"(`{prov['commit']}`), run from a clean export of that commit "
         f"(`git archive`) from {_utc(prov['started'])} to {_utc(prov['finished'])}, "
         f"with skpoison imported from the export. {', '.join(names)}; "
         f"{m['cores']} CPU cores ({m['processor']}, {m['platform']}){loads}. "
@@ -175,7 +174,7 @@ def _label(study) -> str:
 def _studies_block(index) -> str:
     links = [
         f"{{download}}`{_label(s)} <_static/reproduction/{s['folder']}/report.md>` "
-        f"({s['repetitions']} repetitions)"
+        f"({s['repetitions']} repetition{'s' if s['repetitions'] != 1 else ''})"
         for s in index["studies"]
     ]
     text = "Reports: " + ", ".join(links) + "; "
