@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -98,6 +99,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="boston_housing")
     p.add_argument("--n-batches", type=int, default=6, help="batches (6: 45 %%)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON")
     args = p.parse_args()
 
     from skpoison.attacks import get_preset
@@ -130,14 +132,19 @@ def main() -> None:
     dx = float(np.abs(Xc - ours.X_poison_).max())
     dy = float(np.abs(yc - ours.y_poison_).max())
     moved = float(np.abs(ours.X_poison_ - X[ours.poison_indices_]).max())
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
+    # doc/reproduce.sh runs this from an export (no .git): it names the commit.
+    commit = (
+        os.environ.get("SKPOISON_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     print(f"{args.dataset}: {n_p} poison points ({args.n_batches} batches of {batch}), "
           f"T_out {preset['n_outer_steps']}, T {preset['n_inner_steps']}: largest "
           f"difference |x| {dx:.2e}, |y| {dy:.2e} (the points moved up to {moved:.2f} "
           f"from their starts); skpoison {t_ours:.1f} s, NumPy {t_numpy:.1f} s")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"crosscheck_attack_{args.dataset}.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"crosscheck_attack_{args.dataset}.json"
     out.write_text(json.dumps(
         {"commit": commit, "dataset": args.dataset, "n_poison": n_p, "batch": batch,
          "preset": preset, "max_abs_diff_x": dx, "max_abs_diff_y": dy,
