@@ -221,6 +221,7 @@ def _crosscheck_block(run) -> str:
     if not files:
         return "The cross-check was not run in this reproduction."
     checks = [json.loads(f.read_text()) for f in files]
+    commits = ", ".join(sorted({c["commit"][:7] for c in checks}))
     parts = [
         f"{c['dataset']}: {c['n_poison']} poison points in batches of {c['batch']}, "
         f"T_out {c['preset']['n_outer_steps']}, largest difference "
@@ -237,7 +238,7 @@ def _crosscheck_block(run) -> str:
         "normalised projected ascent, the batches), and runs it on the same split "
         "(the first repetition of the LR study) and the same replaced rows as "
         "`StealthyPoisoner`, with Table II's settings. The two give the same "
-        "poison points: " + "; ".join(parts) + "."
+        "poison points: " + "; ".join(parts) + f" (commit `{commits}`)."
     )
 
 
