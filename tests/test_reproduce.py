@@ -143,9 +143,11 @@ def test_reproduce_sh_tiny_from_a_clean_export(tmp_path):
                           text=True, check=True).stdout.strip()  # fmt: skip
     assert prov["commit"] == head
     assert prov["skpoison_imported_from"] == str((run / "src" / "skpoison").resolve())
-    assert [s["name"] for s in prov["steps"]] == ["reproduce", "sensitivity"]
+    assert [s["name"] for s in prov["steps"]] == [
+        "crosscheck-boston_housing", "crosscheck-heart", "reproduce", "sensitivity"]  # fmt: skip
     assert all(s["status"] == 0 and s["seconds"] > 0 for s in prov["steps"])
     page = (run / "reproduction.md").read_text()
     assert f"`{head}`" in page and "| trim_max_iter |" in page
+    assert f"(commit `{head[:7]}`)" in page  # the cross-check ran at that commit
     assert rp.main(["fill", str(run), "--page", str(run / "reproduction.md"),
                     "--check"]) == 0  # fmt: skip
