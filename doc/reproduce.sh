@@ -27,7 +27,8 @@
 #   --tiny                tiny settings (1-2 repetitions, T_out 2, few
 #                         defenses): checks the machinery, proves nothing
 #
-# The run folder gets src/ (the export), repro/ (skpoison reproduce),
+# The run folder gets src/ (the export), crosscheck/ (the attack written again
+# in NumPy, benchmarks/crosscheck_attack.py), repro/ (skpoison reproduce),
 # sensitivity/ (skpoison sensitivity), steps.jsonl, provenance.json and
 # reproduction.md (the page with its generated blocks filled in).
 set -euo pipefail
@@ -69,19 +70,26 @@ out="$(cd "$out" && pwd)"
 git -C "$repo" archive "$sha" | tar -x -C "$out/src"
 : > "$out/steps.jsonl"
 
-# step NAME ARGS...: run `skpoison ARGS...` from the export, logging its times.
+# step NAME ARGS...: run `skpoison ARGS...` (or, when ARGS start with a .py
+# path of the repository, that script) from the export, logging its times.
 step() {
     local name="$1"; shift
-    local started t0 status=0
+    local started t0 status=0 shown
     started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"; t0="$EPOCHREALTIME"
-    (cd "$out" && PYTHONPATH="$out/src" "$python" -m skpoison.cli "$@") || status=$?
+    if [[ "$1" == *.py ]]; then
+        shown=python
+        (cd "$out" && PYTHONPATH="$out/src" "$python" "$out/src/$1" "${@:2}") || status=$?
+    else
+        shown=skpoison
+        (cd "$out" && PYTHONPATH="$out/src" "$python" -m skpoison.cli "$@") || status=$?
+    fi
     "$python" - "$out/steps.jsonl" "$name" "$started" "$t0" "$EPOCHREALTIME" \
-        "$status" "$@" <<'PY'
+        "$status" "$shown" "$@" <<'PY'
 import json, shlex, sys
 from datetime import datetime, timezone
-path, name, started, t0, t1, status, *args = sys.argv[1:]
+path, name, started, t0, t1, status, shown, *args = sys.argv[1:]
 now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-rec = dict(name=name, command="skpoison " + shlex.join(args), started=started,
+rec = dict(name=name, command=shown + " " + shlex.join(args), started=started,
            finished=now, seconds=round(float(t1) - float(t0), 1), status=int(status))
 with open(path, "a") as f:
     f.write(json.dumps(rec) + "\n")
@@ -111,6 +119,14 @@ else
 fi
 [ "$dnn" = 1 ] || study+=(--no-dnn)
 
+# The independent NumPy cross-check of the alpha = 1 attack (seconds).
+export SKPOISON_COMMIT="$sha"
+check_args=()
+[ "$tiny" = 1 ] && check_args=(--n-batches 1)
+for data in boston_housing heart; do
+    step "crosscheck-$data" benchmarks/crosscheck_attack.py --dataset "$data" \
+        "${check_args[@]}" --out crosscheck
+done
 step reproduce reproduce --out repro "${study[@]}" "${run_opts[@]}"
 if [ "$sens" = 1 ]; then
     step sensitivity sensitivity --out sensitivity "${sens_args[@]}" "${run_opts[@]}"
@@ -137,7 +153,7 @@ if [ "$install" = 1 ]; then
     done
     cp "$out/repro/figure9/figure9.png" "$out/repro/figure9/figure9.csv" "$static/"
     cp "$out/repro/README.md" "$static/index.md"
-    cp "$out/repro/findings.md" "$out/provenance.json" "$static/"
+    cp "$out/repro/findings.md" "$out/provenance.json" "$out"/crosscheck/*.json "$static/"
     [ -f "$out/sensitivity/sensitivity.md" ] && cp "$out"/sensitivity/*.md "$out"/sensitivity/*.csv "$static/"
     cp "$out/reproduction.md" "$repo/doc/reproduction.md"
     echo "installed: doc/reproduction.md and doc/_static/reproduction/ (commit ${sha:0:7})"

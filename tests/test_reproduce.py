@@ -81,6 +81,7 @@ def test_the_page_is_filled_from_the_run(tiny_run):
     assert table in filled and "| Boston Housing (LR) | 2 | 32 | 0 |" in filled
     assert "| study | alpha | gain % (residual rule)" in filled
     assert "Not run in this reproduction" in filled  # no sensitivity folder
+    assert "The cross-check was not run" in filled
     # outside the blocks nothing changed, and filling again changes nothing
     strip = rp._BLOCK.sub("", page)
     assert rp._BLOCK.sub("", filled) == strip
@@ -95,6 +96,19 @@ def test_the_page_is_filled_from_the_run(tiny_run):
 def test_the_page_has_every_generated_block_once():
     names = [m["name"] for m in rp._BLOCK.finditer(PAGE.read_text())]
     assert sorted(names) == sorted(rp.BLOCKS)
+
+
+def test_the_crosscheck_block_quotes_the_json(tmp_path):
+    (tmp_path / "crosscheck").mkdir()
+    check = dict(commit="abcdef0123", dataset="heart", n_poison=720, batch=120,
+                 preset={"n_outer_steps": 50}, max_abs_diff_x=6.77e-12,
+                 max_abs_diff_y=0.0, max_move_from_start=5.26)  # fmt: skip
+    path = tmp_path / "crosscheck" / "crosscheck_attack_heart.json"
+    path.write_text(json.dumps(check))
+    text = rp._crosscheck_block(tmp_path)
+    assert "heart: 720 poison points in batches of 120, T_out 50" in text
+    assert "largest difference 6.8e-12 in the features" in text
+    assert "(commit `abcdef0`)" in text
 
 
 def test_fill_refuses_blocks_that_do_not_match():
@@ -129,9 +143,11 @@ def test_reproduce_sh_tiny_from_a_clean_export(tmp_path):
                           text=True, check=True).stdout.strip()  # fmt: skip
     assert prov["commit"] == head
     assert prov["skpoison_imported_from"] == str((run / "src" / "skpoison").resolve())
-    assert [s["name"] for s in prov["steps"]] == ["reproduce", "sensitivity"]
+    assert [s["name"] for s in prov["steps"]] == [
+        "crosscheck-boston_housing", "crosscheck-heart", "reproduce", "sensitivity"]  # fmt: skip
     assert all(s["status"] == 0 and s["seconds"] > 0 for s in prov["steps"])
     page = (run / "reproduction.md").read_text()
     assert f"`{head}`" in page and "| trim_max_iter |" in page
+    assert f"(commit `{head[:7]}`)" in page  # the cross-check ran at that commit
     assert rp.main(["fill", str(run), "--page", str(run / "reproduction.md"),
                     "--check"]) == 0  # fmt: skip
