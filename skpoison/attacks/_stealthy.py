@@ -91,6 +91,7 @@ from .._validation import (
     resolve_dtype,
 )
 from ..exceptions import DivergenceError
+from . import _adaptive as adaptive
 from ._adaptive import (
     AdaptiveObjective,
     prepare_defense,
@@ -683,6 +684,7 @@ class StealthyPoisoner(BasePoisoner):
                 objective=objective,
                 loss_ref=loss_ref if loss_ref > 0 else 1.0,
                 keep_best=True,
+                lr=adaptive.STEP_SCALE * self.outer_lr,
             )  # fmt: skip
             for X0, y0 in ((X_cur[idx], y_cur[idx]), (plain["X"], plain["y"]))
         ]
@@ -743,14 +745,15 @@ class StealthyPoisoner(BasePoisoner):
 
     def _ascend(
         self, st, engine, X0, y0, alpha, risk_ref, show, *,
-        objective=None, loss_ref=None, keep_best=False,
+        objective=None, loss_ref=None, keep_best=False, lr=None,
     ):  # fmt: skip
         """Alg. 4: projected, per-point normalised hypergradient ascent.
 
         ``objective(Xp, yp, step, grad) -> (val, gX, gy)`` replaces the
         engine's validation loss and hypergradient (the adaptive attack);
         ``loss_ref`` fixes ``L_ref`` (default: the value at the start);
-        ``keep_best`` returns the step with the best objective, not the last.
+        ``keep_best`` returns the step with the best objective, not the last;
+        ``lr`` replaces ``outer_lr``.
         """
         from tqdm.auto import tqdm
 
@@ -805,7 +808,8 @@ class StealthyPoisoner(BasePoisoner):
                 GX = GX - w_risk * rX
                 Gy = Gy - w_risk * ry
             norm = torch.sqrt((GX * GX).sum(dim=1) + Gy * Gy)
-            scale = self.outer_lr / torch.where(norm > 0, norm, torch.ones_like(norm))
+            step_size = self.outer_lr if lr is None else lr
+            scale = step_size / torch.where(norm > 0, norm, torch.ones_like(norm))
             Xp = torch.clamp(Xp + scale[:, None] * GX, low[:-1], high[:-1])
             yp = torch.clamp(yp + scale * Gy, low[-1], high[-1])
         best_step = self.n_outer_steps
