@@ -14,6 +14,7 @@ from skpoison.defenses import (
     DefendedRegressor,
     ITrimRegressor,
     ProdaRegressor,
+    SeverFilter,
     TrimRegressor,
 )
 
@@ -43,6 +44,7 @@ ADAPTED = {
     "bayesclean": BayesCleanFilter(),
     "trim": TrimRegressor(reject_fraction=0.2),
     "proda": ProdaRegressor(reject_fraction=0.2, random_state=0),
+    "sever": SeverFilter(reject_fraction=0.2),
 }
 
 
