@@ -688,7 +688,8 @@ class StealthyPoisoner(BasePoisoner):
             )  # fmt: skip
             for X0, y0 in ((X_cur[idx], y_cur[idx]), (plain["X"], plain["y"]))
         ]
-        start = int(np.argmax([r["best_objective"] for r in runs]))
+        scores = [r["best_objective"] for r in runs]
+        start = int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))
         best = runs[start]
         best["start"] = start
         return best
@@ -795,11 +796,16 @@ class StealthyPoisoner(BasePoisoner):
             rec["effectiveness"].append(val / loss_ref)
             rec["risk"].append(risk)
             rec["objective"].append(alpha * val / loss_ref - w_risk * risk)
-            if keep_best and (best is None or rec["objective"][-1] > best[0]):
+            # A NaN objective (the defended learner diverged) is never kept
+            # over a number.
+            obj = rec["objective"][-1]
+            if keep_best and (
+                best is None or obj > best[0] or (np.isnan(best[0]) and obj == obj)
+            ):
                 if not (last or w_risk == 0.0):
                     with torch.no_grad():
                         residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
-                best = (rec["objective"][-1], step, Xp, yp, risk, residuals)
+                best = (obj, step, Xp, yp, risk, residuals)
             if last:
                 break
             GX = (alpha / loss_ref) * gX
