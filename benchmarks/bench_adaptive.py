@@ -230,6 +230,7 @@ def main():
     )
     args = parser.parse_args()
     rows, times = [], {}
+    at = commit()  # the code that runs, read once
     for seed in args.seeds:
         for dataset in args.datasets:
             t0 = time.perf_counter()
@@ -244,7 +245,7 @@ def main():
                 flush=True,
             )
             result = dict(
-                commit=commit(),
+                commit=at,
                 command="python benchmarks/bench_adaptive.py "
                 + " ".join(
                     f"--{k.replace('_', '-')} "
