@@ -635,23 +635,20 @@ class StealthyPoisoner(BasePoisoner):
             X0, y0 = start_points(
                 self.init, X_cur[fixed], y_cur[fixed], idx.size, st["bounds"], rng
             )
-        batch = self._ascend(
-            st,
-            engine,
-            X0,
-            y0,
-            st["alpha"],
-            st["risk_ref"],
-            bool(self.verbose),
-        )
+        batch = self._ascend(st, engine, X0, y0, *self._objective_terms(st))
         if self.defense is not None:
-            batch = self._adapt(st, engine, idx, batch)
+            batch = self._adapt(st, engine, idx, (X0, y0), batch)
         return batch.pop("X"), batch.pop("y"), batch
 
-    def _adapt(self, st, engine, idx, plain):
+    def _objective_terms(self, st):
+        """``(alpha, risk_ref, show)`` of the ascents of the current run."""
+        return st["alpha"], st["risk_ref"], bool(self.verbose)
+
+    def _adapt(self, st, engine, idx, start, plain):
         """The batch against the defense: two starts, each kept at its best step.
 
-        ``plain`` is the non-adaptive batch, the second start (see
+        ``start`` is the non-adaptive ascent's start (``init``), ``plain`` the
+        non-adaptive batch, the second start (see
         :mod:`skpoison.attacks._adaptive`).
         """
         X_cur, y_cur = st["X_current"], st["y_current"]
@@ -678,20 +675,18 @@ class StealthyPoisoner(BasePoisoner):
                 engine,
                 X0,
                 y0,
-                st["alpha"],
-                st["risk_ref"],
-                bool(self.verbose),
+                *self._objective_terms(st),
                 objective=objective,
                 loss_ref=loss_ref if loss_ref > 0 else 1.0,
                 keep_best=True,
                 lr=adaptive.STEP_SCALE * self.outer_lr,
-            )  # fmt: skip
-            for X0, y0 in ((X_cur[idx], y_cur[idx]), (plain["X"], plain["y"]))
+            )
+            for X0, y0 in (start, (plain["X"], plain["y"]))
         ]
         scores = [r["best_objective"] for r in runs]
-        start = int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))
-        best = runs[start]
-        best["start"] = start
+        chosen = int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))
+        best = runs[chosen]
+        best["start"] = chosen
         return best
 
     def _set_batch_attributes(self, kept):
