@@ -91,6 +91,7 @@ from .._validation import (
     resolve_dtype,
 )
 from ..exceptions import DivergenceError
+from . import _adaptive as adaptive
 from ._adaptive import (
     AdaptiveObjective,
     prepare_defense,
@@ -634,23 +635,20 @@ class StealthyPoisoner(BasePoisoner):
             X0, y0 = start_points(
                 self.init, X_cur[fixed], y_cur[fixed], idx.size, st["bounds"], rng
             )
-        batch = self._ascend(
-            st,
-            engine,
-            X0,
-            y0,
-            st["alpha"],
-            st["risk_ref"],
-            bool(self.verbose),
-        )
+        batch = self._ascend(st, engine, X0, y0, *self._objective_terms(st))
         if self.defense is not None:
-            batch = self._adapt(st, engine, idx, batch)
+            batch = self._adapt(st, engine, idx, (X0, y0), batch)
         return batch.pop("X"), batch.pop("y"), batch
 
-    def _adapt(self, st, engine, idx, plain):
+    def _objective_terms(self, st):
+        """``(alpha, risk_ref, show)`` of the ascents of the current run."""
+        return st["alpha"], st["risk_ref"], bool(self.verbose)
+
+    def _adapt(self, st, engine, idx, start, plain):
         """The batch against the defense: two starts, each kept at its best step.
 
-        ``plain`` is the non-adaptive batch, the second start (see
+        ``start`` is the non-adaptive ascent's start (``init``), ``plain`` the
+        non-adaptive batch, the second start (see
         :mod:`skpoison.attacks._adaptive`).
         """
         X_cur, y_cur = st["X_current"], st["y_current"]
@@ -677,18 +675,18 @@ class StealthyPoisoner(BasePoisoner):
                 engine,
                 X0,
                 y0,
-                st["alpha"],
-                st["risk_ref"],
-                bool(self.verbose),
+                *self._objective_terms(st),
                 objective=objective,
                 loss_ref=loss_ref if loss_ref > 0 else 1.0,
                 keep_best=True,
-            )  # fmt: skip
-            for X0, y0 in ((X_cur[idx], y_cur[idx]), (plain["X"], plain["y"]))
+                lr=adaptive.STEP_SCALE * self.outer_lr,
+            )
+            for X0, y0 in (start, (plain["X"], plain["y"]))
         ]
-        start = int(np.argmax([r["best_objective"] for r in runs]))
-        best = runs[start]
-        best["start"] = start
+        scores = [r["best_objective"] for r in runs]
+        chosen = int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))
+        best = runs[chosen]
+        best["start"] = chosen
         return best
 
     def _set_batch_attributes(self, kept):
@@ -743,14 +741,15 @@ class StealthyPoisoner(BasePoisoner):
 
     def _ascend(
         self, st, engine, X0, y0, alpha, risk_ref, show, *,
-        objective=None, loss_ref=None, keep_best=False,
+        objective=None, loss_ref=None, keep_best=False, lr=None,
     ):  # fmt: skip
         """Alg. 4: projected, per-point normalised hypergradient ascent.
 
         ``objective(Xp, yp, step, grad) -> (val, gX, gy)`` replaces the
         engine's validation loss and hypergradient (the adaptive attack);
         ``loss_ref`` fixes ``L_ref`` (default: the value at the start);
-        ``keep_best`` returns the step with the best objective, not the last.
+        ``keep_best`` returns the step with the best objective, not the last;
+        ``lr`` replaces ``outer_lr``.
         """
         from tqdm.auto import tqdm
 
@@ -792,11 +791,16 @@ class StealthyPoisoner(BasePoisoner):
             rec["effectiveness"].append(val / loss_ref)
             rec["risk"].append(risk)
             rec["objective"].append(alpha * val / loss_ref - w_risk * risk)
-            if keep_best and (best is None or rec["objective"][-1] > best[0]):
+            # A NaN objective (the defended learner diverged) is never kept
+            # over a number.
+            obj = rec["objective"][-1]
+            if keep_best and (
+                best is None or obj > best[0] or (np.isnan(best[0]) and obj == obj)
+            ):
                 if not (last or w_risk == 0.0):
                     with torch.no_grad():
                         residuals = (clean(Xp) - yp).cpu().numpy().astype(np.float64)
-                best = (rec["objective"][-1], step, Xp, yp, risk, residuals)
+                best = (obj, step, Xp, yp, risk, residuals)
             if last:
                 break
             GX = (alpha / loss_ref) * gX
@@ -805,7 +809,8 @@ class StealthyPoisoner(BasePoisoner):
                 GX = GX - w_risk * rX
                 Gy = Gy - w_risk * ry
             norm = torch.sqrt((GX * GX).sum(dim=1) + Gy * Gy)
-            scale = self.outer_lr / torch.where(norm > 0, norm, torch.ones_like(norm))
+            step_size = self.outer_lr if lr is None else lr
+            scale = step_size / torch.where(norm > 0, norm, torch.ones_like(norm))
             Xp = torch.clamp(Xp + scale[:, None] * GX, low[:-1], high[:-1])
             yp = torch.clamp(yp + scale * Gy, low[-1], high[-1])
         best_step = self.n_outer_steps

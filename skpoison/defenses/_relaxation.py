@@ -51,22 +51,27 @@ SEVER (:class:`~skpoison.defenses.SeverFilter`)
     differentiated. The margin of round ``t`` is ``thr_t - |proj_i|`` with
     ``thr_t`` halfway between the last kept and the first removed ``|proj|``
     of that round (the square root of SEVER's score ``tau``: the same order,
-    less heavy-tailed); the weight is the product of the rounds' sigmoids (a
-    row is kept if it survives every round).
+    less heavy-tailed), the width from the round's active rows; the weight is
+    the product of the rounds' sigmoids (a row is kept if it survives every
+    round). Least squares stands in for SEVER's estimator; the gradients are
+    in standard coordinates, or in the units of ``X`` where the fit took a
+    torch model's own gradients.
 Proda (:class:`~skpoison.defenses.ProdaRegressor`)
     The winning group is held fixed; its small (minimum-norm, in the data's
     frame) least-squares fit is differentiated, and the margin is a soft rank
     of the residuals under it, as for TRIM. The returned model is least
     squares on the kept rows, which the attack differentiates itself.
 DUTI (:class:`~skpoison.defenses.DutiFilter`, ``kernel="linear"``)
-    DUTI flags the rows whose label correction turns on first along its lasso
-    path; at the path's last penalty ``kappa`` a row's correction is on iff
-    ``|v_i| > kappa`` with ``v = b + Z u`` (the fixed point of
-    :mod:`skpoison.defenses._duti`). The lasso's solution ``u`` is held fixed
-    within a step and ``b`` (the trusted-item-weighted ridge residuals of the
-    labels) is differentiated; the margin is a soft rank of ``|v|``. This ranks
-    the rows by the last penalty rather than by entry step: it agrees with
-    DUTI's flags except where rows that entered at different steps swap order.
+    DUTI ranks the rows by the path step ``k`` at which their label
+    correction turns on, ties broken by the size of the correction's gradient
+    just before, ``2 |b_i + z_i^T u_{k-1}| / gamma_{k-1}`` (``u`` the lasso's
+    fixed point of :mod:`skpoison.defenses._duti`, ``b`` the labels'
+    residuals under the trusted-item-weighted ridge). Each row's step and the
+    path's ``u`` are held fixed; ``b`` and ``gamma_max = 2 max |b|`` (which
+    scales the penalties) are differentiated, so the relaxed score is DUTI's
+    own score and the margin is a soft rank of it (the hard limit is exact).
+    Only the within-step part moves: crossing to another step is a jump the
+    gradient does not see.
 
 :func:`relaxed_acceptance` is the entry point; the helpers below are shared by
 the defenses' ``_relaxed_acceptance`` methods.

@@ -14,6 +14,7 @@ from skpoison.defenses import (
     DefendedRegressor,
     ITrimRegressor,
     ProdaRegressor,
+    SeverFilter,
     TrimRegressor,
 )
 
@@ -43,6 +44,7 @@ ADAPTED = {
     "bayesclean": BayesCleanFilter(),
     "trim": TrimRegressor(reject_fraction=0.2),
     "proda": ProdaRegressor(reject_fraction=0.2, random_state=0),
+    "sever": SeverFilter(reject_fraction=0.2),
 }
 
 
@@ -139,3 +141,31 @@ def test_errors(params, error, match):
     attack = StealthyPoisoner(0.1, n_outer_steps=1, random_state=0, **params)
     with pytest.raises(error, match=match):
         attack.fit(X, y, X_val=Xv, y_val=yv)
+
+
+def test_an_iterate_whose_defended_learner_diverges_is_never_kept():
+    from sklearn.linear_model import LinearRegression as OLS
+
+    from skpoison.attacks._adaptive import AdaptiveObjective
+    from skpoison.exceptions import DivergenceError
+
+    X, y, Xv, yv, _, _ = problem()
+    idx = np.arange(10)
+    calls = []
+
+    def victim_value(X_, y_, mask):
+        calls.append(mask.sum())
+        if len(calls) > 1:
+            raise DivergenceError("diverged")
+        return 1.0
+
+    import torch
+
+    objective = AdaptiveObjective(
+        BayesCleanFilter(), {}, X, y, idx, Xv, yv, victim_value, OLS(),
+        np.array([1.0, 0.5]), torch.zeros(1, dtype=torch.float64),
+    )  # fmt: skip
+    assert objective(X[idx], y[idx], 0, True)[0] == 1.0
+    val, gX, gy = objective(X[idx] + 1.0, y[idx], 1, True)
+    assert np.isnan(val)  # no true objective, but still a direction
+    assert np.isfinite(gX.numpy()).all() and np.isfinite(gy.numpy()).all()
