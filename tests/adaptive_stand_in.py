@@ -4,39 +4,12 @@
 adaptive attack's parameters (``defense``, ``adaptive_temperature``) that
 records, in :data:`TOLD`, what each of its fits was told, so that the
 evaluation's plumbing (which defense, seed and trusted items reach the attack)
-is tested without depending on the attack itself. :func:`relaxations` gives
-the defenses the attack-side method the evaluation looks for
-(``_relaxed_acceptance``) where they do not have it yet.
+is tested without depending on the attack itself (or its cost).
 """
 
-import contextlib
 import inspect
 
-import pytest
-
-from skpoison import defenses
 from skpoison.attacks import StealthyPoisoner
-
-
-@contextlib.contextmanager
-def relaxations(monkeypatch=None):
-    """BayesClean, TRIM, SEVER, Proda and DUTI with a ``_relaxed_acceptance``."""
-    with contextlib.ExitStack() as stack:
-        if monkeypatch is None:
-            monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
-        for name in ("BayesCleanFilter", "TrimRegressor", "SeverFilter",
-                     "ProdaRegressor", "DutiFilter"):  # fmt: skip
-            cls = getattr(defenses, name)
-            if not hasattr(cls, "_relaxed_acceptance"):
-                monkeypatch.setattr(
-                    cls, "_relaxed_acceptance", _no_gradient, raising=False
-                )
-        yield
-
-
-def _no_gradient(self, *args, **kwargs):  # the stand-in attack never calls it
-    raise NotImplementedError
-
 
 #: What each fit of a stand-in attack was told: (defense, n trusted items).
 TOLD = []
