@@ -125,6 +125,19 @@ def _add_run_options(p: argparse.ArgumentParser, n_jobs: int = 1) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_adaptive_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="also run, for each of BayesClean, TRIM, SEVER, Proda and DUTI, the "
+        "stealthy attack adapted to that defense (it knows the defense, its "
+        "settings and DUTI's trusted items) and evaluate it on that defense; "
+        "results.csv gets the columns adaptive and undefended_nmse, report.md a "
+        "section per study with each defense's gain against both attacks, and "
+        "adaptive_gain.png the same as curves",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skpoison`` command."""
     parser = argparse.ArgumentParser(
@@ -241,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the attack's T_out (Table II) - fewer is faster, weaker",
     )
     st.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _add_adaptive_option(st)
     _add_run_options(ev)
 
     rp = sub.add_parser(
@@ -349,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T_OUT",
         help="T_out of the Fig. 9 attack",
     )
+    _add_adaptive_option(rp)
     _add_run_options(rp, n_jobs=-1)
 
     f9 = sub.add_parser(
@@ -587,15 +602,18 @@ def _write_outputs(
     df, out: Path, *, title, command, wall_time, notes=None
 ) -> list[str]:
     from .evaluation._checkpoint import atomic_write_text
-    from .evaluation._curve import RESULT_COLUMNS
+    from .evaluation._curve import ADAPTIVE_COLUMNS, RESULT_COLUMNS
     from .evaluation._plots import plot_poisoning_curve
     from .evaluation._report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     # results.csv holds only what the arguments decide (bit-identical on a
     # resumed run); run times go to timings.csv.
-    atomic_write_text(out / "results.csv", df[list(RESULT_COLUMNS)].to_csv(index=False))
+    adaptive = [c for c in ADAPTIVE_COLUMNS if c in df.columns]
+    columns = [*RESULT_COLUMNS, *adaptive]
+    atomic_write_text(out / "results.csv", df[columns].to_csv(index=False))
     timing_cols = ["repetition", "attack", "alpha", "ratio", "defense"]
+    timing_cols += adaptive[:1]
     timing_cols += ["fit_time", "attack_time"]
     atomic_write_text(out / "timings.csv", df[timing_cols].to_csv(index=False))
     figures = plot_poisoning_curve(df, out)
@@ -626,6 +644,7 @@ def _run_study(
     command=None,
     victim_params=None,
     attacks=("stealthy",),
+    adaptive=False,
 ):
     from .evaluation import poisoning_curve
     from .evaluation._checkpoint import atomic_write_text
@@ -652,6 +671,7 @@ def _run_study(
             overwrite=args.overwrite,
             device=args.device,
             progress=not args.no_progress,
+            adaptive=adaptive,
         )
     wall = time.perf_counter() - t0
     # A rerun that computed nothing keeps the wall time of the run that did.
@@ -719,6 +739,7 @@ def _cmd_evaluate(args, argv) -> int:
         n_outer_steps=args.n_outer_steps,
         command="skpoison " + shlex.join(argv),
         victim_params=_penalty_params(args),
+        adaptive=args.adaptive,
     )
     return 0
 
@@ -798,6 +819,7 @@ def _cmd_reproduce(args, argv) -> int:
             title=f"Reproduction: {dataset} ({model})",
             n_outer_steps=args.n_outer_steps,
             command=command,
+            adaptive=args.adaptive,
         )
         results[(dataset, model)] = df
         index.append(

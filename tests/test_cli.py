@@ -56,6 +56,46 @@ def test_evaluate_writes_every_file(tmp_path, capsys):
     assert "report.md" in capsys.readouterr().out
 
 
+def test_evaluate_adaptive(tmp_path, capsys, monkeypatch):
+    from adaptive_stand_in import KnowsDefense
+
+    from skpoison.evaluation import _registry
+    from skpoison.evaluation._curve import ADAPTIVE_COLUMNS
+
+    # "stealthy" by name, built as an attack that takes a defense.
+    monkeypatch.setitem(
+        _registry._ATTACK_BUILDERS,
+        "stealthy",
+        lambda model, params: KnowsDefense(model=model, **params),
+    )
+    out = tmp_path / "study"
+    assert main(["evaluate", *SMALL, "--adaptive", "--out", str(out)]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == [*RESULT_COLUMNS, *ADAPTIVE_COLUMNS]
+    adaptive = df[df["adaptive"]]
+    assert sorted(set(adaptive["defense"])) == ["bayesclean", "trim"]
+    assert len(adaptive) == 2 * 2 * 2 * 2  # reps x alphas x ratios x defenses
+    assert "adaptive" in pd.read_csv(out / "timings.csv").columns
+    assert (out / "adaptive_gain.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "skpoison evaluate" in report and "--adaptive" in report
+    assert (
+        "| ratio | bayesclean | bayesclean (adaptive) | trim | trim (adaptive) |"
+        in (report)
+    )
+    assert "![adaptive_gain](adaptive_gain.png)" in report
+    # Resumable like any study; the same command again computes nothing.
+    assert main(["evaluate", *SMALL, "--adaptive", "--out", str(out)]) == 0
+    assert "nothing left to run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "reproduce"])
+def test_adaptive_is_an_option(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--adaptive" in capsys.readouterr().out
+
+
 def test_evaluate_on_a_csv_file(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 2))

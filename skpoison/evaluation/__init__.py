@@ -11,7 +11,13 @@ figures and tables, with 95 % intervals and paired tests
 from ._checkpoint import StudyStore
 from ._curve import DATASETS, PAPER_ALPHAS, PAPER_RATIOS, load_dataset, poisoning_curve
 from ._figure9 import figure_9
-from ._plots import plot_defense_gain, plot_detection, plot_nmse, plot_poisoning_curve
+from ._plots import (
+    plot_adaptive_gain,
+    plot_defense_gain,
+    plot_detection,
+    plot_nmse,
+    plot_poisoning_curve,
+)
 from ._registry import (
     ATTACK_NAMES,
     DEFENSE_NAMES,
@@ -43,6 +49,7 @@ __all__ = [
     "mean_interval",
     "n_trusted_items",
     "paired_test",
+    "plot_adaptive_gain",
     "plot_defense_gain",
     "plot_detection",
     "plot_nmse",

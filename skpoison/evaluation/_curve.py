@@ -26,6 +26,14 @@ alphas, each given its repetition's ``risk_ref``. Within a phase the units run i
 parallel with joblib, on any backend (``"loky"`` processes, or
 ``"dask"`` for a dask.distributed cluster).
 
+Adaptive attacks (``adaptive=True``, issue #15). For each attack that takes a
+``defense`` and each defense it can follow (BayesClean, TRIM, SEVER, Proda,
+DUTI), one more unit per (repetition, alpha): the same attack, seeds and
+``risk_ref``, told the defense (as the study builds it, seed included, and
+DUTI's trusted items), and evaluated on that defense and on "none" (the
+reference of its gain). Its rows have ``adaptive=True``; the ordinary rows are
+exactly those of the study without ``adaptive``.
+
 Reproducibility. Every seed of a unit (split, attack, victim, trusted items,
 each defense) is drawn from ``np.random.SeedSequence([random_state, repetition,
 ...])``, so it depends on the unit only, never on the order in which units run
@@ -58,11 +66,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.base import clone
 
 from ..datasets._split import _n_from_size
 from ._checkpoint import StudyStore, config_hash
 from ._registry import (
     SKLEARN_VICTIMS,
+    adaptive_target,
     build_defense,
     defense_label,
     inlier_mask,
@@ -129,6 +139,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "error",
 )
 TIME_COLUMNS: tuple[str, ...] = ("fit_time", "attack_time")
+#: Columns of an adaptive study (``adaptive=True``) only: whether the row's
+#: attack was adapted to the row's defense, and the test NMSE of the undefended
+#: victim on the same poisoned set (the reference of the row's gain).
+ADAPTIVE_COLUMNS: tuple[str, ...] = ("adaptive", "undefended_nmse")
 
 
 def load_dataset(name: str, *, random_state: int = 0):
@@ -205,6 +219,11 @@ class _Study:
     n_poisons: tuple[int, ...] = ()
     ratio_convention: str = "replacement"
     extra: dict = field(default_factory=dict)
+    # Adaptive studies: whether the table has the adaptive columns, the attacks
+    # that take a ``defense`` and the defenses they are adapted to (indices).
+    adaptive: bool = False
+    adaptive_attacks: tuple[int, ...] = ()
+    adaptive_targets: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.n_poisons:
@@ -273,8 +292,14 @@ def _make_victim(study: _Study, seed: int):
     return victim.set_params(**update)
 
 
-def _make_attacker(study: _Study, attack: int, alpha: float, risk_ref, n_train, seed):
-    """The unit's attack: what the protocol decides is set, the rest is the spec's."""
+def _make_attacker(
+    study: _Study, attack: int, alpha: float, risk_ref, n_train, seed, defense=None
+):
+    """The unit's attack: what the protocol decides is set, the rest is the spec's.
+
+    ``defense`` (an unfitted skpoison defense) makes it the adaptive attack
+    against that defense.
+    """
     from ._registry import build_attack
 
     model = study.model
@@ -293,25 +318,31 @@ def _make_attacker(study: _Study, attack: int, alpha: float, risk_ref, n_train, 
     if risk_ref is not None and math.isfinite(risk_ref) and risk_ref > 0:
         optional["risk_ref"] = float(risk_ref)
     update.update({k: v for k, v in optional.items() if k in has})
+    if defense is not None:
+        update["defense"] = clone(defense)
     return attacker.set_params(**update)
 
 
-def _poisoned_prefixes(attacker, X, y, X_val, y_val, n_poisons, n_clean=None):
+def _poisoned_prefixes(
+    attacker, X, y, X_val, y_val, n_poisons, n_clean=None, trusted=None
+):
     """Run the attack once; return {n_poison: (X_poisoned, y_poisoned, poison_idx)}.
 
     The smaller ratios are prefixes of the largest one (the paper's cumulative
     protocol): :meth:`~skpoison.attacks.BasePoisoner.resample_at` reads them off
     the fitted run. An attack whose ``fit`` takes ``X_val`` gets the split's
-    validation set (the paper's ``D_val``).
+    validation set (the paper's ``D_val``); one whose ``fit`` takes
+    ``X_trusted`` gets ``trusted`` (DUTI's trusted items, for an adaptive
+    attack), if given.
 
     Injection (``n_clean`` given): ``X`` is the clean training set (its first
     ``n_clean`` rows) followed by the copies the attack replaces; a prefix
     keeps the clean rows and the first ``n`` poison points only (the copies
     not yet replaced are dropped), the poison rows last.
     """
-    fit_params = inspect.signature(attacker.fit).parameters
-    val = {"X_val": X_val, "y_val": y_val} if "X_val" in fit_params else {}
-    attacker.fit(X, y, **val)
+    fit_params = {"X_val": X_val, "y_val": y_val, **(trusted or {})}
+    accepted = inspect.signature(attacker.fit).parameters
+    attacker.fit(X, y, **{k: v for k, v in fit_params.items() if k in accepted})
     out = {}
     for n in sorted(set(n_poisons) - {0}):
         Xk, yk = attacker.resample_at(n)
@@ -389,20 +420,72 @@ def _run_unit(study: _Study, X, y, unit: _Unit, risk_ref):
     seeds = _unit_seeds(study.random_state, unit.repetition)
     with _limited_threads(study.threads_per_unit):
         split = split_and_standardize(X, y, random_state=seeds["split_seed"])
-        attacked = _attack_split(study, unit, split, risk_ref, seeds["attack_seed"])
+        trusted = _trusted_items(study, split, seeds["trusted_seed"])
+        victim = _make_victim(study, seeds["victim_seed"])
+        defenses = _unit_defenses(study, unit)
+        defense = None
+        if unit.target is not None:
+            # The attacker knows the defense it faces, seed included.
+            _, spec, dseed = defenses[-1]
+            built, _ = build_defense(spec, victim, random_state=dseed)
+            defense = adaptive_target(built)
+        attacked = _attack_split(
+            study, unit, split, risk_ref, seeds["attack_seed"], defense, trusted
+        )
         todo = [
             (ratio, n)
             for ratio, n in zip(study.ratios, study.n_poisons)
             if (unit.clean if n == 0 else unit.evaluate)
         ]
+        context = dict(victim=victim, defenses=defenses, trusted=trusted)
         rows = (
-            _evaluate_ratios(study, unit, split, attacked, todo, seeds) if todo else []
+            _evaluate_ratios(study, unit, split, attacked, todo, seeds, **context)
+            if todo
+            else []
         )
     return {"risk_ref": attacked["risk_ref"], "rows": rows}
 
 
-def _attack_split(study, unit, split, risk_ref, seed):
-    """The poisoned prefixes of one split; an attack that diverges leaves none."""
+def _trusted_items(study, split, seed):
+    """DUTI's trusted items: a draw from the validation set (Appendix E)."""
+    n_train = split.X_train.shape[0]
+    n_trusted = n_trusted_items(study.preset_key, n_train, split.X_val.shape[0])
+    trusted = np.random.default_rng(seed).choice(
+        split.X_val.shape[0], n_trusted, replace=False
+    )
+    return {"X_trusted": split.X_val[trusted], "y_trusted": split.y_val[trusted]}
+
+
+def _unit_defenses(study, unit):
+    """The unit's defenses as ``[(label, spec, seed)]``.
+
+    Every defense for an ordinary unit; for an adaptive one "none" (the
+    reference of the gain) and, last, the defense its attack knows, with the
+    seed it has in every other unit.
+    """
+    chosen = [
+        i
+        for i, label in enumerate(study.labels)
+        if unit.target is None or (label == "none" and i != unit.target)
+    ]
+    if unit.target is not None:
+        chosen.append(unit.target)
+    return [
+        (
+            study.labels[i],
+            study.defenses[i],
+            _defense_seed(study.random_state, unit.repetition, study.labels[i]),
+        )
+        for i in chosen
+    ]
+
+
+def _attack_split(study, unit, split, risk_ref, seed, defense, trusted):
+    """The poisoned prefixes of one split; an attack that diverges leaves none.
+
+    ``defense``: the one an adaptive attack knows (None: the ordinary attack);
+    it also gets DUTI's ``trusted`` items, the ordinary attack only ``D_val``.
+    """
     from ..exceptions import DivergenceError
 
     Xtr, ytr = split.X_train, split.y_train
@@ -417,12 +500,19 @@ def _attack_split(study, unit, split, risk_ref, seed):
         )
         Xa, ya = np.vstack([Xtr, Xtr[copies]]), np.concatenate([ytr, ytr[copies]])
     attacker = _make_attacker(
-        study, unit.attack, unit.alpha, risk_ref, Xa.shape[0], seed
+        study, unit.attack, unit.alpha, risk_ref, Xa.shape[0], seed, defense=defense
     )
     error = ""
     try:
         prefixes = _poisoned_prefixes(
-            attacker, Xa, ya, split.X_val, split.y_val, study.n_poisons, n_clean
+            attacker,
+            Xa,
+            ya,
+            split.X_val,
+            split.y_val,
+            study.n_poisons,
+            n_clean,
+            trusted=None if defense is None else trusted,
         )
         unit_risk_ref = float(getattr(attacker, "risk_ref_", math.nan))
         if not math.isfinite(unit_risk_ref):  # nothing poisoned, or no R_ref
@@ -439,17 +529,11 @@ def _attack_split(study, unit, split, risk_ref, seed):
     )
 
 
-def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
-    """Every defense at every ratio of ``todo``: the result rows."""
+def _evaluate_ratios(
+    study, unit, split, attacked, todo, seeds, *, victim, defenses, trusted
+):
+    """Every defense of ``defenses`` at every ratio of ``todo``: the result rows."""
     n_train = split.X_train.shape[0]
-    victim = _make_victim(study, seeds["victim_seed"])
-    trusted_rng = np.random.default_rng(seeds["trusted_seed"])
-    n_trusted = n_trusted_items(study.preset_key, n_train, split.X_val.shape[0])
-    trusted = trusted_rng.choice(split.X_val.shape[0], n_trusted, replace=False)
-    trusted_params = {
-        "X_trusted": split.X_val[trusted],
-        "y_trusted": split.y_val[trusted],
-    }
     rows = []
     for ratio, k in todo:
         # The training set the defenses get: n_train rows when poison points
@@ -469,7 +553,7 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
             **seeds,
         )
         if k not in attacked["prefixes"]:  # the attack itself diverged
-            for label in study.labels:
+            for label, *_ in defenses:
                 rows.append(
                     _row(common, label, math.nan, True, attacked["error"], None, None)
                 )
@@ -477,10 +561,9 @@ def _evaluate_ratios(study, unit, split, attacked, todo, seeds):
         Xp, yp, poison_idx = attacked["prefixes"][k]
         is_poison = np.zeros(n_set, dtype=bool)
         is_poison[poison_idx] = True
-        for spec, label in zip(study.defenses, study.labels):
-            dseed = _defense_seed(study.random_state, unit.repetition, label)
+        for label, spec, dseed in defenses:
             estimator, wants_trusted = build_defense(spec, victim, random_state=dseed)
-            fit_params = trusted_params if wants_trusted else {}
+            fit_params = trusted if wants_trusted else {}
             t1 = time.perf_counter()
             score, diverged, error = _evaluate(
                 study, estimator, fit_params, Xp, yp, split.X_test, split.y_test
@@ -522,10 +605,15 @@ class _Unit:
     evaluate: bool
     clean: bool
     reference: str | None = None
+    #: Index of the defense an adaptive unit's attack knows (None: ordinary).
+    target: int | None = None
 
     def key(self, study: _Study) -> str:
         label = study.attack_labels[self.attack]
-        return f"rep{self.repetition:03d}_{label}_alpha{self.alpha!r}"
+        key = f"rep{self.repetition:03d}_{label}_alpha{self.alpha!r}"
+        if self.target is not None:
+            key += f"_adaptive-{study.labels[self.target]}"
+        return key
 
 
 def _plan(study: _Study, n_repetitions: int):
@@ -534,9 +622,12 @@ def _plan(study: _Study, n_repetitions: int):
     Phase 1: every attack at alpha = 1 (run for an attack with a stealth
     factor even when 1 is not among its alphas, then only for its ``risk_ref``);
     the first attack's unit also evaluates ratio 0, which no attack touches.
-    Phase 2: the other alphas, each after its repetition's alpha = 1 unit.
+    Phase 2: the other alphas, each after its repetition's alpha = 1 unit,
+    then the adaptive units (one per attack with a ``defense``, alpha and
+    target defense), normalised by the same ``risk_ref`` as the ordinary
+    attack so that only the knowledge of the defense differs.
     """
-    phase1, phase2 = [], []
+    phase1, phase2, adaptive = [], [], []
     for r in range(n_repetitions):
         for i, alphas in enumerate(study.attack_alphas):
             first = _Unit(r, i, 1.0, evaluate=1.0 in alphas, clean=i == 0)
@@ -546,14 +637,25 @@ def _plan(study: _Study, n_repetitions: int):
                 for a in alphas
                 if a != 1.0
             ]
-    return phase1, phase2
+            if i not in study.adaptive_attacks:
+                continue
+            adaptive += [
+                _Unit(r, i, a, True, False, first.key(study) if a != 1.0 else None, t)
+                for a in alphas
+                for t in study.adaptive_targets
+            ]
+    return phase1, phase2 + adaptive
 
 
 def _collect(study: _Study, phase1, phase2, results):
     """The result rows of every reported (repetition, attack, alpha).
 
     The clean rows (ratio 0) were evaluated once per repetition; each attack
-    and alpha gets a copy, so every curve starts from the same point.
+    and alpha gets a copy, so every curve starts from the same point (an
+    adaptive unit: of its two defenses). In an adaptive study each row also
+    says whether its attack was adaptive and, in ``_target``, which defense
+    that attack knew ("" for the ordinary attack; :func:`_tidy` pairs a row
+    with the "none" row of the same target).
     """
     rows = []
     by_rep = {}
@@ -569,12 +671,27 @@ def _collect(study: _Study, phase1, phase2, results):
                 continue
             own = results[unit.key(study)]
             label = study.attack_labels[unit.attack]
-            rows += [
+            unit_rows = [
                 dict(row, attack=label, alpha=unit.alpha, risk_ref=own["risk_ref"])
                 for row in clean_rows
             ]
-            rows += [row for row in own["rows"] if row["ratio"] != 0.0]
+            unit_rows += [row for row in own["rows"] if row["ratio"] != 0.0]
+            if study.adaptive:
+                unit_rows = _tag_adaptive(study, unit, unit_rows)
+            rows += unit_rows
     return rows
+
+
+def _tag_adaptive(study, unit, rows):
+    """Rows of one unit with ``adaptive`` and ``_target`` (see :func:`_collect`)."""
+    if unit.target is None:
+        return [dict(row, adaptive=False, _target="") for row in rows]
+    target = study.labels[unit.target]
+    return [
+        dict(row, adaptive=True, _target=target)
+        for row in rows
+        if row["defense"] in ("none", target)
+    ]
 
 
 def _batch_plan(ratios, n_train, preset_key, batch_size=None):
@@ -814,6 +931,7 @@ def poisoning_curve(
     threads_per_unit: int | None = 1,
     progress: bool = False,
     ratio_convention: str = "replacement",
+    adaptive: bool = False,
 ):
     """Test NMSE and defense gain against the poisoning ratio, per attack, alpha and defense.
 
@@ -896,6 +1014,19 @@ def poisoning_curve(
         fraction ``r`` of what the defenses get; injection keeps every clean
         point. Attacks must derive from
         :class:`~skpoison.attacks.BasePoisoner`, and ``r <= 0.5``.
+    adaptive : bool, default=False
+        Also run, for each defense, the attack adapted to it (issue #15): the
+        attack is told the defense (``set_params(defense=...)``, with the
+        defense's settings and seed, and DUTI's trusted items as ``fit``
+        parameters ``X_trusted`` / ``y_trusted`` where its ``fit`` takes them)
+        and its poison is evaluated on that defense. Only attacks with a
+        ``defense`` parameter (:class:`~skpoison.attacks.StealthyPoisoner`)
+        and the defenses with a relaxation the attack can differentiate
+        (BayesClean, TRIM, SEVER, Proda, DUTI) take part, with a linear
+        victim; the others are skipped with a warning. Each (repetition, attack, alpha, defense) is
+        its own unit, checkpointed like the others. The table gets the columns
+        ``adaptive`` and ``undefended_nmse`` (see Returns); its ordinary rows
+        are those of the same study without ``adaptive``.
 
     Returns
     -------
@@ -904,7 +1035,11 @@ def poisoning_curve(
         :data:`RESULT_COLUMNS` (``attack``, ``test_nmse``, ``defense_gain`` in percent,
         ``diverged``, the fraction of poison points and of clean points each
         defense rejected, ``risk_ref`` and every seed) plus the timings
-        ``fit_time`` and ``attack_time`` (seconds).
+        ``fit_time`` and ``attack_time`` (seconds). With ``adaptive=True``
+        also ``adaptive`` (the row's attack knew the row's defense) and
+        ``undefended_nmse`` (the undefended victim's test NMSE on the same
+        poisoned set: the reference of ``defense_gain``), after
+        :data:`RESULT_COLUMNS`; an adaptive row has no "none" row of its own.
 
     Raises
     ------
@@ -944,6 +1079,7 @@ def poisoning_curve(
         divergence_threshold=divergence_threshold,
         threads_per_unit=threads_per_unit,
         ratio_convention=ratio_convention,
+        adaptive=adaptive,
     )
     store = None
     if out_dir is not None:
@@ -1050,6 +1186,11 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
         n_poisons=n_poisons,
         ratio_convention=convention,
     )
+    adaptive = settings.get("adaptive", False)
+    if not isinstance(adaptive, (bool, np.bool_)):
+        raise TypeError(f"adaptive must be True or False, got {adaptive!r}.")
+    if adaptive:
+        study = _with_adaptive(study, model, attack_params)
     # What decides the results (a checkpoint folder is keyed by its hash).
     config = {name: getattr(study, name) for name in _CONFIG_FIELDS}
     config.update(
@@ -1061,6 +1202,8 @@ def _make_study(data, *, model, ratios, alphas, defenses, attacks, **settings):
     )
     if convention != "replacement":  # (the default leaves earlier hashes alone)
         config["ratio_convention"] = convention
+    if study.adaptive:  # absent otherwise: ordinary studies keep their hash
+        config["adaptive"] = True
     return study, X, y, config
 
 
@@ -1068,6 +1211,61 @@ def _is_base_poisoner(spec) -> bool:
     from ..attacks import BasePoisoner
 
     return isinstance(spec, BasePoisoner)
+
+
+def _with_adaptive(study, model, attack_params):
+    """The study with its adaptive attacks and targets; a warning names the rest."""
+    import dataclasses
+
+    from ._registry import build_attack
+
+    attacks = tuple(
+        i
+        for i, spec in enumerate(study.attacks)
+        if "defense"
+        in build_attack(spec, model=model, attack_params=attack_params).get_params()
+    )
+    if model == "mlp" and attacks:
+        # The adaptive attack differentiates a least-squares stand-in for the
+        # victim (the converged linear model): a network has none.
+        warnings.warn(
+            "adaptive: the adaptive attack needs a linear victim; with "
+            "model='mlp' every attack runs non-adaptively only.",
+            UserWarning,
+            stacklevel=4,
+        )
+        attacks = ()
+    targets = tuple(
+        i
+        for i, spec in enumerate(study.defenses)
+        if adaptive_target(build_defense(spec, _probe_regressor())[0]) is not None
+    )
+    skipped_attacks = [
+        label for i, label in enumerate(study.attack_labels) if i not in attacks
+    ]
+    if skipped_attacks:
+        warnings.warn(
+            f"adaptive: attacks {skipped_attacks} take no defense (no 'defense' "
+            "parameter) and run non-adaptively only.",
+            UserWarning,
+            stacklevel=4,
+        )
+    skipped = [
+        label
+        for i, label in enumerate(study.labels)
+        if i not in targets and label != "none"
+    ]
+    if skipped:
+        warnings.warn(
+            f"adaptive: defenses {skipped} have no relaxation an attack can follow "
+            "(no _relaxed_acceptance method; BayesClean, TRIM, SEVER, Proda and "
+            "DUTI have one) and face the non-adaptive attack only.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return dataclasses.replace(
+        study, adaptive=True, adaptive_attacks=attacks, adaptive_targets=targets
+    )
 
 
 # The study's settings that go into the checkpoint configuration as they are.
@@ -1178,7 +1376,8 @@ def _tidy(df, alphas, study):
     import pandas as pd
 
     if df.empty:
-        return pd.DataFrame(columns=[*RESULT_COLUMNS, *TIME_COLUMNS])
+        extra = ADAPTIVE_COLUMNS if study.adaptive else ()
+        return pd.DataFrame(columns=[*RESULT_COLUMNS, *extra, *TIME_COLUMNS])
     labels = list(study.labels)
     df["defense"] = pd.Categorical(df["defense"], categories=labels, ordered=True)
     attack_rank = {a: i for i, a in enumerate(study.attack_labels)}
@@ -1186,8 +1385,11 @@ def _tidy(df, alphas, study):
     df["_attack_rank"] = df["attack"].map(attack_rank)
     df["_alpha_rank"] = df["alpha"].map(alpha_rank).fillna(-1)
     order = ["repetition", "_attack_rank", "_alpha_rank", "ratio", "defense"]
-    df = df.sort_values(order).drop(columns=order[1:3]).reset_index(drop=True)
     keys = ["repetition", "attack", "alpha", "ratio"]
+    if study.adaptive:  # ordinary rows first, then each target's adaptive rows
+        order.insert(3, "adaptive")
+        keys.append("_target")
+    df = df.sort_values(order).drop(columns=order[1:3]).reset_index(drop=True)
     ref = df[df["defense"] == "none"].set_index(keys)["test_nmse"]
     reference = ref.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1197,4 +1399,11 @@ def _tidy(df, alphas, study):
     df["defense"] = df["defense"].astype(str)
     for col in ("n_kept", "defense_seed"):
         df[col] = df[col].astype("Int64")
-    return df[[*RESULT_COLUMNS, *TIME_COLUMNS]]
+    if not study.adaptive:
+        return df[[*RESULT_COLUMNS, *TIME_COLUMNS]]
+    df["undefended_nmse"] = reference
+    # An adaptive unit's "none" row served as its reference; the ordinary
+    # attack's "none" rows are the undefended curve.
+    df = df[~(df["adaptive"] & (df["defense"] == "none"))].reset_index(drop=True)
+    df["adaptive"] = df["adaptive"].astype(bool)
+    return df[[*RESULT_COLUMNS, *ADAPTIVE_COLUMNS, *TIME_COLUMNS]]

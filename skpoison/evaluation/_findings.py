@@ -38,7 +38,9 @@ say.
 The findings are about the paper's attack: in a study that compares attacks
 (an ``attack`` column), only the stealthy attack's rows (``"stealthy"`` or a
 :class:`~skpoison.attacks.StealthyPoisoner` object) are judged and the other
-attacks are ignored; a study without them has no findings.
+attacks are ignored; a study without them has no findings. The rows of an
+adaptive attack (``adaptive=True``) are left out too: the findings are the
+same with and without ``adaptive``.
 
 BayesClean's two accept rules (the text's ``|y - mu| <= c1 sigma`` and
 Alg. 5's literal ``|y| <= |mu + c1 sigma|``) are compared side by side.
@@ -387,7 +389,13 @@ _STEALTHY = ("stealthy", "StealthyPoisoner")
 
 
 def _stealthy(df):
-    """The rows of the stealthy attack (all rows of a table without attacks)."""
+    """The rows of the stealthy attack (all rows of a table without attacks).
+
+    The paper's attack ignores the defense: the rows of the attack adapted to
+    it (``adaptive=True``) are not its findings' evidence.
+    """
+    if "adaptive" in df.columns:
+        df = df[~df["adaptive"].astype(bool)]
     if "attack" not in df.columns:
         return df
     return df[df["attack"].isin(_STEALTHY)]

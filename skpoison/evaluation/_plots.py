@@ -7,7 +7,11 @@
   red (Figs. 6, 7, 10);
   DUTI, which uses a trusted set, is dashed as in the paper;
 - :func:`plot_detection`: the fraction of poison points each defense rejected
-  (how the stealth of the attack shows).
+  (how the stealth of the attack shows);
+- :func:`plot_adaptive_gain` (studies with ``adaptive=True``): each defense's
+  gain against the non-adaptive attack (solid) and against the attack adapted
+  to it (dashed, same colour), a panel per attack and alpha. The other figures
+  draw the non-adaptive rows of such a study only.
 
 Error bars are 95 % Student t confidence intervals of the mean over
 repetitions (:func:`~skpoison.evaluation.mean_interval`; diverged runs left
@@ -31,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._report import curves
+from ._report import _same_curve, curves
 from ._stats import mean_interval
 
 __all__ = [
+    "plot_adaptive_gain",
     "plot_defense_gain",
     "plot_detection",
     "plot_nmse",
@@ -159,11 +164,14 @@ def plot_nmse(results, ax=None):
     >>> fig.axes[0].get_ylabel()
     'test NMSE (no defense)'
     """
+    from ._adaptive import split_adaptive
+
     if ax is None:
         fig, (ax,) = _figure(1, height=4.0)
     else:
         fig = ax.figure
-    none = results[results["defense"] == "none"]
+    none = split_adaptive(results)[0]
+    none = none[none["defense"] == "none"]
     drawn = []
     for label, part in curves(none, alpha_name="α"):
         drawn.append(_stats(part, "test_nmse"))
@@ -178,6 +186,9 @@ def plot_nmse(results, ax=None):
 
 
 def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what):
+    from ._adaptive import split_adaptive
+
+    results, _ = split_adaptive(results)  # the non-adaptive attack's curves
     defended = results[results["defense"] != "none"]
     panels = curves(defended, alpha_name="α")
     fig, axes = _figure(max(1, len(panels)), sharey=sharey)
@@ -212,15 +223,15 @@ def _per_alpha(results, value, ylabel, *, shade_negative, percent, sharey, what)
             ax.set_ylim(max(ax.get_ylim()[0], -3.0), min(ax.get_ylim()[1], 103.0))
     for ax in axes if not sharey else axes[:1]:
         ax.set_ylabel(ylabel)
+    return _titled(fig, axes, results, what, f"defense\n{_interval_note(drawn)}")
+
+
+def _titled(fig, axes, results, what, legend):
+    """The figure's title (study and ``what``) and its legend (titled ``legend``)."""
     name = _study_name(results)
     fig.suptitle(f"{name + ': ' if name else ''}{what}")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="outside right upper",
-        title=f"defense\n{_interval_note(drawn)}",
-    )
+    fig.legend(handles, labels, loc="outside right upper", title=legend)
     return fig
 
 
@@ -300,6 +311,69 @@ def plot_detection(results, *, sharey: bool = True):
     )
 
 
+@_styled
+def plot_adaptive_gain(results, *, sharey: bool = True):
+    """Each defense's gain [%] against the non-adaptive and the adaptive attack.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Output of :func:`~skpoison.evaluation.poisoning_curve` with
+        ``adaptive=True``; only the defenses with adaptive rows are drawn.
+    sharey : bool, default=True
+        One y-axis for all panels.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame(dict(alpha=1.0, ratio=[0.0, 0.1, 0.0, 0.1],
+    ...     defense="trim", adaptive=[False, False, True, True],
+    ...     test_nmse=[0.35, 0.4, 0.35, 0.9], defense_gain=[-16.7, 55.6, -16.7, 10.0],
+    ...     diverged=False))
+    >>> fig = plot_adaptive_gain(df)
+    >>> [line.get_label() for line in fig.axes[0].containers]
+    ['trim', 'trim (adaptive)']
+    """
+    from ._adaptive import split_adaptive
+
+    plain, adaptive = split_adaptive(results)
+    if adaptive is None:
+        raise ValueError(
+            "results has no adaptive rows (poisoning_curve(adaptive=True))."
+        )
+    panels = curves(adaptive, alpha_name="α")
+    # Wider panels: the legend holds two entries per defense.
+    fig, axes = _figure(max(1, len(panels)), width=4.6, sharey=sharey)
+    drawn = []
+    for ax, (title, part) in zip(axes, panels):
+        same = _same_curve(plain, part)
+        for k, (name, sub) in enumerate(part.groupby("defense", sort=False)):
+            color = f"C{k % 10}"
+            base = same[same["defense"] == name]
+            drawn += [_stats(base, "defense_gain"), _stats(sub, "defense_gain")]
+            _curve(ax, drawn[-2], label=name, color=color)
+            _curve(
+                ax,
+                drawn[-1],
+                label=f"{name} (adaptive)",
+                color=color,
+                linestyle="--",
+                mfc="white",
+            )
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set_title(title)
+        ax.set_xlabel("poisoning points [%]")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test defense gain [%]")
+    what = "defense gain, non-adaptive vs adaptive"
+    legend = f"defense (dashed: adaptive)\n{_interval_note(drawn)}"
+    return _titled(fig, axes, results, what, legend)
+
+
 def plot_poisoning_curve(
     results,
     out_dir,
@@ -328,8 +402,10 @@ def plot_poisoning_curve(
     -------
     paths : list of str
         The PNG files written (relative to ``out_dir``): ``nmse.png``,
-        ``defense_gain.png``, ``detection.png``; their vector twins
-        (``nmse.pdf``, ...) lie next to them.
+        ``defense_gain.png``, ``detection.png`` (from the non-adaptive rows)
+        and, for a study with adaptive rows, ``adaptive_gain.png``
+        (:func:`plot_adaptive_gain`); their vector twins (``nmse.pdf``, ...)
+        lie next to them.
 
     Examples
     --------
@@ -346,12 +422,17 @@ def plot_poisoning_curve(
         raise ValueError(f"vector must be 'pdf', 'svg' or None, got {vector!r}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from ._adaptive import split_adaptive
+
     written = []
-    figures = {"nmse": plot_nmse(results)}
-    if (results["defense"] != "none").any():
-        figures["defense_gain"] = plot_defense_gain(results, sharey=sharey)
-        if (results["ratio"] > 0).any():
-            figures["detection"] = plot_detection(results, sharey=sharey)
+    plain, adaptive = split_adaptive(results)
+    figures = {"nmse": plot_nmse(plain)}
+    if (plain["defense"] != "none").any():
+        figures["defense_gain"] = plot_defense_gain(plain, sharey=sharey)
+        if (plain["ratio"] > 0).any():
+            figures["detection"] = plot_detection(plain, sharey=sharey)
+    if adaptive is not None:
+        figures["adaptive_gain"] = plot_adaptive_gain(results, sharey=sharey)
     for name, fig in figures.items():
         fname = f"{prefix}{name}.png"
         save_figure(fig, out_dir / fname, vector=vector)

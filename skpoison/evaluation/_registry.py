@@ -50,6 +50,14 @@ estimator with ``fit`` that sets ``inlier_mask_``, wrapped in
 :class:`~skpoison.defenses.DefendedRegressor` with the victim). A defense whose
 ``fit`` takes ``X_trusted`` receives the trusted items.
 
+Adaptive attacks (``poisoning_curve(..., adaptive=True)``): an attack with a
+``defense`` parameter (:class:`~skpoison.attacks.StealthyPoisoner`) can be told
+the defense it faces. :func:`adaptive_target` reads that defense off the
+estimator :func:`build_defense` made: the skpoison defense inside it, with the
+settings above, if it has a relaxation for the attack to differentiate
+(BayesClean, TRIM, SEVER, Proda and DUTI); the others (``"none"``,
+``"huber"``, ``"itrim"``, plain regressors) are not attacked adaptively.
+
 DUTI's trusted items are sampled from the validation set with the paper's
 counts (101 Loan, 48 Heart, 8 Boston, 296 Appliances, about 3% of the training
 set each); for any other data the same ratio to the training-set size is used
@@ -68,6 +76,7 @@ __all__ = [
     "DEFENSE_NAMES",
     "PAPER_TRUSTED_ITEMS",
     "SKLEARN_VICTIMS",
+    "adaptive_target",
     "attack_label",
     "build_attack",
     "build_defense",
@@ -434,6 +443,33 @@ def build_defense(spec, victim, *, random_state: int | None = None):
     if random_state is not None and estimator is not victim:
         estimator = _set_seed(estimator, int(random_state))
     return estimator, _wants_trusted(estimator)
+
+
+def adaptive_target(estimator):
+    """The defense an adaptive attack against ``estimator`` is told, or None.
+
+    ``estimator`` is what :func:`build_defense` returns: a
+    :class:`~skpoison.defenses.DefendedRegressor` (the candidate is its
+    ``defense``), a robust regressor such as
+    :class:`~skpoison.defenses.TrimRegressor` (itself), or a plain regressor
+    (none). A candidate is a target if it is a skpoison defense with a
+    relaxation of its accept decision (a ``_relaxed_acceptance`` method, what
+    the adaptive attack differentiates); the defense returned is an unfitted
+    clone.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> adaptive_target(build_defense("huber", LinearRegression())[0]) is None
+    True
+    >>> adaptive_target(build_defense("none", LinearRegression())[0]) is None
+    True
+    """
+    from ..defenses import BaseDefense, DefendedRegressor
+
+    inner = estimator.defense if isinstance(estimator, DefendedRegressor) else estimator
+    relaxed = callable(getattr(inner, "_relaxed_acceptance", None))
+    return clone(inner) if isinstance(inner, BaseDefense) and relaxed else None
 
 
 def inlier_mask(estimator, n_samples: int) -> np.ndarray | None:

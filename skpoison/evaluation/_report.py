@@ -24,8 +24,12 @@ _VALUES = ["test_nmse", "defense_gain", "poison_rejected", "clean_rejected"]
 
 def _keys(results) -> list[str]:
     # Tables written before the evaluation took several attacks have no
-    # ``attack`` column: they hold the stealthy attack only.
-    return [k for k in _KEYS if k != "attack" or "attack" in results.columns]
+    # ``attack`` column: they hold the stealthy attack only. An adaptive
+    # study's rows are grouped by whether their attack knew the defense.
+    keys = [k for k in _KEYS if k != "attack" or "attack" in results.columns]
+    if "adaptive" in results.columns:
+        keys.insert(keys.index("alpha") + 1, "adaptive")
+    return keys
 
 
 def low(values):  # the names become the summary's column suffixes
@@ -71,7 +75,8 @@ def summarize(results):
     Returns
     -------
     summary : pandas.DataFrame
-        One row per dataset x model x attack x alpha x ratio x defense with ``n_runs``,
+        One row per dataset x model x attack x alpha x ratio x defense (and
+        ``adaptive``, for a table that has the column) with ``n_runs``,
         ``n_diverged`` and, for ``test_nmse``, ``defense_gain``,
         ``poison_rejected`` and ``clean_rejected``, the ``_mean``, ``_std``
         (sample standard deviation; NaN for a single run), ``_median`` and the
@@ -235,7 +240,11 @@ def write_report(
     ``mean [low, high] (median)`` over repetitions, the bracket a 95 % Student
     t interval, with ``[k div.]`` when ``k`` runs diverged; each gain table
     ends with the best defense per ratio by a paired test
-    (:func:`best_by_ratio`), within its attack and alpha.
+    (:func:`best_by_ratio`), within its attack and alpha. A study with
+    ``adaptive=True`` gets these from its non-adaptive rows (the same tables as
+    without ``adaptive``), then a section per study comparing each defense
+    against the non-adaptive and the adaptive attack
+    (:mod:`skpoison.evaluation._adaptive`).
 
     Parameters
     ----------
@@ -276,6 +285,9 @@ def write_report(
     >>> "| 10% | 55.6 [-, -] (55.6) | - |" in text
     True
     """
+    from ._adaptive import adaptive_markdown, split_adaptive
+
+    results, adaptive = split_adaptive(results)
     summary = summarize(results)
     n_rows = len(results)
     n_div = int(results["diverged"].astype(bool).sum())
@@ -295,6 +307,11 @@ def write_report(
         f"ratios: {', '.join(f'{100 * r:g}%' for r in sorted(results['ratio'].unique()))}",
         f"- rows: {n_rows}; diverged runs: {n_div}",
     ]
+    if adaptive is not None:
+        meta.append(
+            f"- adaptive attack against: {', '.join(map(str, adaptive['defense'].unique()))}"
+            f" ({len(adaptive)} more rows)"
+        )
     if wall_time is not None:
         meta.append(f"- wall time: {wall_time:.1f} s")
     parts += meta + [""]
@@ -343,6 +360,11 @@ def write_report(
         if defended.empty:
             continue
         raw = results[(results["dataset"] == dataset) & (results["model"] == model)]
+        adapted = None
+        if adaptive is not None:
+            adapted = adaptive[
+                (adaptive["dataset"] == dataset) & (adaptive["model"] == model)
+            ]
         for label, part in curves(defended):
             best = best_by_ratio(_same_curve(raw, part))
             parts += [f"### Defense gain [%], {label} (Figs. 6, 7, 10)", ""]
@@ -370,6 +392,13 @@ def write_report(
                     ),
                     "",
                 ]
+        if adapted is not None and not adapted.empty:
+            parts += adaptive_markdown(
+                raw,
+                adapted,
+                all_defenses=list(dict.fromkeys(raw["defense"])),
+                all_attacks=list(dict.fromkeys(raw.get("attack", []))),
+            )
     text = "\n".join(parts)
     Path(path).write_text(text, encoding="utf-8")
     return text
