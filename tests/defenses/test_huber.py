@@ -89,3 +89,36 @@ def test_robust_criteria_run_in_the_search(scoring):
 def test_trim_fraction_out_of_range_is_an_error():
     with pytest.raises(ValueError, match="trim_fraction"):
         make_huber_baseline(scoring="trimmed", trim_fraction=1.0)
+
+
+@pytest.mark.parametrize("scoring", ["neg_mean_squared_error", "trimmed"])
+def test_warm_started_search_chooses_like_the_cold_one(outlier_data, scoring):
+    X, y, _ = outlier_data
+    grid = [1.1, 1.35, 2.0, 3.0, 10.0]
+    warm = make_huber_baseline(grid, cv=3, scoring=scoring).fit(X, y)
+    cold = make_huber_baseline(grid, cv=3, scoring=scoring, warm_start=False)
+    cold.fit(X, y)
+    assert warm.warm_start and not cold.warm_start
+    assert warm.best_params_ == cold.best_params_
+    assert warm.best_index_ == cold.best_index_
+    # The chosen epsilon is refitted from zero: the same final model.
+    np.testing.assert_array_equal(
+        warm.best_estimator_.coef_, cold.best_estimator_.coef_
+    )
+    np.testing.assert_array_equal(warm.predict(X), cold.predict(X))
+    for key in ("mean_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_allclose(warm.cv_results_[key], cold.cv_results_[key],
+                                   rtol=1e-3)  # fmt: skip
+    np.testing.assert_array_equal(
+        warm.cv_results_["rank_test_score"], cold.cv_results_["rank_test_score"]
+    )
+    assert warm.n_splits_ == 3 and warm.best_score_ == pytest.approx(
+        cold.best_score_, rel=1e-3
+    )
+
+
+def test_warm_start_is_a_parameter_of_the_search():
+    from sklearn.base import clone
+
+    search = make_huber_baseline([1.35, 3.0], warm_start=False)
+    assert clone(search).get_params()["warm_start"] is False
