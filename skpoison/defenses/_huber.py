@@ -30,12 +30,12 @@ of a linear study unit's time. By default each fold fits the epsilons in
 increasing order, each starting from the previous solution
 (``warm_start=True``), and the chosen epsilon is refitted from zero on all
 the data as ``GridSearchCV`` does. L-BFGS stops at its tolerance, so the
-validation scores differ from the cold search's in about the fourth digit and
-a near tie could be decided the other way; on 16 poisoned Boston Housing
+validation scores differ from the cold search's (up to 4e-5 relative) and a
+near tie could be decided the other way; on 16 poisoned Boston Housing
 training sets of the study's shape both searches chose the same epsilon every
-time and the final coefficients were identical, the search 1.3x faster
-(``python benchmarks/bench_huber.py``, results in
-``benchmarks/results/huber.json`` with the commit). ``warm_start=False`` is
+time and the final coefficients were identical, the search 1.22x faster
+(``python benchmarks/bench_huber.py`` at b7c07e6, results in
+``benchmarks/results/huber.json``). ``warm_start=False`` is
 the plain ``GridSearchCV``.
 
 Bad data. ``GridSearchCV`` catches the error of every failed fit and reports
