@@ -95,8 +95,9 @@ def test_trim_fraction_out_of_range_is_an_error():
 def test_warm_started_search_chooses_like_the_cold_one(outlier_data, scoring):
     X, y, _ = outlier_data
     grid = [1.1, 1.35, 2.0, 3.0, 10.0]
-    warm = make_huber_baseline(grid, cv=3, scoring=scoring).fit(X, y)
-    cold = make_huber_baseline(grid, cv=3, scoring=scoring, warm_start=False)
+    warm = make_huber_baseline(grid, cv=3, scoring=scoring, warm_start=True)
+    warm.fit(X, y)
+    cold = make_huber_baseline(grid, cv=3, scoring=scoring)
     cold.fit(X, y)
     assert warm.warm_start and not cold.warm_start
     assert warm.best_params_ == cold.best_params_
@@ -120,5 +121,6 @@ def test_warm_started_search_chooses_like_the_cold_one(outlier_data, scoring):
 def test_warm_start_is_a_parameter_of_the_search():
     from sklearn.base import clone
 
-    search = make_huber_baseline([1.35, 3.0], warm_start=False)
-    assert clone(search).get_params()["warm_start"] is False
+    assert make_huber_baseline([1.35, 3.0]).warm_start is False  # the default
+    search = make_huber_baseline([1.35, 3.0], warm_start=True)
+    assert clone(search).get_params()["warm_start"] is True
