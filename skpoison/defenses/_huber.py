@@ -33,11 +33,11 @@ does. L-BFGS stops at its tolerance, so the
 validation scores differ from the cold search's (up to 4e-5 relative) and a
 near tie could be decided the other way; on 16 poisoned Boston Housing
 training sets of the study's shape both searches chose the same epsilon every
-time and the final coefficients were identical, the search 1.22x faster
-(``python benchmarks/bench_huber.py`` at b7c07e6, results in
+time and the final coefficients were identical, the search 1.28x faster
+(``python benchmarks/bench_huber.py`` at c164973, results in
 ``benchmarks/results/huber.json``). But in the full protocol on Boston Housing
-(``python benchmarks/bench_study.py --shape boston`` at 39b1fd4, 280 Huber
-rows, ``benchmarks/results/study_boston.json``) 2 searches chose another
+(``python benchmarks/bench_study.py --shape boston`` at 39b1fd4,
+rebased as 9663c8e; 280 Huber rows, ``benchmarks/results/study_boston.json``) 2 searches chose another
 epsilon than the cold search (test NMSE off by up to 6.3e-4), so the default
 stays ``warm_start=False``, the plain ``GridSearchCV``, whose results do not
 depend on L-BFGS's tolerance.
