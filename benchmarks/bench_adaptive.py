@@ -33,7 +33,8 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_adaptive.py --datasets boston --seeds 0
 
 Results go to ``benchmarks/results/adaptive.json`` (rewritten after every
-seed, so an interrupted run keeps what it finished).
+seed, so an interrupted run keeps what it finished). ``--summarise A.json
+B.json`` prints the summary of the rows of several result files together.
 """
 
 from __future__ import annotations
@@ -228,7 +229,19 @@ def main():
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "adaptive.json")
     )
+    parser.add_argument(
+        "--summarise",
+        nargs="+",
+        metavar="JSON",
+        help="print the summary of the rows of these result files (no run)",
+    )
     args = parser.parse_args()
+    if args.summarise:
+        rows = [
+            r for f in args.summarise for r in json.loads(Path(f).read_text())["rows"]
+        ]
+        print_summary(*summarise(rows, DEFENSES))
+        return
     rows, times = [], {}
     at = commit()  # the code that runs, read once
     for seed in args.seeds:
@@ -266,14 +279,21 @@ def main():
                 rows=rows,
             )
             Path(args.out).write_text(json.dumps(result, indent=1))
+    print_summary(cells, mean, goal)
+
+
+def print_summary(cells, mean, goal):
     print(f"{'dataset':11s} {'ratio':>5s} {'alpha':>5s} {'defense':10s} "
-          f"{'non-adapt':>9s} {'adaptive':>9s} {'ratio':>6s}")  # fmt: skip
+          f"{'seeds':>5s} {'non-adapt':>9s} {'adaptive':>9s} {'ratio':>6s}")  # fmt: skip
     for c in cells:
         print(
             f"{c['dataset']:11s} {c['ratio']:5.2f} {c['alpha']:5.2f} "
-            f"{c['defense']:10s} {c['non_adaptive_nmse']:9.4f} "
+            f"{c['defense']:10s} {c['n_seeds']:5d} {c['non_adaptive_nmse']:9.4f} "
             f"{c['adaptive_nmse']:9.4f} {c['damage_ratio']:6.2f}"
         )
+    for name, value in mean.items():
+        print(f"mean damage ratio, {name}: {value:.3f}")
+    print(f"average over BayesClean, TRIM and SEVER: {goal:.3f}")
 
 
 if __name__ == "__main__":
