@@ -79,7 +79,7 @@ from sklearn.utils.validation import check_array
 from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, mask_keep_lowest
-from ._linear import gram_statistics, solve_gram
+from ._linear import _column_medians, gram_statistics, solve_gram
 
 try:  # imbalanced-learn registers ``fit_resample`` as a routable method on import,
     # which must happen before the class below is defined for
@@ -127,7 +127,7 @@ class _LinearLasso:
         # Shifting the features (trusted items alike) by the training medians
         # changes only the unpenalised intercept, not the model, and keeps the
         # Gram matrix free of the cancellation that large offsets cause.
-        shift = np.median(X, axis=0)
+        shift = _column_medians(X)  # np.median's, faster
         X, X_t = X - shift, X_t - shift
         self.X = X
         self.shift = shift

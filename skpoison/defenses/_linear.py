@@ -104,15 +104,33 @@ def add_intercept(X: np.ndarray) -> np.ndarray:
     return Z
 
 
+def _column_medians(S: np.ndarray) -> np.ndarray:
+    """``np.median(S, axis=0)`` for finite ``S``, bit for bit, about 4x faster.
+
+    One selection per column on a transposed copy (``np.median`` selects two
+    order statistics on the strided columns and a third to look for NaN); for
+    an even count the lower middle value is the largest below the upper one.
+    """
+    m = S.shape[0]
+    k = m // 2
+    T = np.array(S.T, order="C")  # always a copy: partitioned in place
+    T.partition(k, axis=1)
+    if m % 2:
+        return T[:, k].copy()
+    return (T[:, :k].max(axis=1) + T[:, k]) / 2
+
+
 def _centre_and_scale(A: np.ndarray, name: str):
     """``(A - median) / scale`` (a new array), the median and the scale, per column."""
     with np.errstate(over="ignore", invalid="ignore"):
         # The origin only has to lie among the bulk of the data: the median of
         # at most 8192 evenly spaced rows is as good, and costs no full sort.
-        offset = np.median(A[:: max(1, A.shape[0] // 8192)], axis=0)
+        offset = _column_medians(A[:: max(1, A.shape[0] // 8192)])
         out = A - offset
         scale = np.maximum(out.max(axis=0, initial=0.0), -out.min(axis=0, initial=0.0))
-    if not (np.isfinite(out).all() and np.isfinite(scale).all()):
+    # max and min propagate NaN and inf: a finite scale is a finite ``out``
+    # (no pass over the whole array for it).
+    if not (np.isfinite(offset).all() and np.isfinite(scale).all()):
         raise ValueError(
             f"{name} is too large for float64 least squares: its spread overflows. "
             "Rescale it first."
@@ -234,7 +252,10 @@ def gram_statistics(
             if sample_mask is not None:
                 keep = sample_mask[start : start + step]
                 Xb, yb = Xb[keep], yb[keep]
-            if offset is not None:
+                if offset is not None:  # Xb is a copy already: shift it in place
+                    Xb -= offset[0]
+                    yb -= offset[1]
+            elif offset is not None:
                 Xb, yb = Xb - offset[0], yb - offset[1]
             col_sum = Xb.sum(axis=0)
             ZtZ[:d, :d] += Xb.T @ Xb

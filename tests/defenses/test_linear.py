@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression, Ridge
 
 from skpoison.defenses._linear import (
+    _column_medians,
     add_intercept,
     gram_statistics,
     predict_linear,
@@ -68,3 +69,23 @@ def test_non_finite_statistics_are_an_error():
     ZtZ[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         solve_gram(ZtZ, np.ones(2))
+
+
+@given(
+    m=st.integers(1, 60),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+    ties=st.booleans(),
+)
+def test_column_medians_are_numpys_bit_for_bit(m, d, seed, ties):
+    # The frame's origin: a faster selection must not move it by one bit.
+    rng = np.random.default_rng(seed)
+    S = rng.normal(size=(m, d)) * 10.0 ** rng.integers(-300, 300, size=d)
+    if ties:
+        S = np.round(S * 2) / 2  # many equal values
+    before = S.copy()
+    np.testing.assert_array_equal(_column_medians(S), np.median(S, axis=0))
+    # A column view (y[:, None]) transposes to a contiguous row: never sorted in place.
+    column = S[:, 0].copy()[:, None]
+    np.testing.assert_array_equal(_column_medians(column), np.median(column, axis=0))
+    np.testing.assert_array_equal(S, before)
