@@ -21,7 +21,8 @@ Gradient
     ``adaptive_temperature[0]`` to ``adaptive_temperature[1]`` over the outer
     steps). The victim is modelled as weighted least squares on all rows,
     ``w(s) = argmin sum_i s_i (x_i^T w + b - y_i)^2``, its converged limit
-    (for a scikit-learn victim, that estimator with ``sample_weight = s``), so
+    (for a scikit-learn victim, that estimator with ``sample_weight = s``;
+    the true objective trains the victim itself), so
     by the chain rule, for a poison row ``p``::
 
         dL/dx_p = (dL/dx_p)|_s + sum_i (dL/ds_i) (ds_i/dx_p)
@@ -38,12 +39,15 @@ Gradient
 Step
     The adaptive ascents move each point by at most ``outer_lr / 3`` per step
     (``STEP_SCALE``): the relaxed objective is a worse guide than the
-    undefended one far from the current kept set, and on Boston (seed 1 of
-    ``benchmarks/bench_adaptive.py``) the shorter step gave a higher damage
-    ratio averaged over BayesClean, TRIM and SEVER (1.34 against 1.30).
+    undefended one far from the current kept set, and on Boston
+    (``benchmarks/bench_adaptive.py --datasets boston --seeds 1``, run on the
+    parent of commit 4311daa with the step as a patched constant) the shorter
+    step gave a higher damage ratio averaged over BayesClean, TRIM and SEVER
+    (1.34 against 1.30 for ``outer_lr``; one seed, so a weak preference).
 Starts
-    Two starts per batch, each kept by its best true objective: the copies of
-    the replaced points (the paper's ``initDp``), and the non-adaptive
+    Two starts per batch, each kept by its best true objective: the
+    non-adaptive ascent's start (``init``; by default the copies of the
+    replaced points, the paper's ``initDp``), and the non-adaptive
     attack's batch (so the adaptive attack's true objective is at least the
     non-adaptive one's on every batch).
 """
