@@ -43,11 +43,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import commit
 from sklearn.base import clone
 
 from skpoison.attacks import StealthyPoisoner
@@ -202,16 +202,6 @@ def summarise(rows, defenses):
     mean = {k: float(np.mean(v)) for k, v in per_defense.items()}
     goal = [mean[k] for k in GOAL if k in mean]
     return cells, mean, (float(np.mean(goal)) if goal else float("nan"))
-
-
-def commit():
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        return out.stdout.strip()
-    except OSError:  # pragma: no cover
-        return "unknown"
 
 
 def main():
