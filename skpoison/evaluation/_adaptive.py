@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._stats import mean_interval
+from ._stats import VALUE_BOUNDS, mean_interval
 
 __all__ = ["adaptive_markdown", "split_adaptive"]
 
@@ -71,11 +71,13 @@ def damage_ratios(plain, adaptive) -> list[tuple[str, str, str, str, str]]:
     """Rows ``(curve, defense, NMSE non-adaptive, NMSE adaptive, ratio)``.
 
     ``plain`` and ``adaptive`` hold one dataset and model. Each cell is a mean
-    over repetitions with its 95 % t interval; the ratio is taken per
-    repetition (paired) and then averaged.
+    over repetitions with its 95 % t interval (clipped at 0: NMSEs and their
+    ratios are not negative); the ratio is taken per repetition (paired) and
+    then averaged.
     """
     from ._report import _same_curve, curves
 
+    nmse = VALUE_BOUNDS["test_nmse"]
     out = []
     for label, part in curves(adaptive):
         same = _same_curve(plain, part)
@@ -89,9 +91,10 @@ def damage_ratios(plain, adaptive) -> list[tuple[str, str, str, str, str]]:
                 (
                     label,
                     defense,
-                    _fmt(mean_interval(base.to_numpy(dtype=float))),
-                    _fmt(mean_interval(mine.to_numpy(dtype=float))),
-                    _fmt(mean_interval(ratio[np.isfinite(ratio)])),
+                    _fmt(mean_interval(base.to_numpy(dtype=float), bounds=nmse)),
+                    _fmt(mean_interval(mine.to_numpy(dtype=float), bounds=nmse)),
+                    # A ratio of two NMSEs is >= 0 too.
+                    _fmt(mean_interval(ratio[np.isfinite(ratio)], bounds=nmse)),
                 )
             )
     return out

@@ -27,7 +27,13 @@ B", "NMSE grows by more than 1.5 x") is a two-sided Wilcoxon signed-rank test
 of the per-repetition differences; it agrees when significant at 5 % in the
 paper's direction, disagrees when significant the other way, and is
 inconclusive otherwise. A sign ("the gain is negative") is decided by the 95 %
-t interval of the mean: wholly below or above zero, or straddling it. A
+t interval of the mean: wholly below or above zero, or straddling it.
+The intervals the table prints are clipped to the range of their quantity
+(:data:`~skpoison.evaluation._stats.VALUE_BOUNDS`): an NMSE's low end at 0,
+a defense gain's high end at 100 %, a percentage of points rejected to
+[0, 100]; with few repetitions an unclipped t interval runs past them (a
+detection rate of "99 [88, 110]" with 2 runs). A sign is decided on a gain's
+unclipped interval; clipping its high end at 100 % could not change it. A
 finding made of several parts is the three-valued AND of its parts: it
 disagrees if any part does, agrees if all do, and is inconclusive otherwise.
 Comparisons of one defense with several others are Holm-adjusted. With fewer
@@ -54,7 +60,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ._report import markdown_table
-from ._stats import CONFIDENCE, MIN_REPETITIONS, holm, mean_interval, paired_test
+from ._stats import (
+    CONFIDENCE,
+    MIN_REPETITIONS,
+    VALUE_BOUNDS,
+    holm,
+    mean_interval,
+    paired_test,
+)
 
 __all__ = ["Finding", "evaluate_findings", "paper_findings"]
 
@@ -88,9 +101,20 @@ def _p(p):
     return "n/a" if math.isnan(p) else f"{p:.2g}"
 
 
-def _ci(values, digits=1, scale=1.0):
-    m = mean_interval(np.asarray(values, dtype=float) * scale)
+def _ci(values, value="defense_gain", digits=1, scale=1.0):
+    """``mean [low, high]`` of ``scale * values``, clipped to the range of ``value``."""
+    bounds = tuple(scale * b for b in VALUE_BOUNDS[value])
+    m = mean_interval(np.asarray(values, dtype=float) * scale, bounds=bounds)
     return f"{_f(m.mean, digits)} [{_f(m.low, digits)}, {_f(m.high, digits)}]"
+
+
+def _nmse(values):
+    return _ci(values, "test_nmse", 2)
+
+
+def _rate(values, value="poison_rejected"):
+    """A fraction of points rejected, in percent."""
+    return _ci(values, value, 0, 100)
 
 
 def _and(verdicts) -> str:
@@ -200,9 +224,9 @@ def _finding_fig9(fig9):
         _direction(1.5 * bc_lo - bc_hi, "BayesClean holds"),
     ]
     measured = (
-        f"test NMSE at {100 * lo:g}% / {100 * hi:g}% (clean model {_ci(clean, 2)}): "
-        f"TRIM {_ci(trim_lo, 2)} / {_ci(trim_hi, 2)}; BayesClean {_ci(bc_lo, 2)} / "
-        f"{_ci(bc_hi, 2)}"
+        f"test NMSE at {100 * lo:g}% / {100 * hi:g}% (clean model {_nmse(clean)}): "
+        f"TRIM {_nmse(trim_lo)} / {_nmse(trim_hi)}; BayesClean {_nmse(bc_lo)} / "
+        f"{_nmse(bc_hi)}"
     )
     criterion = (
         f"per seed, TRIM's NMSE at {100 * hi:g}% above 1.5 x max(its NMSE at "
@@ -375,8 +399,8 @@ def _finding_stealth(label, df):
             "Stealthier attacks (smaller alpha) are less effective but less detected",
             label,
             f"alpha {big:g} / {small:g}, ratios 7.5-45%: no-defense NMSE "
-            f"{_ci(eff[big], 2)} / {_ci(eff[small], 2)}; poison rejected by the "
-            f"filters % {_ci(det[big], 0, 100)} / {_ci(det[small], 0, 100)}",
+            f"{_nmse(eff[big])} / {_nmse(eff[small])}; poison rejected by the "
+            f"filters % {_rate(det[big])} / {_rate(det[small])}",
             f"no-defense NMSE and fraction of poison rejected both lower at alpha "
             f"{small:g} than at {big:g} (paired by repetition)",
             parts,
@@ -446,19 +470,9 @@ def _bayesclean_rules(studies):
             for d in ("bayesclean", "bayesclean_paper"):
                 row += [
                     _ci(_per_rep(df, alpha=a, defense=d, ratio=_poisoned)),
-                    _ci(
-                        _per_rep(
-                            df, "poison_rejected", alpha=a, defense=d, ratio=_poisoned
-                        ),
-                        0,
-                        100,
-                    ),
-                    _ci(
-                        _per_rep(
-                            df, "clean_rejected", alpha=a, defense=d, ratio=_poisoned
-                        ),
-                        0,
-                        100,
+                    *(
+                        _rate(_per_rep(df, v, alpha=a, defense=d, ratio=_poisoned), v)
+                        for v in ("poison_rejected", "clean_rejected")
                     ),
                 ]
             lines.append(row)
@@ -511,7 +525,9 @@ def paper_findings(studies: dict, fig9=None) -> str:
         findings table (one row per finding and study, see
         :func:`evaluate_findings`), then BayesClean's two accept rules side by
         side (mean gain, and poison and clean points rejected, over ratios
-        7.5-45%, with 95% intervals over repetitions).
+        7.5-45%, with 95% intervals over repetitions). Every interval is a 95%
+        Student t interval clipped to the range of its quantity: NMSE >= 0,
+        defense gain <= 100%, percentages of points rejected in [0, 100].
     """
     findings = evaluate_findings(studies, fig9)
     rows = [
@@ -520,7 +536,8 @@ def paper_findings(studies: dict, fig9=None) -> str:
     ]
     header = ["paper's finding", "study", "measured", "criterion", "decided by"]
     text = [
-        "Means [95% t intervals] over repetitions; verdicts from paired Wilcoxon "
+        "Means [95% t intervals, clipped to the quantity's range] over "
+        "repetitions; verdicts from paired Wilcoxon "
         f"tests and intervals at 5%; fewer than {MIN_REPETITIONS} repetitions give "
         "'inconclusive'.",
         "",

@@ -15,7 +15,8 @@
 
 Error bars are 95 % Student t confidence intervals of the mean over
 repetitions (:func:`~skpoison.evaluation.mean_interval`; diverged runs left
-out), computed in one place, :func:`_stats`, and drawn only from
+out; clipped to the quantity's range, e.g. an NMSE's bar stops at 0 and a
+rate's at 100 %), computed in one place, :func:`_stats`, and drawn only from
 :data:`MIN_INTERVAL_REPETITIONS` (3) repetitions up: with 2 the interval is
 the mean +- 12.7 standard errors (``t_{0.975, 1} = 12.7``), hundreds of gain
 points that would swamp the curves. The legend says which it is. The functions draw on
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._report import _same_curve, curves
-from ._stats import mean_interval
+from ._stats import VALUE_BOUNDS, mean_interval
 
 __all__ = [
     "plot_adaptive_gain",
@@ -106,7 +107,8 @@ def _stats(df, value):
     (zero below :data:`MIN_INTERVAL_REPETITIONS` runs) and the runs ``n``."""
     ok = df[~df["diverged"].astype(bool)]
     ratios = np.sort(ok["ratio"].unique())
-    ci = [mean_interval(ok.loc[ok["ratio"] == r, value]) for r in ratios]
+    bounds = VALUE_BOUNDS.get(value)
+    ci = [mean_interval(ok.loc[ok["ratio"] == r, value], bounds=bounds) for r in ratios]
     mean, low, high, n = np.array(ci, dtype=float).reshape(-1, 4).T
     err = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
     err[:, n < MIN_INTERVAL_REPETITIONS] = 0.0

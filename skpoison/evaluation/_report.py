@@ -4,7 +4,9 @@ Diverged rows (``diverged=True``) carry no NMSE; they are counted, and left
 out of the means, intervals and medians. Medians sit next to means because
 one near-divergent run (a finite but huge NMSE) can move a mean of ten
 repetitions by orders of magnitude while the median shows the typical run.
-Intervals are Student t over repetitions and "best" is a paired Wilcoxon
+Intervals are Student t over repetitions, clipped to the range of their
+quantity (:data:`~skpoison.evaluation._stats.VALUE_BOUNDS`: NMSE >= 0, gain
+<= 100 %, fractions rejected in [0, 1]), and "best" is a paired Wilcoxon
 test with Holm's correction (:mod:`skpoison.evaluation._stats`).
 """
 
@@ -14,7 +16,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._stats import CONFIDENCE, best_defense, mean_interval
+from ._stats import CONFIDENCE, VALUE_BOUNDS, best_defense, mean_interval
 
 __all__ = ["summarize", "write_report"]
 
@@ -81,7 +83,9 @@ def summarize(results):
         ``poison_rejected`` and ``clean_rejected``, the ``_mean``, ``_std``
         (sample standard deviation; NaN for a single run), ``_median`` and the
         bounds ``_low``, ``_high`` of the 95 % Student t interval of the mean
-        (NaN for a single run) over the runs that did not diverge.
+        (NaN for a single run; clipped to the quantity's range,
+        :data:`~skpoison.evaluation._stats.VALUE_BOUNDS`) over the runs that
+        did not diverge.
 
     Examples
     --------
@@ -102,6 +106,10 @@ def summarize(results):
     grouped = ok.groupby(keys, sort=False, observed=True)
     stats = grouped[_VALUES].agg(["mean", "std", "median", low, high])
     stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
+    for col in _VALUES:
+        lo, hi = VALUE_BOUNDS[col]
+        for stat in ("low", "high"):
+            stats[f"{col}_{stat}"] = stats[f"{col}_{stat}"].clip(lo, hi)
     counts = results.groupby(keys, sort=False, observed=True).agg(
         n_runs=("diverged", "size"), n_diverged=("diverged", "sum")
     )

@@ -16,6 +16,16 @@ Confidence intervals: Student t
     when ``n`` is small (``t_{0.975, 1} = 12.7``). One run has no interval
     (NaN bounds); identical runs have a zero-width one.
 
+Intervals of bounded quantities are clipped to their range
+    The t interval is symmetric around the mean and knows nothing of the
+    range of what is averaged: with 2 repetitions a detection rate of 99 %
+    gets ``[88, 110]``. Given ``bounds``, :func:`mean_interval` clips the
+    interval to them (:data:`VALUE_BOUNDS` holds those of the columns of a
+    study's table: an NMSE is >= 0, a defense gain, Eq. 8, is <= 100 % since
+    the defended NMSE is >= 0, a fraction of points rejected lies in [0, 1]).
+    Clipping loses no coverage: the true mean lies in the range, so it is in
+    the clipped interval whenever it is in the unclipped one.
+
 Paired comparisons: Wilcoxon signed-rank
     Two defenses evaluated on the same repetitions (same split, same attack)
     are compared on the per-repetition differences with
@@ -53,6 +63,7 @@ import numpy as np
 __all__ = [
     "CONFIDENCE",
     "MIN_REPETITIONS",
+    "VALUE_BOUNDS",
     "BestDefense",
     "MeanInterval",
     "PairedTest",
@@ -68,6 +79,18 @@ CONFIDENCE = 0.95
 #: Fewest repetitions a claim needs: the smallest ``n`` with ``2^(1-n) < 0.05``,
 #: the smallest p-value a two-sided Wilcoxon signed-rank test of ``n`` pairs can give.
 MIN_REPETITIONS = 6
+
+#: The range ``(low, high)`` of each quantity of a study's table, to which its
+#: intervals are clipped: an NMSE (Eq. 7) is >= 0; a defense gain (Eq. 8) is at
+#: most 100 %, reached by a defended NMSE of 0; a fraction rejected is in [0, 1].
+VALUE_BOUNDS = {
+    "test_nmse": (0.0, math.inf),
+    "clean_test_nmse": (0.0, math.inf),
+    "undefended_nmse": (0.0, math.inf),
+    "defense_gain": (-math.inf, 100.0),
+    "poison_rejected": (0.0, 1.0),
+    "clean_rejected": (0.0, 1.0),
+}
 
 
 class MeanInterval(NamedTuple):
@@ -123,7 +146,9 @@ def _check_confidence(confidence) -> float:
     return float(confidence)
 
 
-def mean_interval(values, *, confidence: float = CONFIDENCE) -> MeanInterval:
+def mean_interval(
+    values, *, confidence: float = CONFIDENCE, bounds=None
+) -> MeanInterval:
     """Mean of the runs and its Student t confidence interval.
 
     Parameters
@@ -132,12 +157,18 @@ def mean_interval(values, *, confidence: float = CONFIDENCE) -> MeanInterval:
         One value per repetition; NaN (a diverged run) is left out.
     confidence : float, default=0.95
         Coverage of the interval.
+    bounds : tuple of (float, float), default=None
+        The range ``(low, high)`` of the quantity (``-inf`` or ``inf`` for an
+        open side), e.g. ``(0, 100)`` for a percentage or ``(0, inf)`` for an
+        NMSE (:data:`VALUE_BOUNDS`): the interval is clipped to it. The values
+        are not checked against it.
 
     Returns
     -------
     interval : MeanInterval
         ``(mean, low, high, n)`` with ``n`` the number of finite values; the
         bounds are NaN when ``n < 2`` and everything is NaN when ``n = 0``.
+        With ``bounds``, ``low`` and ``high`` are clipped to them.
 
     Examples
     --------
@@ -146,8 +177,20 @@ def mean_interval(values, *, confidence: float = CONFIDENCE) -> MeanInterval:
     (3, 2.0, -0.484, 4.484)
     >>> mean_interval([5.0]).low
     nan
+
+    A rate of two runs, clipped to its range:
+
+    >>> r = mean_interval([98.0, 100.0], bounds=(0.0, 100.0))
+    >>> r.mean, round(r.low, 2), r.high
+    (99.0, 86.29, 100.0)
     """
     confidence = _check_confidence(confidence)
+    if bounds is not None:
+        lo, hi = (float(b) for b in bounds)
+        if not lo < hi:
+            raise ValueError(
+                f"bounds must be (low, high) with low < high, got {bounds!r}."
+            )
     arr = _finite_1d(values, "values")
     arr = arr[~np.isnan(arr)]
     n = arr.size
@@ -159,7 +202,10 @@ def mean_interval(values, *, confidence: float = CONFIDENCE) -> MeanInterval:
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + confidence / 2, n - 1) * arr.std(ddof=1) / math.sqrt(n))
-    return MeanInterval(mean, mean - half, mean + half, n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = min(max(low, lo), hi), max(min(high, hi), lo)
+    return MeanInterval(mean, low, high, n)
 
 
 def paired_test(a, b) -> PairedTest:

@@ -160,3 +160,53 @@ def test_only_the_stealthy_attack_is_judged():
     assert evaluate_findings({key: both}, fig9) == expected
     assert paper_findings({key: both}) == paper_findings({key: study})
     assert evaluate_findings({key: other}, fig9) == []  # no stealthy rows
+
+
+def _intervals(text):
+    """Every ``mean [low, high]`` of a findings text, as floats."""
+    import re
+
+    number = r"(-?\d+(?:\.\d+)?)"
+    pattern = rf"{number} \[{number}, {number}\]"
+    return [tuple(map(float, m)) for m in re.findall(pattern, text)]
+
+
+def test_printed_intervals_stay_within_the_range_of_their_quantity():
+    # Two repetitions (t_{0.975, 1} = 12.7): near-perfect detection, gains
+    # near 100 % and NMSEs near 0, whose unclipped intervals run past 100 or 0.
+    studies, fig9 = _paper_like_inputs(n_reps=2)
+    df = studies[("heart", "linear")]
+    filtered = df["poison_rejected"].notna()
+    df.loc[filtered, "poison_rejected"] = np.where(
+        df.loc[filtered, "repetition"] == 0, 0.97, 1.0
+    )
+    df.loc[filtered, "clean_rejected"] = np.where(
+        df.loc[filtered, "repetition"] == 0, 0.0, 0.04
+    )
+    defended = df["defense"] != "none"
+    df.loc[defended, "defense_gain"] = np.where(
+        df.loc[defended, "repetition"] == 0, 99.0, 90.0
+    )
+    df.loc[df["defense"] == "none", "test_nmse"] = np.where(
+        df.loc[df["defense"] == "none", "repetition"] == 0, 0.02, 0.3
+    )
+    fig9["test_nmse"] = np.where(fig9["random_state"] == 0, 0.01, 0.4)
+    fig9["random_state"] = fig9["random_state"] % 2
+    text = paper_findings(studies, fig9)
+    rates = text.split("poison rejected by the filters % ")[1].split(" |")[0]
+    rules = text[text.index("| study | alpha |") :]
+    nmse = text.split("no-defense NMSE ")[1].split(";")[0]
+    nmse += text.split("test NMSE at ")[1].split(" |")[0]
+    gains = text.split("mean gain % over ratios 7.5-45%: ")[1].split(" |")[0]
+    for part, low, high in (
+        (rates, 0, 100),
+        (rules, 0, 100),  # gains of 90-99 %, rates: all in [0, 100] here
+        (nmse, 0, np.inf),
+        (gains, -np.inf, 100),
+    ):
+        found = _intervals(part)
+        assert found and all(low <= lo <= m <= hi <= high for m, lo, hi in found)
+    # Each interval of a bounded quantity reaches its bound here.
+    assert any(hi == 100 for _, _, hi in _intervals(rates))
+    assert any(lo == 0 for _, lo, _ in _intervals(nmse))
+    assert any(hi == 100 for _, _, hi in _intervals(gains))

@@ -170,3 +170,27 @@ def test_error_bars_are_the_95_percent_intervals():
         assert bars["err"][:, i] == pytest.approx([ci.mean - ci.low, ci.high - ci.mean])
     one = error_bars(part[part.repetition == 0], "defense_gain")
     assert np.all(one["err"] == 0.0)  # a single run: no bar, not NaN
+
+
+def test_summary_intervals_are_clipped_to_each_quantity_range():
+    df = _fake_results(n_reps=2)
+    rep0 = df.repetition == 0
+    df["poison_rejected"] = np.where(df["poison_rejected"].notna(), 1.0, np.nan)
+    df.loc[rep0 & df["poison_rejected"].notna(), "poison_rejected"] = 0.9
+    df["clean_rejected"] = np.where(rep0, 0.0, 0.1)
+    df["defense_gain"] = np.where(rep0, 99.0, 80.0)
+    df["test_nmse"] = np.where(rep0, 0.01, 0.5)
+    s = summarize(df)
+    for col, (lo, hi) in {
+        "poison_rejected": (0, 1),
+        "clean_rejected": (0, 1),
+        "defense_gain": (-np.inf, 100),
+        "test_nmse": (0, np.inf),
+    }.items():
+        low, high = s[f"{col}_low"].dropna(), s[f"{col}_high"].dropna()
+        assert len(low) and (low >= lo).all() and (high <= hi).all()
+        assert (low <= s.loc[low.index, f"{col}_mean"]).all()
+    # The unclipped intervals of these two runs reach past the bounds.
+    assert mean_interval([0.9, 1.0]).high > 1 and mean_interval([0.01, 0.5]).low < 0
+    assert (s["poison_rejected_high"].dropna() == 1).all()
+    assert (s["test_nmse_low"].dropna() == 0).all()

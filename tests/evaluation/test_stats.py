@@ -147,3 +147,26 @@ def test_best_defense_drops_a_repetition_where_any_defense_diverged():
     assert nothing.n == 0 and nothing.leader is None and nothing.winner is None
     with pytest.raises(ValueError, match="two or more"):
         best_defense({"a": base})
+
+
+@given(
+    arrays(np.float64, st.integers(2, 8), elements=st.floats(0.0, 1.0)),
+    st.sampled_from([(0.0, 1.0), (0.0, np.inf), (-np.inf, 1.0)]),
+)
+def test_a_bounded_interval_is_clipped_to_its_range_and_loses_no_coverage(x, bounds):
+    free, clipped = mean_interval(x), mean_interval(x, bounds=bounds)
+    assert clipped.mean == free.mean and clipped.n == free.n
+    assert bounds[0] <= clipped.low <= clipped.mean <= clipped.high <= bounds[1]
+    # Clipping only cuts off what lies outside the range.
+    assert clipped.low == max(free.low, bounds[0])
+    assert clipped.high == min(free.high, bounds[1])
+
+
+def test_a_rate_of_two_runs_stays_within_0_and_100():
+    rate = mean_interval([98.0, 100.0], bounds=(0.0, 100.0))
+    assert mean_interval([98.0, 100.0]).high > 100.0  # the t interval runs past it
+    assert rate.high == 100.0 and rate.low < 99.0
+    nmse = mean_interval([0.01, 0.5], bounds=(0.0, np.inf))
+    assert nmse.low == 0.0 and nmse.high == mean_interval([0.01, 0.5]).high
+    with pytest.raises(ValueError, match="bounds"):
+        mean_interval([1.0, 2.0], bounds=(1.0, 0.0))
