@@ -491,21 +491,33 @@ def _bayesclean_rules(studies):
     return markdown_table(header, lines)
 
 
+def _count(n, unit):
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
 def _few_repetitions_caveat(studies, fig9) -> str:
-    reps = [
-        df["repetition"].nunique()
-        for df in _stealthy_studies(studies).values()
+    """A caveat naming each study with too few repetitions and its own count."""
+    counts = [
+        (f"{dataset} ({model})", df["repetition"].nunique(), "repetition")
+        for (dataset, model), df in _stealthy_studies(studies).items()
         if "repetition" in df
     ]
     if fig9 is not None and not fig9.empty:
-        reps.append(fig9["random_state"].nunique() if "random_state" in fig9 else 1)
-    if not reps or min(reps) >= MIN_REPETITIONS:
+        seeds = fig9["random_state"].nunique() if "random_state" in fig9 else 1
+        counts.append(("Fig. 9", seeds, "seed"))
+    few = [(label, n, unit) for label, n, unit in counts if n < MIN_REPETITIONS]
+    if not few:
         return ""
+    named = [f"{_count(n, unit)} of {label}" for label, n, unit in few]
+    named = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    which = "that study's" if len(few) == 1 else "those studies'"
+    others = " (the other studies' verdicts stand)" if len(few) < len(counts) else ""
+    verb = "settles" if len(few) == 1 and few[0][1] == 1 else "settle"
     return (
-        f"**Caveat: {min(reps)} repetition(s) settle nothing.** With fewer than "
-        f"{MIN_REPETITIONS} random splits (or Fig. 9 seeds) no paired test can "
-        "reach 5%, so the verdicts below are 'inconclusive' whatever the means "
-        "say; rerun with `--reps 10` (the paper's protocol) or more."
+        f"**Caveat: {named} {verb} nothing.** With fewer than {MIN_REPETITIONS} "
+        "random splits (or Fig. 9 seeds) no paired test can reach 5%, so "
+        f"{which} verdicts below are 'inconclusive' whatever the means say"
+        f"{others}; rerun with 10 repetitions (the paper's protocol) or more."
     )
 
 
@@ -520,8 +532,9 @@ def paper_findings(studies: dict, fig9=None) -> str:
     Returns
     -------
     text : str
-        A caveat line first when a study has fewer than
-        :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions, then a
+        A caveat line first when a study (or Fig. 9) has fewer than
+        :data:`~skpoison.evaluation.MIN_REPETITIONS` repetitions (seeds),
+        naming each such study with its own count, then a
         findings table (one row per finding and study, see
         :func:`evaluate_findings`), then BayesClean's two accept rules side by
         side (mean gain, and poison and clean points rejected, over ratios

@@ -146,10 +146,43 @@ def test_a_defense_that_always_diverged_decides_nothing():
 
 def test_few_repetitions_are_flagged_and_enough_are_not():
     few = paper_findings(*_paper_like_inputs(n_reps=2))
-    assert few.startswith("**Caveat: 2 repetition(s) settle nothing.**")
+    assert few.startswith(
+        "**Caveat: 2 repetitions of heart (linear) and 2 seeds of Fig. 9 settle "
+        "nothing.**"
+    )
     assert "Caveat" not in paper_findings(*_paper_like_inputs(n_reps=MIN_REPETITIONS))
     studies, _ = _paper_like_inputs()
-    assert "Caveat: 1 repetition(s)" in paper_findings(studies, _fig9(0.6, n_seeds=1))
+    one_seed = paper_findings(studies, _fig9(0.6, n_seeds=1))
+    assert one_seed.startswith("**Caveat: 1 seed of Fig. 9 settles nothing.**")
+    assert "the other studies' verdicts stand" in one_seed
+
+
+def test_the_caveat_names_each_small_study_with_its_own_count():
+    # As in the reproduction: LR studies with enough repetitions, a DNN study
+    # with 5; the caveat is about the DNN study alone, with its count.
+    studies, fig9 = _paper_like_inputs(n_reps=MIN_REPETITIONS + 2)
+    studies[("heart", "mlp")] = _paper_like_inputs(n_reps=MIN_REPETITIONS - 1)[0][
+        ("heart", "linear")
+    ].assign(model="mlp")
+    studies[("loan", "mlp")] = _paper_like_inputs(n_reps=2)[0][
+        ("heart", "linear")
+    ].assign(dataset="loan", model="mlp")
+    text = paper_findings(studies, fig9)
+    caveat = text.splitlines()[0]
+    assert caveat.startswith(
+        f"**Caveat: {MIN_REPETITIONS - 1} repetitions of heart (mlp) and 2 "
+        "repetitions of loan (mlp) settle nothing.**"
+    )
+    assert "heart (linear)" not in caveat and "Fig. 9" not in caveat.split("**")[1]
+    assert "the other studies' verdicts stand" in caveat
+    # Each row's evidence names its own study's count.
+    for f in evaluate_findings(studies, fig9):
+        if f.study == "heart (mlp)":
+            assert f.evidence.startswith(f"only {MIN_REPETITIONS - 1} repetition(s)")
+        elif f.study == "loan (mlp)":
+            assert f.evidence.startswith("only 2 repetition(s)")
+        else:
+            assert f.evidence.startswith(f"n = {MIN_REPETITIONS + 2};")
 
 
 def test_only_the_stealthy_attack_is_judged():
