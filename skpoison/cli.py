@@ -47,13 +47,25 @@ _PAPER_ALPHAS = (1.0, 0.5, 0.3, 0.1)
 _PAPER_RATIOS = (0.0, 0.075, 0.15, 0.225, 0.3, 0.375, 0.45)
 
 # --quick: Boston Housing (shipped, the smallest set), 2 repetitions, the alphas
-# of the paper's figures (1, 0.3, 0.1), all ratios and defenses. Sized to finish in
-# under 3 minutes on 2 cores.
+# of the paper's figures (1, 0.3, 0.1), all ratios and defenses. One measured run
+# (`time skpoison reproduce --quick --n-jobs 2`, 2 cores shared with other jobs,
+# load average 4, 2026-12-02) took 27 s.
 QUICK = dict(
     dataset="boston_housing",
     alphas=(1.0, 0.3, 0.1),
     n_repetitions=2,
     defenses=_ALL_DEFENSES,
+)
+
+# The times `reproduce --help` quotes, from doc/reproduction.md's generated
+# time table (tests/test_cli.py checks them against it).
+_TIMES = dict(
+    where="doc/reproduction.md",
+    run="doc/reproduce.sh --commit 22ada9a --dnn-reps 5",
+    lr_reps=20,
+    lr="5 minutes together",
+    dnn_reps=5,
+    dnn="10.5 minutes",
 )
 
 _EPILOG = """\
@@ -264,13 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
             "Reproduce the paper's experiments: LR on Loan, Heart, Boston Housing "
             "and Appliances (alphas 1, 0.5, 0.3, 0.1; ratios 0-45%; all defenses "
             "plus BayesClean's literal Alg. 5 rule; 10 repetitions) and, without "
-            "--quick and --no-dnn, the DNN on Loan and Heart; then Fig. 9. On 2 "
-            "cores the LR study on the three shipped datasets takes about 7 "
-            "minutes, the DNN study over an hour (use --n-jobs on more cores). "
+            "--quick and --no-dnn, the DNN on Loan and Heart; then Fig. 9. "
+            f"Measured wall times are in {_TIMES['where']}'s time table (2 cores, "
+            f"{_TIMES['run']}: the LR study on the three shipped datasets, "
+            f"{_TIMES['lr_reps']} repetitions each, {_TIMES['lr']}; the DNN study on "
+            f"Heart, {_TIMES['dnn_reps']} repetitions, {_TIMES['dnn']}); the DNN "
+            "study is the long one (use --n-jobs on more cores). "
             "Loan is downloaded once (fetch_loan) and skipped with a message when "
             "that is impossible. "
-            "--quick runs Boston Housing only, 2 repetitions, alphas 1, 0.3 and 0.1 "
-            "(under 3 minutes on 2 cores). Each study goes to its own subfolder "
+            "--quick runs Boston Housing only, 2 repetitions, alphas 1, 0.3 and "
+            "0.1. Each study goes to its own subfolder "
             "of --out with the files of 'skpoison evaluate'; --out also gets "
             "README.md (an index with wall times), index.json (the same for "
             "scripts: each study's repetitions, rows, divergences, wall time) and "

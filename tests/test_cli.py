@@ -340,3 +340,38 @@ def test_defenses_beyond_the_papers_run_by_name(tmp_path):
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(df["defense"]) == {"none", "itrim"}
     assert set(df["attack"]) == {"flip", "noise"}
+
+
+def _seconds(text):
+    """'1 min 49 s' or '62 s' as seconds."""
+    import re
+
+    m = re.fullmatch(r"(?:(\d+) min)? ?(?:(\d+) s)?", text.strip())
+    return 60 * int(m.group(1) or 0) + int(m.group(2) or 0)
+
+
+def test_reproduce_help_quotes_the_measured_times_of_the_doc(capsys):
+    """The times ``reproduce --help`` states are those of doc/reproduction.md."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "doc" / "reproduction.md").read_text()
+    block = page.split("<!-- BEGIN generated:time -->")[1].split("<!-- END")[0]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in block.strip().splitlines()[2:]
+    ]
+    lr = [r for r in rows if r[0].endswith("(LR)")]
+    dnn = [r for r in rows if r[0].endswith("(DNN)")]
+    assert len(lr) == 3 and len(dnn) == 1
+    lr_minutes = round(sum(_seconds(r[4]) for r in lr) / 60)
+    dnn_minutes = _seconds(dnn[0][4]) / 60
+    commit = re.search(r"doc/reproduce\.sh --commit (\w+)", page).group(1)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "doc/reproduction.md's time table" in text
+    assert f"doc/reproduce.sh --commit {commit} " in text
+    assert f"{lr[0][1]} repetitions each, {lr_minutes} minutes together" in text
+    assert f"{dnn[0][1]} repetitions, {dnn_minutes:g} minutes" in text
+    assert not re.search(r"about \d+ minutes|under \d+ minutes", text)
