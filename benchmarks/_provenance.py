@@ -6,12 +6,17 @@ import subprocess
 from pathlib import Path
 
 
-def commit() -> str:
-    """The short commit the run is at, ``-dirty`` if tracked files differ from it."""
+def commit(*, full: bool = False) -> str:
+    """The commit the run is at, ``-dirty`` if tracked files differ from it.
+
+    The short hash by default, the full 40 hex digits with ``full=True``;
+    ``"unknown"`` outside a git checkout (or without git).
+    """
     here = Path(__file__).parent
+    short = [] if full else ["--short"]
     try:
         head = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=here
+            ["git", "rev-parse", *short, "HEAD"], text=True, cwd=here
         ).strip()
         dirty = subprocess.check_output(
             ["git", "status", "--porcelain", "--untracked-files=no"],

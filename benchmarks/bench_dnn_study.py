@@ -45,12 +45,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import commit
 from bench_hypergradient import cpu_model
 
 from skpoison.attacks._batched import BatchedUnrolledEngine
@@ -66,16 +66,6 @@ RESULTS = Path(__file__).parent / "results"
 K = 10  # repetitions: the problems of one alpha
 STUDY = dict(repetitions=10, alphas=2, batches=2, victim_fits=10 + 2 * 20)
 FULL = dict(repetitions=10, alphas=4, batches=6)
-
-
-def commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def problems(k, quick):
@@ -121,7 +111,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "dnn_study_cpu.json"))
     args = parser.parse_args()
     load_before = os.getloadavg()
-    ran_at = commit()
+    ran_at = commit(full=True)
     default_threads = torch.get_num_threads()
     n_default = max(1, min(K, args.default_threads_problems))
     engines, Xp, yp, Xtr, ytr = problems(K, args.quick)

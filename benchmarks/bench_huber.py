@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import commit
 
 from skpoison.defenses import make_huber_baseline
 from skpoison.evaluation import load_dataset
@@ -61,10 +61,8 @@ def main() -> None:
         a = cold.cv_results_["mean_test_score"]
         b = warm.cv_results_["mean_test_score"]
         score_diff = max(score_diff, float(np.abs(b / a - 1).max()))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     result = {
-        "commit": commit,
+        "commit": commit(full=True),
         "cpus": os.cpu_count(),
         "load": os.getloadavg(),
         "n_sets": args.n_sets,

@@ -35,11 +35,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from _provenance import commit
 
 from skpoison.evaluation import figure_9, poisoning_curve
 from skpoison.evaluation._sensitivity import SENSITIVITY_SETTINGS
@@ -82,12 +82,11 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["heart", "boston_housing",
                                                      "appliances"])  # fmt: skip
     args = p.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
+    ran_at = commit(full=True)
     machine = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
                "torch_threads_in_units": 1, "platform": platform.platform(),
                "load_average_before": os.getloadavg()}  # fmt: skip
-    print(f"commit {commit[:7]}; machine: {machine}")
+    print(f"commit {ran_at[:7]}; machine: {machine}")
 
     lr = [_units(d, "linear", [1.0, 0.1]) for d in args.datasets]
     for u in lr:
@@ -135,7 +134,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "estimate_reproduction.json"
     out.write_text(json.dumps(
-        {"commit": commit, "machine": machine, "args": vars(args), "lr_units": lr,
+        {"commit": ran_at, "machine": machine, "args": vars(args), "lr_units": lr,
          "dnn_unit": dnn, "figure9_seed": {"wall_s": f9_wall, "cpu_s": f9_cpu},
          "sensitivity_unit": sens, "sensitivity_studies": len(studies),
          "projection": rows}, indent=1) + "\n")  # fmt: skip
