@@ -137,6 +137,70 @@ def _add_run_options(p: argparse.ArgumentParser, n_jobs: int = 1) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_study_options(
+    g,
+    *,
+    scope: str,
+    reps=10,
+    reps_note: str | None = None,
+    alphas=_PAPER_ALPHAS,
+    alphas_note: str | None = None,
+    defenses=_DEFAULT_DEFENSES,
+) -> None:
+    """The study options of ``evaluate`` and ``reproduce``, declared once.
+
+    ``scope`` ends each help (``" of every study"`` for ``reproduce``); a
+    default that depends on other options is None, and ``*_note`` says what it
+    is (the formatter shows the others).
+    """
+
+    def note(text):
+        return f" (default: {text})" if text else ""
+
+    g.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=None if alphas is None else list(alphas),
+        metavar="A",
+        help=f"attack stealth factors in (0, 1]{scope}; 1 = most effective"
+        + note(alphas_note),
+    )
+    g.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=list(_PAPER_RATIOS),
+        metavar="R",
+        help=f"poisoning ratios in [0, 1){scope}: cumulative whole batches of "
+        "poison points (a batch is the smallest step between the ratios, or "
+        "Table II's for the paper's 7.5%% steps); a note says when one is "
+        "rounded by more than half a point",
+    )
+    g.add_argument(
+        "--defenses",
+        nargs="+",
+        default=list(defenses),
+        metavar="NAME",
+        help=f"defenses{scope} among {', '.join(_KNOWN_DEFENSES)}, or 'all'; "
+        "'none' is always included (reference of the gain)",
+    )
+    g.add_argument(
+        "--reps",
+        type=_positive_int,
+        default=reps,
+        help=f"repetitions (random splits){scope}" + note(reps_note),
+    )
+    g.add_argument(
+        "--n-outer-steps",
+        type=_positive_int,
+        default=None,
+        metavar="T_OUT",
+        help=f"override the attack's T_out{scope} (default: Table II's) - fewer "
+        "is faster, weaker",
+    )
+
+
 def _add_adaptive_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adaptive",
@@ -219,25 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="l1_ratio of the elasticnet victim (scikit-learn's default: 0.5)",
     )
     st.add_argument(
-        "--alphas",
-        type=float,
-        nargs="+",
-        default=list(_PAPER_ALPHAS),
-        metavar="A",
-        help="attack stealth factors in (0, 1]; 1 = most effective",
-    )
-    st.add_argument(
-        "--ratios",
-        type=float,
-        nargs="+",
-        default=list(_PAPER_RATIOS),
-        metavar="R",
-        help="poisoning ratios in [0, 1): cumulative whole batches of poison "
-        "points (a batch is the smallest step between the ratios, or Table II's "
-        "for the paper's 7.5%% steps); a note says when one is rounded by more "
-        "than half a point",
-    )
-    st.add_argument(
         "--attacks",
         nargs="+",
         default=["stealthy"],
@@ -247,24 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="attacks by name, from skpoison.evaluation.ATTACK_NAMES; one with "
         "a stealth factor runs at every alpha, the others once (reported at alpha 1)",
     )
-    st.add_argument(
-        "--defenses",
-        nargs="+",
-        default=list(_DEFAULT_DEFENSES),
-        metavar="NAME",
-        help=f"defenses among {', '.join(_KNOWN_DEFENSES)}, or 'all'; "
-        "'none' is always included (reference of the gain)",
-    )
-    st.add_argument(
-        "--reps", type=_positive_int, default=10, help="repetitions (random splits)"
-    )
-    st.add_argument(
-        "--n-outer-steps",
-        type=_positive_int,
-        default=None,
-        metavar="T_OUT",
-        help="override the attack's T_out (Table II) - fewer is faster, weaker",
-    )
+    _add_study_options(st, scope="")
     st.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _add_adaptive_option(st)
     _add_run_options(ev)
@@ -302,12 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="skpoison-reproduction", metavar="DIR", help="output folder"
     )
     rp.add_argument(
-        "--reps",
-        type=_positive_int,
-        default=None,
-        help="repetitions: 10, or 2 with --quick",
-    )
-    rp.add_argument(
         "--datasets",
         nargs="+",
         default=None,
@@ -319,35 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     rs = rp.add_argument_group(
         "study settings (defaults: the paper's; smaller ones for a fast check)"
     )
-    rs.add_argument(
-        "--alphas",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="A",
-        help="stealth factors: 1 0.5 0.3 0.1, or 1 0.3 0.1 with --quick",
-    )
-    rs.add_argument(
-        "--ratios",
-        type=float,
-        nargs="+",
-        default=list(_PAPER_RATIOS),
-        metavar="R",
-        help="poisoning ratios of every study",
-    )
-    rs.add_argument(
-        "--defenses",
-        nargs="+",
-        default=list(_ALL_DEFENSES),
-        metavar="NAME",
-        help="defenses of every study ('none' is always included)",
-    )
-    rs.add_argument(
-        "--n-outer-steps",
-        type=_positive_int,
-        default=None,
-        metavar="T_OUT",
-        help="override every study's T_out (default: Table II's)",
+    _add_study_options(
+        rs,
+        scope=" of every study",
+        reps=None,
+        reps_note="10, or 2 with --quick",
+        alphas=None,
+        alphas_note="1 0.5 0.3 0.1, or 1 0.3 0.1 with --quick",
+        defenses=_ALL_DEFENSES,
     )
     rs.add_argument(
         "--dnn-reps",

@@ -375,3 +375,48 @@ def test_reproduce_help_quotes_the_measured_times_of_the_doc(capsys):
     assert f"{lr[0][1]} repetitions each, {lr_minutes} minutes together" in text
     assert f"{dnn[0][1]} repetitions, {dnn_minutes:g} minutes" in text
     assert not re.search(r"about \d+ minutes|under \d+ minutes", text)
+
+
+def _actions(command):
+    sub = next(
+        a
+        for a in build_parser()._actions
+        if a.__class__.__name__ == "_SubParsersAction"
+    )
+    return {a.option_strings[0]: a for a in sub.choices[command]._actions}
+
+
+SHARED = ("--alphas", "--ratios", "--defenses", "--reps", "--n-outer-steps")
+
+
+def test_evaluate_and_reproduce_share_their_study_options():
+    from skpoison import cli
+
+    ev, rp = _actions("evaluate"), _actions("reproduce")
+    for opt in SHARED:
+        a, b = ev[opt], rp[opt]
+        assert (a.type, a.nargs, a.metavar) == (b.type, b.nargs, b.metavar), opt
+    # Each command's defaults: the paper's, or None where --quick decides.
+    paper_alphas, paper_ratios = list(cli._PAPER_ALPHAS), list(cli._PAPER_RATIOS)
+    assert [ev[o].default for o in SHARED] == [
+        paper_alphas, paper_ratios, list(cli._DEFAULT_DEFENSES), 10, None
+    ]  # fmt: skip
+    assert [rp[o].default for o in SHARED] == [
+        None, paper_ratios, list(cli._ALL_DEFENSES), None, None
+    ]  # fmt: skip
+    for actions in (ev, rp):
+        assert "(0, 1]" in actions["--alphas"].help
+        assert "[0, 1)" in actions["--ratios"].help
+        assert "'all'" in actions["--defenses"].help
+        assert all(d in actions["--defenses"].help for d in cli._KNOWN_DEFENSES)
+        assert "Table II" in actions["--n-outer-steps"].help
+    # Where a default depends on --quick, the help says what it is.
+    assert "10, or 2 with --quick" in rp["--reps"].help
+    assert "1 0.5 0.3 0.1, or 1 0.3 0.1 with --quick" in rp["--alphas"].help
+
+
+def test_reproduce_accepts_all_defenses_as_its_help_says():
+    from skpoison.cli import _KNOWN_DEFENSES, _defense_list
+
+    args = build_parser().parse_args(["reproduce", "--defenses", "all"])
+    assert _defense_list(args.defenses) == list(_KNOWN_DEFENSES)
