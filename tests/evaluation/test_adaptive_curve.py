@@ -247,8 +247,25 @@ def test_damage_ratio_is_paired_by_repetition(weaker):
         ok = df[(df["alpha"] == 0.5) & (df["defense"] == "trim") & (df["ratio"] > 0)]
         return ok.groupby("repetition")["test_nmse"].mean()
 
-    m = mean_interval((per_rep(adaptive) / per_rep(plain)).to_numpy())
+    ratio = (per_rep(adaptive) / per_rep(plain)).to_numpy()
+    m = mean_interval(ratio, bounds=(0.0, np.inf))  # a ratio of NMSEs is >= 0
     assert rows[("alpha = 0.5", "trim")] == f"{m.mean:.3g} [{m.low:.3g}, {m.high:.3g}]"
+
+
+def test_nmse_and_damage_ratio_intervals_stop_at_zero():
+    from skpoison.evaluation._adaptive import damage_ratios
+
+    def rows(nmse):
+        return pd.DataFrame(dict(alpha=1.0, defense="trim", ratio=0.1,
+                                 repetition=[0, 1], diverged=False,
+                                 test_nmse=nmse))  # fmt: skip
+
+    # Two repetitions far apart: the unclipped t intervals reach below 0.
+    [(_, _, plain, adaptive, ratio)] = damage_ratios(
+        rows([0.02, 1.0]), rows([0.01, 2.0])
+    )
+    for cell in (plain, adaptive, ratio):
+        assert cell.split("[")[1].startswith("0, "), cell
 
 
 def test_figure_draws_both_attacks_per_defense(weaker, tmp_path):
