@@ -194,3 +194,15 @@ def test_summary_intervals_are_clipped_to_each_quantity_range():
     assert mean_interval([0.9, 1.0]).high > 1 and mean_interval([0.01, 0.5]).low < 0
     assert (s["poison_rejected_high"].dropna() == 1).all()
     assert (s["test_nmse_low"].dropna() == 0).all()
+
+
+def test_error_bars_stop_at_the_range_of_their_quantity():
+    df = _fake_results(n_reps=3)
+    part = df[(df.alpha == 1.0) & (df.defense == "trim") & (df.ratio > 0)].copy()
+    part["test_nmse"] = [0.01, 0.02, 1.0]
+    part["poison_rejected"] = [0.9, 1.0, 1.0]
+    nmse = error_bars(part, "test_nmse")
+    assert nmse["err"][0, 0] == pytest.approx(nmse["mean"][0])  # down to 0
+    assert mean_interval(part["test_nmse"]).low < 0  # where t alone would go
+    rate = error_bars(part, "poison_rejected")
+    assert rate["mean"][0] + rate["err"][1, 0] == pytest.approx(1.0)
