@@ -506,7 +506,7 @@ def _leaky_grad(v, h, slope, *, out):
     return _leaky_relu_backward(v, h, slope, True, grad_input=out)
 
 
-def _chain_workspace(XTa, T, outs):
+def _chain_workspace(XTa, T, outs, n_fixed):
     """Per-step tape buffers and their views for :func:`_chain_value_and_grad`.
 
     Hidden layer ``k`` (``1 <= k < L``, input width ``o = outs[k-1]``) keeps,
@@ -514,42 +514,67 @@ def _chain_workspace(XTa, T, outs):
     bias into every product with ``h_k``) and one ``(2 outs[k], n)`` slot
     ``[delta_k; z_bar_k]``, whose second half the reverse pass writes so that
     ``h_bar = [G_bar_k^T, W_k^T] [delta_k; z_bar_k]`` is one product without
-    copies. The views are made once. A batched ``XTa`` (``(k, d + 1, n)``)
-    gives every slot the same leading problem axis.
+    copies. The weights ``[W_k, b_k]`` of every step are a tape too: layer
+    ``k >= 1`` keeps them as the second half of a ``(2 outs[k], o + 1)`` slot
+    ``[G_bar_k, B_bar_k; W_k, b_k]`` whose first half the reverse pass writes,
+    so ``[G_bar_k^T, W_k^T]`` is a view of it. Every view the sweeps use (of
+    the tape, of one step's slot, of a fixed buffer) is made here, once, not
+    per step. A batched ``XTa`` (``(k, d + 1, n)``) gives every slot the same
+    leading problem axis.
     """
     n, L = XTa.shape[-1], len(outs)
     lead = tuple(XTa.shape[:-2])
+    ins = [XTa.shape[-2] - 1] + outs[:-1]
     hidden = range(1, L)
+    steps = range(T)
     ha = [None] + [XTa.new_empty((T, *lead, outs[k - 1] + 1, n)) for k in hidden]
     for k in hidden:
         ha[k][..., outs[k - 1], :].fill_(1.0)
     dz = [XTa.new_empty((T, *lead, outs[0], n))]
     dz += [XTa.new_empty((T, *lead, 2 * outs[k], n)) for k in hidden]
-
-    def views(bufs, rows):
-        return [
-            None if b is None or r is None else [r(b[t]) for t in range(T)]
-            for b, r in zip(bufs, rows)
-        ]
-
-    def rows(start, stop, transpose=False):
-        if transpose:
-            return lambda v: v[..., start:stop, :].mT
-        return lambda v: v[..., start:stop, :]
-
+    # Weights of steps 0..T; layer 0's alone, the others' under their G_bar.
+    wt = [XTa.new_empty((T + 1, *lead, outs[0], ins[0] + 1))]
+    wt += [XTa.new_empty((T + 1, *lead, 2 * outs[k], ins[k] + 1)) for k in hidden]
+    Wa = [[wt[0][t] for t in range(T + 1)]]
+    Wa += [[wt[k][t][..., outs[k] :, :] for t in range(T + 1)] for k in hidden]
+    Ws = [[w[..., : ins[k]] for w in Wa[k]] for k in range(L)]
+    g0 = XTa.new_empty((*lead, outs[0], ins[0] + 1))
+    # G_bar_k of step t (k >= 1) lives in the first half of weight slot t.
+    gbar = [[g0] * T] + [[wt[k][t][..., : outs[k], :] for t in steps] for k in hidden]
+    t_ = [XTa.new_empty((*lead, outs[k], n)) for k in range(L)]
+    hb = [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden]
+    # s o delta_bar_(k-1), needed within one reverse step only.
+    e = [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden]
+    zb = [None] + [[dz[k][t][..., outs[k] :, :] for t in steps] for k in hidden]
     return {
-        "h": views(ha, [None] + [rows(0, outs[k - 1]) for k in hidden]),
-        "ha": views(ha, [None] + [rows(0, None)] * (L - 1)),
-        "haT": views(ha, [None] + [rows(0, None, True)] * (L - 1)),
-        "d": views(dz, [rows(0, None)] + [rows(0, outs[k]) for k in hidden]),
-        "zb": views(dz, [None] + [rows(outs[k], None) for k in hidden]),
-        "dz": views(dz, [None] + [rows(0, None)] * (L - 1)),
-        "t": [XTa.new_empty((*lead, outs[k], n)) for k in range(L)],
-        "hb": [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden],
-        # s o delta_bar_(k-1), needed within one reverse step only.
-        "e": [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden],
+        "h": [None]
+        + [[ha[k][t][..., : outs[k - 1], :] for t in steps] for k in hidden],
+        "ha": [None] + [list(ha[k].unbind(0)) for k in hidden],
+        "haT": [None] + [[ha[k][t].mT for t in steps] for k in hidden],
+        "d": [list(dz[0].unbind(0))]
+        + [[dz[k][t][..., : outs[k], :] for t in steps] for k in hidden],
+        "zb": zb,
+        "dz": [None] + [list(dz[k].unbind(0)) for k in hidden],
+        "wt": wt,
+        "Wa": Wa,
+        "Ws": Ws,
+        "WsT": [[w.mT for w in Ws[k]] for k in range(L)],
+        "gbar": gbar,
+        "gbarW": [[g[..., : ins[k]] for g in gbar[k]] for k in range(L)],
+        # [G_bar_k^T, W_k^T] of step t, (outs[k-1], 2 outs[k]).
+        "GW": [None] + [[wt[k][t][..., : ins[k]].mT for t in steps] for k in hidden],
+        "t": t_,
+        "z_last": t_[L - 1][..., 0, :],
+        "delta_last": [dz[L - 1][t][..., 0, :] for t in steps],
+        "zb_last_p": [zb[L - 1][t][..., 0, n_fixed:] for t in steps],
+        "d0pT": [dz[0][t][..., n_fixed:].mT for t in steps],
+        "g0d": g0[..., : ins[0]],
+        "zb0pT": hb[1][..., n_fixed:].mT,
+        "hb": hb,
+        "e": e,
+        "eT": [None] + [e[k].mT for k in hidden],
         # The tape itself, for memory accounting.
-        "tape": [b for b in ha + dz if b is not None],
+        "tape": [b for b in ha + dz + wt if b is not None],
     }
 
 
@@ -619,58 +644,65 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     XTa[..., :d, n_fixed:] = X_p.mT
     XTa[..., d, :] = 1.0
     y = torch.cat([y_fixed, y_p], dim=-1)
-    key = (lead, n, d, T, tuple(outs), XTa.dtype, XTa.device)
+    key = (lead, n, n_fixed, d, T, tuple(outs), XTa.dtype, XTa.device)
     if workspace is None or workspace.get("key") != key:
-        bufs = _chain_workspace(XTa, T, outs)
+        bufs = _chain_workspace(XTa, T, outs, n_fixed)
         if workspace is not None:
             workspace.clear()
             workspace.update(bufs, key=key)
     else:
         bufs = workspace
-    H, Ha, HaT, E = bufs["h"], bufs["ha"], bufs["haT"], bufs["e"]
+    H, Ha, HaT, E, ET = bufs["h"], bufs["ha"], bufs["haT"], bufs["e"], bufs["eT"]
     D, Zb, DZ = bufs["d"], bufs["zb"], bufs["dz"]
+    WA, WS, WST = bufs["Wa"], bufs["Ws"], bufs["WsT"]
+    GB, GBW, GW = bufs["gbar"], bufs["gbarW"], bufs["GW"]
     tmp, hbuf = bufs["t"], bufs["hb"]
-    # Wa_k = [W_k, b_k], (outs[k], ins[k] + 1).
-    Wa = [
-        torch.cat([params[2 * k], params[2 * k + 1][..., None]], -1) for k in range(L)
-    ]
+    z_last, delta_last = bufs["z_last"], bufs["delta_last"]
+    # Step 0's weights [W_k, b_k], (outs[k], ins[k] + 1).
+    for k in range(L):
+        WA[k][0][..., : ins[k]] = params[2 * k]
+        WA[k][0][..., ins[k]] = params[2 * k + 1]
     XTaT = XTa.mT
+    inp = [XTa] + [None] * (L - 1)
+    inpT = [XTaT] + [None] * (L - 1)
     # (T + 1,) or (T + 1, k): each step's slot is contiguous, for out=.
     losses = XTa.new_empty((T + 1, *lead))
-    tape = []
+    loss_t = losses.unbind(0)
+    decay = 1.0 - lr * l2
     for t in range(T):
-        inp = [XTa] + [Ha[k][t] for k in range(1, L)]
-        inpT = [XTaT] + [HaT[k][t] for k in range(1, L)]
-        Ws = [w[..., :i] for w, i in zip(Wa, ins)]  # views, made once per step
+        for k in range(1, L):
+            inp[k], inpT[k] = Ha[k][t], HaT[k][t]
         # z_k goes straight into the tape slot of h_(k+1), activated in place.
-        z = mm(Wa[0], XTa, out=H[1][t])
+        z = mm(WA[0][t], XTa, out=H[1][t])
         for k in range(1, L):
             F.leaky_relu_(z, slopes[k - 1])
-            z = mm(Wa[k], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
-        delta = D[L - 1][t]
-        torch.sub(z[..., 0, :], y, out=delta[..., 0, :]).div_(n)
+            z = mm(WA[k][t], inp[k], out=H[k + 1][t] if k + 1 < L else tmp[k])
+        delta0 = delta_last[t]
+        torch.sub(z_last, y, out=delta0).div_(n)
         # The victims' divergence check, on the same curve (data term, before
         # each step): n / 2 * ||delta||^2 = ||r||^2 / (2 n). No host sync here.
         if lead:
-            torch.linalg.vecdot(delta[..., 0, :], delta[..., 0, :], out=losses[t])
+            torch.linalg.vecdot(delta0, delta0, out=loss_t[t])
         else:
-            torch.dot(delta[0], delta[0], out=losses[t])
+            torch.dot(delta0, delta0, out=loss_t[t])
+        delta = D[L - 1][t]
         for k in range(L - 1, 0, -1):
             nxt = D[k - 1][t]
-            mm(Ws[k].mT, delta, out=nxt)
+            mm(WST[k][t], delta, out=nxt)
             _leaky_grad(nxt, H[k][t], slopes[k - 1], out=nxt)
             delta = nxt
-        new = []
         for k in range(L):
-            # [W_k, b_k] - lr ([G_k, B_k] + l2 [W_k, 0]), [G_k, B_k] in one product.
-            base = Wa[k]
+            # [W_k, b_k] - lr ([G_k, B_k] + l2 [W_k, 0]), [G_k, B_k] in one
+            # product, into the next step's weight slot.
+            new = WA[k][t + 1]
             if l2:
-                base = base.clone()
-                base[..., : ins[k]].mul_(1.0 - lr * l2)
-            new.append(addmm(base, D[k][t], inpT[k], alpha=-lr))
-        tape.append((Ws, inpT, t))
-        Wa = new
+                new.copy_(WA[k][t])
+                WS[k][t + 1].mul_(decay)
+                addmm_(new, D[k][t], inpT[k], alpha=-lr)
+            else:
+                addmm(WA[k][t], D[k][t], inpT[k], alpha=-lr, out=new)
     # The loss at w_T too (a run may explode in its last step): one forward.
+    Wa = [WA[k][T] for k in range(L)]
     h = XTa
     for k in range(L):
         i = ins[k]
@@ -709,45 +741,46 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             e = (e @ Ws[k]) * sv[k - 1]
     gX = X_p.new_zeros(X_p.shape)
     gy = y_p.new_zeros(y_p.shape)
-    # Views made once: Wbar is updated in place; E is one buffer per layer.
+    # Views made once: Wbar is updated in place.
     WbarW = [w[..., :i] for w, i in zip(Wbar, ins)]
-    ET = [None] + [E[k].mT for k in range(1, L)]
-    for Ws, inpT, t in reversed(tape):
-        Gbar = [-lr * w for w in Wbar]  # [G_bar_k, B_bar_k]
+    d0pT, g0d, zb0pT = bufs["d0pT"], bufs["g0d"], bufs["zb0pT"]
+    zb_last_p = bufs["zb_last_p"]
+    for t in range(T - 1, -1, -1):
+        for k in range(1, L):
+            inpT[k] = HaT[k][t]
+        # [G_bar_k, B_bar_k] = -lr [W_bar_k, b_bar_k], into its slot.
+        Gbar = [torch.mul(Wbar[k], -lr, out=GB[k][t]) for k in range(L)]
         # Reverse of the backward (gradient) sweep, from delta_1 up to delta_L.
         dbar = None
         for k in range(L):
-            i = ins[k]
             # delta_bar_k = G_bar_k h_(k-1) + B_bar_k 1^T (+ the chain term)
             if k == 0:
                 tk = mm(Gbar[0], XTa, out=tmp[0])
             else:
                 ed = _leaky_grad(dbar, H[k][t], slopes[k - 1], out=E[k])
                 tk = mm(Gbar[k], Ha[k][t], out=tmp[k])
-                addmm_(tk, Ws[k], ed)  # (outs[k], n): a narrow output, cheap twice
+                addmm_(tk, WS[k][t], ed)  # (outs[k], n): a narrow output, cheap twice
                 addmm_(WbarW[k], D[k][t], ET[k])
             if l2:
-                WbarW[k].add_(Gbar[k][..., :i], alpha=l2)
+                WbarW[k].add_(GBW[k][t], alpha=l2)
             dbar = tk
         if n_p:
-            addmm_(gX, D[0][t][..., n_fixed:].mT, Gbar[0][..., :d])
+            addmm_(gX, d0pT[t], g0d)
         # z_bar_L (1 x n), as r = z_L - y.
         zbar = torch.div(dbar, n, out=Zb[L - 1][t])
         if n_p:
-            gy.sub_(zbar[..., 0, n_fixed:])
+            gy.sub_(zb_last_p[t])
         # Reverse of the forward sweep.
         for k in range(L - 1, -1, -1):
             addmm_(Wbar[k], zbar, inpT[k])  # [W_bar_k, b_bar_k] in one product
             if k > 0:
                 # h_bar = G_bar_k^T delta_k + W_k^T z_bar_k: [delta_k; z_bar_k]
-                # is one tape slot, so this is one product.
-                i = ins[k]
-                GW = torch.cat([Gbar[k][..., :i].mT, Ws[k].mT], dim=-1)
-                hb = mm(GW, DZ[k][t], out=hbuf[k])
+                # and [G_bar_k, W_k] are tape slots, so this is one product.
+                hb = mm(GW[k][t], DZ[k][t], out=hbuf[k])
                 out = Zb[k - 1][t] if k > 1 else hb
                 zbar = _leaky_grad(hb, H[k][t], slopes[k - 1], out=out)
             elif n_p:
-                addmm_(gX, zbar[..., n_fixed:].mT, Ws[0])
+                addmm_(gX, zb0pT, WS[0][t])
     return val, gX, gy
 
 
