@@ -209,8 +209,19 @@ def saved_bytes(fn):
 def workspace_bytes(engine):
     """Bytes of the per-step tape an engine keeps between calls (if any)."""
     ws = getattr(engine, "_workspace", None) or {}
-    tensors = [t for v in ws.values() if isinstance(v, list) for t in v]
-    return int(sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor)))
+    # Each buffer once, however many views of it the workspace keeps.
+    storages = {}
+
+    def walk(v):
+        if isinstance(v, torch.Tensor):
+            s = v.untyped_storage()
+            storages[s.data_ptr()] = s.nbytes()
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    walk(list(ws.values()))
+    return int(sum(storages.values()))
 
 
 def peak_cuda_bytes(fn, device):
