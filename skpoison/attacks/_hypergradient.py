@@ -530,7 +530,12 @@ def _chain_workspace(XTa, T, outs, n_fixed):
     ha = [None] + [XTa.new_empty((T, *lead, outs[k - 1] + 1, n)) for k in hidden]
     for k in hidden:
         ha[k][..., outs[k - 1], :].fill_(1.0)
-    dz = [XTa.new_empty((T, *lead, outs[0], n))]
+    # delta_1 is needed after its step only on the poison rows (for the input
+    # gradient): one (outs[0], n) buffer for the step, a tape of its poison
+    # columns.
+    d1 = XTa.new_empty((*lead, outs[0], n))
+    d1p = XTa.new_empty((T, *lead, outs[0], n - n_fixed))
+    dz = [None]
     dz += [XTa.new_empty((T, *lead, 2 * outs[k], n)) for k in hidden]
     # Weights of steps 0..T; layer 0's alone, the others' under their G_bar.
     wt = [XTa.new_empty((T + 1, *lead, outs[0], ins[0] + 1))]
@@ -551,7 +556,7 @@ def _chain_workspace(XTa, T, outs, n_fixed):
         + [[ha[k][t][..., : outs[k - 1], :] for t in steps] for k in hidden],
         "ha": [None] + [list(ha[k].unbind(0)) for k in hidden],
         "haT": [None] + [[ha[k][t].mT for t in steps] for k in hidden],
-        "d": [list(dz[0].unbind(0))]
+        "d": [[d1] * T]
         + [[dz[k][t][..., : outs[k], :] for t in steps] for k in hidden],
         "zb": zb,
         "dz": [None] + [list(dz[k].unbind(0)) for k in hidden],
@@ -567,14 +572,15 @@ def _chain_workspace(XTa, T, outs, n_fixed):
         "z_last": t_[L - 1][..., 0, :],
         "delta_last": [dz[L - 1][t][..., 0, :] for t in steps],
         "zb_last_p": [zb[L - 1][t][..., 0, n_fixed:] for t in steps],
-        "d0pT": [dz[0][t][..., n_fixed:].mT for t in steps],
+        "d0p": [d1[..., n_fixed:], list(d1p.unbind(0))],
+        "d0pT": [d1p[t].mT for t in steps],
         "g0d": g0[..., : ins[0]],
         "zb0pT": hb[1][..., n_fixed:].mT,
         "hb": hb,
         "e": e,
         "eT": [None] + [e[k].mT for k in hidden],
         # The tape itself, for memory accounting.
-        "tape": [b for b in ha + dz + wt if b is not None],
+        "tape": [b for b in ha + dz + wt + [d1p] if b is not None],
     }
 
 
@@ -599,7 +605,8 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     (``z_bar_k = s_k o h_bar_k``, ``W_bar_k += z_bar_k^T h_(k-1)``, ...). The
     first layer's products with ``X`` (``X G_bar_1^T`` and ``z_bar_1^T X``)
     are the only ``n x d`` work besides the two of the forward step; the input
-    gradient is formed for the poison rows only.
+    gradient is formed for the poison rows only, so of ``delta_1`` (the widest
+    error) only the poison rows are kept on the tape.
 
     *k problems at once.* Every argument may carry a leading axis of ``k``
     independent problems of one shape (``params[i]`` of shape
@@ -657,6 +664,7 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
     WA, WS, WST = bufs["Wa"], bufs["Ws"], bufs["WsT"]
     GB, GBW, GW = bufs["gbar"], bufs["gbarW"], bufs["GW"]
     tmp, hbuf = bufs["t"], bufs["hb"]
+    d0p_now, d0p_tape = bufs["d0p"]
     z_last, delta_last = bufs["z_last"], bufs["delta_last"]
     # Step 0's weights [W_k, b_k], (outs[k], ins[k] + 1).
     for k in range(L):
@@ -691,6 +699,8 @@ def _chain_value_and_grad(slopes, params, X_fixed, y_fixed, X_p, y_p, X_val, y_v
             mm(WST[k][t], delta, out=nxt)
             _leaky_grad(nxt, H[k][t], slopes[k - 1], out=nxt)
             delta = nxt
+        if n_p:
+            d0p_tape[t].copy_(d0p_now)
         for k in range(L):
             # [W_k, b_k] - lr ([G_k, B_k] + l2 [W_k, 0]), [G_k, B_k] in one
             # product, into the next step's weight slot.
