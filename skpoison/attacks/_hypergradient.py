@@ -530,10 +530,14 @@ def _chain_workspace(XTa, T, outs, n_fixed):
     ha = [None] + [XTa.new_empty((T, *lead, outs[k - 1] + 1, n)) for k in hidden]
     for k in hidden:
         ha[k][..., outs[k - 1], :].fill_(1.0)
+    # Per-step temporaries, one (outs[k], n) buffer per layer, so that one
+    # step's working set stays in cache: t_[k-1] holds in turn delta_1 in the
+    # forward step (k = 1) and, in the reverse step, delta_bar_(k-1), then
+    # s o delta_bar_(k-1) (in place), then h_bar_(k-1) and z_bar_(k-1).
+    t_ = [XTa.new_empty((*lead, outs[k], n)) for k in range(L)]
     # delta_1 is needed after its step only on the poison rows (for the input
-    # gradient): one (outs[0], n) buffer for the step, a tape of its poison
-    # columns.
-    d1 = XTa.new_empty((*lead, outs[0], n))
+    # gradient): a tape of its poison columns.
+    d1 = t_[0]
     d1p = XTa.new_empty((T, *lead, outs[0], n - n_fixed))
     dz = [None]
     dz += [XTa.new_empty((T, *lead, 2 * outs[k], n)) for k in hidden]
@@ -546,10 +550,8 @@ def _chain_workspace(XTa, T, outs, n_fixed):
     g0 = XTa.new_empty((*lead, outs[0], ins[0] + 1))
     # G_bar_k of step t (k >= 1) lives in the first half of weight slot t.
     gbar = [[g0] * T] + [[wt[k][t][..., : outs[k], :] for t in steps] for k in hidden]
-    t_ = [XTa.new_empty((*lead, outs[k], n)) for k in range(L)]
-    hb = [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden]
-    # s o delta_bar_(k-1), needed within one reverse step only.
-    e = [None] + [XTa.new_empty((*lead, outs[k - 1], n)) for k in hidden]
+    hb = [None] + [t_[k - 1] for k in hidden]
+    e = [None] + [t_[k - 1] for k in hidden]
     zb = [None] + [[dz[k][t][..., outs[k] :, :] for t in steps] for k in hidden]
     return {
         "h": [None]
