@@ -11,12 +11,21 @@ algebra is the same code as the one-problem path; the results agree with
 ``k`` separate calls to rounding (the batched BLAS kernels may sum in
 another order).
 
-Where it pays. On the CPU the Heart and Loan shapes are bound by the
-arithmetic of the ``n x d x h_1`` products, not by per-operation overhead
-(a few percent of a call), so stacking gains nothing there: for 10 Heart problems
-``python benchmarks/bench_dnn_study.py`` measured the batched call at 0.78x
-the speed of 10 separate calls (0.84x in CPU time; commit 60ac3b8, machine
-shared, load 12-13), and the batched victims at 0.96x (0.88x). On the CPU the
+Where it pays. Not on the CPU, measured: there the Heart and Loan shapes
+are bound by the arithmetic and the memory traffic of their ``n``-wide
+arrays, not by per-operation overhead, and stacking ``k`` problems only
+multiplies both by ``k`` (with a ``k`` times larger working set per step).
+For 10 Heart problems ``python benchmarks/bench_dnn_study.py --rounds 2
+--no-default-threads`` measured the batched call at 0.83x the speed of 10
+separate calls (0.83x in CPU time: 101 against 84 ms per problem) and the
+batched victims at 0.80x (0.77x) (commit 94988dd, 2-core machine shared,
+load 7). The issue's goal of a 4x faster batched study cannot be met on the
+CPU: batching can at most remove the per-operation cost, and the whole
+hypergradient on 128 rows (the same 4026 operations, almost no arithmetic)
+takes 15.8 ms of CPU time against 83.2 ms for the Heart call, so even a
+perfectly free batching would bound the gain near 1.2x
+(``python benchmarks/bench_dnn_engine.py --rounds 9``, commit 244a21a,
+``profile`` in ``benchmarks/results/dnn_engine.json``). On the CPU the
 evaluation should therefore keep running units one at a time; on a GPU,
 where each product of these sizes is one short kernel launch, one call for
 ``k`` problems replaces ``k`` launches (not measured: no device was used).
