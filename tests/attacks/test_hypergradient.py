@@ -221,6 +221,22 @@ def test_fast_mlp_gradient_equals_plain_autograd(hidden, l2, slope):
     assert _rel(a[0], b[0]) < 1e-10 and a[1].shape == (0, X.shape[1])
 
 
+def test_reused_workspace_follows_the_batch_size():
+    # The reverse pass keeps its tape (and the poison rows of delta_1) in the
+    # engine's workspace: batches of other sizes, in any order, must give what
+    # an engine that never saw another batch gives.
+    X, y, Xv, yv, Xp, yp = _problem(5, n_p=6)
+    kw = dict(n_steps=6, lr=0.1, hidden_layer_sizes=(5, 3), random_state=1)
+    engine = UnrolledEngine("mlp", X, y, Xv, yv, **kw)
+    for n_p in (6, 2, 0, 6, 3):
+        got = engine.value_and_grad(Xp[:n_p], yp[:n_p])
+        fresh = UnrolledEngine("mlp", X, y, Xv, yv, **kw)
+        want = fresh.value_and_grad(Xp[:n_p], yp[:n_p])
+        assert got[1].shape == (n_p, X.shape[1])
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+
+
 def test_negative_leaky_slope_uses_autograd():
     # The reverse pass reads the slope mask off the activation's sign, which
     # needs slope >= 0; other slopes must take the (exact) autograd path.
