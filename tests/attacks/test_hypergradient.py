@@ -235,6 +235,10 @@ def test_reused_workspace_follows_the_batch_size():
         assert got[1].shape == (n_p, X.shape[1])
         for a, b in zip(got, want):
             assert torch.equal(a, b)
+            # The sweeps run in inference mode; the results are ordinary
+            # tensors, which the caller may change in place.
+            assert not a.is_inference()
+            a.mul_(2.0)
 
 
 def test_negative_leaky_slope_uses_autograd():
