@@ -20,7 +20,8 @@ torch thread (as the study runs its units). Two parts, in one run:
   hypergradient each) by the engine of ``--old`` (a checkout of an earlier
   commit, default: the worktree ``/tmp/dnn16/old``) and of this tree, each in
   its own worker process, timed in alternating rounds (median); their results
-  must agree (max relative difference recorded). From the per-call medians,
+  must agree (max relative difference recorded); likewise the 10 victims of
+  one ratio (``TorchMLPRegressor``, the Heart preset). From the per-call medians,
   the projected attack time of the paper's full Heart DNN study (10
   repetitions, 4 alphas, 6 batches of 80 + 1 engine calls: 19440 calls) on
   ``--cores`` cores, units in parallel.
@@ -95,11 +96,22 @@ def worker() -> None:
     sys.path.insert(0, str(HERE))
     from bench_dnn_study import problems
 
+    from skpoison.attacks._presets import VICTIM_PRESETS
+    from skpoison.models import TorchMLPRegressor
+
     torch.set_num_threads(1)
-    engines, Xp, yp, _, _ = problems(K, False)
+    engines, Xp, yp, Xtr, ytr = problems(K, False)
     calls = [lambda e=e, i=i: _call(e, Xp[i], yp[i]) for i, e in enumerate(engines)]
     for c in calls:  # warm-up: the workspaces are allocated here
         c()
+    victim = VICTIM_PRESETS[("heart", "mlp")]
+
+    def victims():
+        return [
+            TorchMLPRegressor(**victim, random_state=i).fit(Xtr[i], ytr[i])
+            for i in range(K)
+        ]
+
     print(json.dumps({"skpoison": skpoison.__file__}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
@@ -109,16 +121,19 @@ def worker() -> None:
                 c()
             w, c0 = time.perf_counter() - w, time.process_time() - c0
             print(json.dumps({"s": w, "cpu_s": c0}), flush=True)
+        elif cmd[0] == "victims":
+            w, c0 = time.perf_counter(), time.process_time()
+            victims()
+            w, c0 = time.perf_counter() - w, time.process_time() - c0
+            print(json.dumps({"s": w, "cpu_s": c0}), flush=True)
         elif cmd[0] == "dump":
             out = [c() for c in calls]
-            np.savez(
-                cmd[1],
-                **{
-                    f"{j}_{i}": r[j].numpy()
-                    for i, r in enumerate(out)
-                    for j in range(3)
-                },
-            )
+            arrays = {
+                f"{j}_{i}": r[j].numpy() for i, r in enumerate(out) for j in range(3)
+            }
+            for i, reg in enumerate(victims()):
+                arrays[f"victim_{i}"] = reg.predict(Xtr[i])
+            np.savez(cmd[1], **arrays)
             print(json.dumps({"ok": True}), flush=True)
 
 
@@ -137,8 +152,8 @@ class _Worker:
             self.p.stdin.flush()
         return json.loads(self.p.stdout.readline())
 
-    def time(self):
-        r = self._ask("time")
+    def time(self, what="time"):
+        r = self._ask(what)
         return r["s"], r["cpu_s"]
 
     def dump(self, path):
@@ -337,23 +352,31 @@ def main() -> None:
     workers = {k: _Worker(v) for k, v in sides.items()}
     with tempfile.TemporaryDirectory() as tmp:
         res = {k: w.dump(f"{tmp}/{k}.npz") for k, w in workers.items()}
-    agree = max(
-        float(np.abs(res["new"][k] - res["old"][k]).max())
-        / max(float(np.abs(res["old"][k]).max()), 1e-300)
-        for k in res["old"]
-        if res["old"][k].size
-    )
+
+    def max_rel(keys):
+        return max(
+            float(np.abs(res["new"][k] - res["old"][k]).max())
+            / max(float(np.abs(res["old"][k]).max()), 1e-300)
+            for k in keys
+            if res["old"][k].size
+        )
+
+    agree = max_rel([k for k in res["old"] if not k.startswith("victim")])
+    agree_victims = max_rel([k for k in res["old"] if k.startswith("victim")])
     times = {k: [] for k in sides}
     cpu = {k: [] for k in sides}
+    vcpu = {k: [] for k in sides}
     for _ in range(args.rounds):
         for k, w in workers.items():
             s, c = w.time()
             times[k].append(s / K)
             cpu[k].append(c / K)
+            vcpu[k].append(w.time("victims")[1] / K)
     for w in workers.values():
         w.close()
     per_call = {k: statistics.median(v) for k, v in times.items()}
     per_call_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    per_fit_cpu = {k: statistics.median(v) for k, v in vcpu.items()}
     prof = None if args.no_profile else profile()
     out = {
         "commit": _commit(root),
@@ -372,6 +395,12 @@ def main() -> None:
         "per_call_cpu_s_median": per_call_cpu,
         "speedup_new_vs_old": per_call["old"] / per_call["new"],
         "cpu_time_speedup_new_vs_old": per_call_cpu["old"] / per_call_cpu["new"],
+        "victims": {
+            "what": "one Heart victim fit (TorchMLPRegressor, the preset), CPU time",
+            "per_fit_cpu_s_median": per_fit_cpu,
+            "cpu_time_speedup_new_vs_old": per_fit_cpu["old"] / per_fit_cpu["new"],
+            "max_rel_diff_predictions_new_vs_old": agree_victims,
+        },
         "full_heart_dnn_study_attack": {
             "engine_calls": FULL_CALLS,
             "cores": args.cores,
@@ -392,6 +421,11 @@ def main() -> None:
         f"speed-up new vs old: {out['speedup_new_vs_old']:.2f}x "
         f"({out['cpu_time_speedup_new_vs_old']:.2f}x in CPU time), "
         f"max rel diff {agree:.1e}"
+    )
+    print(
+        f"victim fit: {per_fit_cpu['old'] * 1e3:.1f} -> {per_fit_cpu['new'] * 1e3:.1f}"
+        f" ms CPU ({per_fit_cpu['old'] / per_fit_cpu['new']:.2f}x), max rel diff "
+        f"of predictions {agree_victims:.1e}"
     )
     full = out["full_heart_dnn_study_attack"]
     for k, v in full["projected_min"].items():
