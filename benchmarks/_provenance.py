@@ -6,13 +6,14 @@ import subprocess
 from pathlib import Path
 
 
-def commit(*, full: bool = False) -> str:
+def commit(*, full: bool = False, root: str | Path | None = None) -> str:
     """The commit the run is at, ``-dirty`` if tracked files differ from it.
 
     The short hash by default, the full 40 hex digits with ``full=True``;
-    ``"unknown"`` outside a git checkout (or without git).
+    ``"unknown"`` outside a git checkout (or without git). ``root``: another
+    checkout's (a benchmark's old side), instead of this one's.
     """
-    here = Path(__file__).parent
+    here = Path(__file__).parent if root is None else Path(root)
     short = [] if full else ["--short"]
     try:
         head = subprocess.check_output(

@@ -50,27 +50,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from _provenance import commit
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 K = 10
 FULL_CALLS = 10 * 4 * 6 * (80 + 1)  # repetitions x alphas x batches x calls
 MATMULS = {"mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "dot"}
-
-
-def _commit(root) -> str:
-    try:
-        head = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], text=True, cwd=root
-        ).strip()
-        dirty = subprocess.check_output(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            text=True,
-            cwd=root,
-        ).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 # ---------------------------------------------------------------- worker side
@@ -379,8 +365,8 @@ def main() -> None:
     per_fit_cpu = {k: statistics.median(v) for k, v in vcpu.items()}
     prof = None if args.no_profile else profile()
     out = {
-        "commit": _commit(root),
-        "old_commit": _commit(sides["old"]),
+        "commit": commit(),
+        "old_commit": commit(root=sides["old"]),
         "modules": {k: w.module for k, w in workers.items()},
         "machine": {
             "cpu_count": os.cpu_count(),

@@ -34,10 +34,18 @@ def test_commit_is_the_short_or_the_full_head():
     assert commit(full=True) == head + dirty
     assert commit() == _git("rev-parse", "--short", "HEAD") + dirty
     assert head.startswith(commit().removesuffix("-dirty"))
+    # Another checkout's (here this one's, named by its root).
+    assert commit(root=BENCHMARKS.parent, full=True) == head + dirty
 
 
 @pytest.mark.parametrize(
-    "script", ["bench_huber.py", "estimate_reproduction.py", "bench_dnn_study.py"]
+    "script",
+    [
+        "bench_huber.py",
+        "estimate_reproduction.py",
+        "bench_dnn_study.py",
+        "bench_dnn_engine.py",
+    ],
 )
 def test_benchmarks_name_their_commit_through_the_helper(script):
     source = (BENCHMARKS / script).read_text(encoding="utf-8")
