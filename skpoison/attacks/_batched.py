@@ -16,16 +16,15 @@ are bound by the arithmetic and the memory traffic of their ``n``-wide
 arrays, not by per-operation overhead, and stacking ``k`` problems only
 multiplies both by ``k`` (with a ``k`` times larger working set per step).
 For 10 Heart problems ``python benchmarks/bench_dnn_study.py --rounds 2
---no-default-threads`` measured the batched call at 0.82x the speed of 10
-separate calls (0.81x in CPU time: 92.9 against 75.0 ms per problem) and the
-batched victims at 0.69x (commit c2ecaf3, 2-core machine shared, load 6-7).
+--no-default-threads`` measured the batched call at 0.90x the speed of 10
+separate calls (0.84x in CPU time: 91.8 against 77.3 ms per problem) and the
+batched victims at 1.00x (commit f8566df, 2-core machine shared, load 6).
 The issue's goal of a 4x faster batched study cannot be met on the CPU:
 batching can at most remove the per-operation cost, and the whole
 hypergradient on 128 rows (the same sequence of operations, almost no
-arithmetic)
-takes 14.0 ms of CPU time against 77.6 ms for the Heart call, so even a
-perfectly free batching would bound the gain near 1.2x
-(``python benchmarks/bench_dnn_engine.py --rounds 9``, commit 2d10156,
+arithmetic) takes 14.0 ms of CPU time against 82.9 ms for the Heart call,
+so even a perfectly free batching would bound the gain near 1.2x
+(``python benchmarks/bench_dnn_engine.py --rounds 9``, commit f8566df,
 ``profile`` in ``benchmarks/results/dnn_engine.json``). On the CPU the
 evaluation should therefore keep running units one at a time; on a GPU,
 where each product of these sizes is one short kernel launch, one call for

@@ -34,23 +34,23 @@ Two engines compute it, with one interface
     this engine; their exact engine is the next one.
 
     Where its time goes, on the Heart shape on one thread
-    (``python benchmarks/bench_dnn_engine.py --rounds 9``, commit 2d10156,
-    2-core machine shared, load 6-7, ``benchmarks/results/dnn_engine.json``):
+    (``python benchmarks/bench_dnn_engine.py --rounds 9``, commit f8566df,
+    2-core machine shared, load 6, ``benchmarks/results/dnn_engine.json``):
     one hypergradient is 4025 aten operations, 2308 of them products worth
-    2.01 GFLOP. The call runs them at 26 GFLOP/s; replayed alone on warm
-    copies of their operands the same products run at 56 GFLOP/s and take
-    46% of the call's 78 ms of CPU time, the other operations 12%. The rest
-    (42%) is the operations running slower on the call's own buffers, which
-    each step streams through the caches (timed in place: products 58 ms,
-    other operations 28 ms), more than Python: the same call on 128 rows
+    2.01 GFLOP. The call runs them at 24 GFLOP/s; replayed alone on warm
+    copies of their operands the same products run at 51 GFLOP/s and take
+    47% of the call's 83 ms of CPU time, the other operations 12%. The rest
+    (41%) is the operations running slower on the call's own buffers, which
+    each step streams through the caches (timed in place: products 59 ms,
+    other operations 29 ms), more than Python: the same call on 128 rows
     takes 14 ms. Removing the avoidable work of each step (allocations,
     concatenations and views made per step; the widest error ``delta_1``
     kept on the tape for the poison rows only, the only ones the reverse pass
     reads; one temporary per layer in turn; autograd's bookkeeping, by
-    inference mode) made the call 1.32x faster than at commit 7dfacf6 (95.7
-    to 72.7 ms of CPU time per call, alternating rounds, results bit for bit
+    inference mode) made the call 1.29x faster than at commit 7dfacf6 (98.1
+    to 76.3 ms of CPU time per call, alternating rounds, results bit for bit
     equal). That projects the attack of the paper's full Heart DNN study
-    (19440 calls, units in parallel) on 2 cores at 11.8 min (15.5 before):
+    (19440 calls, units in parallel) on 2 cores at 12.4 min (15.9 before):
     the goal of 10 min is not met on this machine.
 
     Threads. The engine runs its steps on

@@ -415,9 +415,9 @@ def gradient_descent(
         hypergradients); otherwise run under ``torch.no_grad``, or, for the
         hand-written gradients of the paper's architectures, under
         ``torch.inference_mode`` (no version counters or autograd metadata per
-        operation; a Heart victim's fit 1.09x faster, 48.4 to 44.2 ms of CPU
+        operation; a Heart victim's fit 1.07x faster, 48.7 to 45.3 ms of CPU
         time: ``python benchmarks/bench_dnn_engine.py --rounds 9`` at commit
-        2d10156), with the results cloned out of it as ordinary tensors.
+        f8566df), with the results cloned out of it as ordinary tensors.
 
     Returns
     -------
