@@ -18,7 +18,7 @@ torch thread (as the study runs its units). Two parts, in one run:
   time of the same call on 128 rows (the per-operation floor).
 * **old vs new**: the 10 Heart problems of ``bench_dnn_study.py`` (one
   hypergradient each) by the engine of ``--old`` (a checkout of an earlier
-  commit, default: the worktree ``/tmp/dnn16/old``) and of this tree, each in
+  commit, e.g. a ``git worktree``) and of this tree, each in
   its own worker process, timed in alternating rounds (median); their results
   must agree (max relative difference recorded); likewise the 10 victims of
   one ratio (``TorchMLPRegressor``, the Heart preset). From the per-call medians,
@@ -323,7 +323,9 @@ def profile() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--old", default="/tmp/dnn16/old")
+    parser.add_argument(
+        "--old", required=True, help="a checkout of the earlier commit (old side)"
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--no-profile", action="store_true")

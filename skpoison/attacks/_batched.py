@@ -24,8 +24,8 @@ batching can at most remove the per-operation cost, and the whole
 hypergradient on 128 rows (the same sequence of operations, almost no
 arithmetic) takes 14.0 ms of CPU time against 82.9 ms for the Heart call,
 so even a perfectly free batching would bound the gain near 1.2x
-(``python benchmarks/bench_dnn_engine.py --rounds 9``, commit f8566df,
-``profile`` in ``benchmarks/results/dnn_engine.json``). On the CPU the
+(``python benchmarks/bench_dnn_engine.py --old OLD --rounds 9`` at commit
+f8566df, ``profile`` in ``benchmarks/results/dnn_engine.json``). On the CPU the
 evaluation should therefore keep running units one at a time; on a GPU,
 where each product of these sizes is one short kernel launch, one call for
 ``k`` problems replaces ``k`` launches (not measured: no device was used).

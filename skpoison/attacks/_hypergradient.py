@@ -34,8 +34,9 @@ Two engines compute it, with one interface
     this engine; their exact engine is the next one.
 
     Where its time goes, on the Heart shape on one thread
-    (``python benchmarks/bench_dnn_engine.py --rounds 9``, commit f8566df,
-    2-core machine shared, load 6, ``benchmarks/results/dnn_engine.json``):
+    (``python benchmarks/bench_dnn_engine.py --old OLD --rounds 9`` at commit
+    f8566df, ``OLD`` a checkout of 7dfacf6; 2-core machine shared, load 6;
+    ``benchmarks/results/dnn_engine.json``):
     one hypergradient is 4025 aten operations, 2308 of them products worth
     2.01 GFLOP. The call runs them at 24 GFLOP/s; replayed alone on warm
     copies of their operands the same products run at 51 GFLOP/s and take

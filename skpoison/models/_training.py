@@ -416,8 +416,9 @@ def gradient_descent(
         hand-written gradients of the paper's architectures, under
         ``torch.inference_mode`` (no version counters or autograd metadata per
         operation; a Heart victim's fit 1.07x faster, 48.7 to 45.3 ms of CPU
-        time: ``python benchmarks/bench_dnn_engine.py --rounds 9`` at commit
-        f8566df), with the results cloned out of it as ordinary tensors.
+        time: ``python benchmarks/bench_dnn_engine.py --old OLD --rounds 9``
+        at commit f8566df, ``OLD`` a checkout of 7dfacf6), with the results
+        cloned out of it as ordinary tensors.
 
     Returns
     -------
