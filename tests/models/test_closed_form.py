@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from skpoison.exceptions import DivergenceError
@@ -32,6 +32,8 @@ def _lam_max(X, l2):
     offset=st.floats(-3.0, 3.0),
     seed=st.integers(0, 2**16),
 )
+# 264 steps of the loop round to 1.0009e-13 from the closed form
+@example(n=2, d=8, n_epochs=264, step=0.5, l2=0.0, offset=0.5, seed=2)
 def test_closed_form_is_the_gradient_descent_loop(
     n, d, n_epochs, step, l2, offset, seed
 ):
@@ -47,11 +49,14 @@ def test_closed_form_is_the_gradient_descent_loop(
     w_fast = np.r_[fast.coef_, fast.intercept_]
     w_slow = np.r_[slow.coef_, slow.intercept_]
     scale = max(np.abs(w_slow).max(), 1e-300)
-    assert np.abs(w_fast - w_slow).max() <= 1e-13 * max(scale, 1.0)
+    # The loop's rounding error grows with its number of steps (hypothesis
+    # found 1.0009e-13 after 264 steps); the closed form's does not.
+    tol = max(1e-13, 1e-15 * n_epochs)
+    assert np.abs(w_fast - w_slow).max() <= tol * max(scale, 1.0)
     curve_fast, curve_slow = np.array(fast.loss_curve_), np.array(slow.loss_curve_)
     assert curve_fast.shape == curve_slow.shape == (n_epochs,)
     assert curve_fast[0] == curve_slow[0]
-    assert np.abs(curve_fast - curve_slow).max() <= 1e-13 * curve_slow[0]
+    assert np.abs(curve_fast - curve_slow).max() <= tol * curve_slow[0]
     np.testing.assert_allclose(fast.predict(X), slow.predict(X), rtol=0, atol=1e-12 * (
         1.0 + np.abs(slow.predict(X)).max()))  # fmt: skip
 
