@@ -16,7 +16,8 @@ Each attack crafts 20% of the training set; the 10% set is its prefix
 defended learner exactly as :func:`skpoison.evaluation.build_defense` builds it
 (the defense, then the victim on the rows kept; TRIM and SEVER around the
 victim; DUTI with trusted items from the validation set), and its test NMSE
-is recorded. The attacker is given the same defense (``--attacker-defense
+is recorded. The adaptive attacker is given the same defense (DUTI's trusted
+items included) (``--attacker-defense
 registry``; ``least_squares`` gives it TRIM and SEVER on least squares
 instead of around the gradient-descent victim, the model its gradient uses,
 see ``skpoison.attacks._adaptive``).
@@ -142,7 +143,10 @@ def run_seed(dataset, seed, args):
                 max(RATIOS), alpha, defense=defense, risk_ref=risk_ref, **base
             )
             t0 = time.perf_counter()
-            attack.fit(Xtr, ytr, X_val=split.X_val, y_val=split.y_val)
+            # The adaptive attacker knows the defense that runs: DUTI's
+            # trusted items included (the non-adaptive attack takes none).
+            known = {} if defense is None else trusted
+            attack.fit(Xtr, ytr, X_val=split.X_val, y_val=split.y_val, **known)
             times[f"{kind}_alpha{alpha}"] = time.perf_counter() - t0
             if alpha == 1.0:
                 risk_ref = attack.risk_ref_
