@@ -350,7 +350,11 @@ def print_summary(cells, mean, goal):
             f"{c['adaptive_nmse']:9.4f} {c['damage_ratio']:6.2f}"
         )
     for name, value in mean.items():
-        print(f"mean damage ratio, {name}: {value:.3f}")
+        ratios = [c["damage_ratio"] for c in cells if c["defense"] == name]
+        print(
+            f"mean damage ratio, {name}: {value:.3f} over {len(ratios)} cells "
+            f"(smallest {min(ratios):.3f}, largest {max(ratios):.3f})"
+        )
     print(f"average over BayesClean, TRIM and SEVER: {goal:.3f}")
 
 
