@@ -6,7 +6,9 @@ paper's objective ``alpha L(D_val, w_D) / L_ref - (1 - alpha) R / R_ref`` where
 training set (the defended learner), instead of on all rows.
 
 True objective
-    At every outer step the defense is fitted (hard, as a defender would) on
+    At every outer step the defense is fitted (hard, as a defender would; DUTI
+    with the defender's trusted items when ``fit`` is given ``X_trusted``,
+    else with the attacker's validation set, see :func:`prepare_defense`) on
     the current poisoned set, the victim is trained on the rows it keeps and
     ``L(D_val, w_D)`` is its validation loss; ``L_ref`` is that loss at the
     batch's start (the set poisoned so far, defended). The ascent keeps the
