@@ -46,12 +46,13 @@ TRIM (:class:`~skpoison.defenses.TrimRegressor`)
     (a soft rank: a rejected poison point gains weight as its residual goes
     under the trimming threshold). The model is TRIM's estimator's: least
     squares, ridge for a ``Ridge``, the ``T`` gradient-descent steps of the
-    paper's victim for a closed-form
-    :class:`~skpoison.models.TorchLinearRegressor` (:func:`gd_least_squares`);
+    paper's victim, :class:`~skpoison.models.TorchLinearRegressor`
+    (:func:`gd_least_squares`);
     least squares stands in for any other estimator. So at ``T -> 0`` the
     weights are ``inlier_mask_`` exactly.
 SEVER (:class:`~skpoison.defenses.SeverFilter`)
-    Each round's active set is held fixed; the round's least-squares fit, the
+    Each round's active set is held fixed; the round's fit (the GD victim's
+    ``T`` steps for the paper's victim, else least squares), the
     centred per-sample gradients in standard coordinates, their top
     eigenvector ``v`` (``torch.linalg.eigh``) and the projections are
     differentiated. The margin of round ``t`` is ``thr_t - |proj_i|`` with
@@ -59,7 +60,7 @@ SEVER (:class:`~skpoison.defenses.SeverFilter`)
     of that round (the square root of SEVER's score ``tau``: the same order,
     less heavy-tailed), the width from the round's active rows; the weight is
     the product of the rounds' sigmoids (a row is kept if it survives every
-    round). Least squares stands in for SEVER's estimator; the gradients are
+    round). Least squares stands in for any other estimator; the gradients are
     in standard coordinates, or in the units of ``X`` where the fit took a
     torch model's own gradients.
 Proda (:class:`~skpoison.defenses.ProdaRegressor`)
@@ -298,6 +299,23 @@ def gd_least_squares(X, y, weight, l2: float, lr: float, n_steps: int):
     for _ in range(int(n_steps)):
         v = v - lr * (H @ v - g)
     return v[:d], v[d]
+
+
+def estimator_fit(estimator, X, y, weight, ridge: float = 0.0):
+    """A defense's model on weighted rows, in torch: ``(coef, intercept)``.
+
+    The paper's GD victim (:class:`~skpoison.models.TorchLinearRegressor`)
+    by its ``T`` steps (:func:`gd_least_squares`), any other estimator by
+    least squares with penalty ``ridge`` (:func:`least_squares`; exact for
+    least squares and ridge, a stand-in otherwise).
+    """
+    from ..models import TorchLinearRegressor
+
+    if type(estimator) is TorchLinearRegressor:
+        return gd_least_squares(
+            X, y, weight, estimator.l2, estimator.learning_rate, estimator.n_epochs
+        )
+    return least_squares(X, y, weight, ridge)
 
 
 def standard_coordinates(X: torch.Tensor):

@@ -573,29 +573,18 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         ``inlier_mask_`` (``inlier_mask_`` itself when the loop settled), held
         fixed, and a soft rank of the absolute residuals under it. The model
         is the estimator's: least squares (ridge for a ``Ridge``), the GD
-        victim's ``T`` steps for a closed-form
+        victim's ``T`` steps for a
         :class:`~skpoison.models.TorchLinearRegressor`, least squares standing
         in for any other estimator.
         """
         import torch
 
-        from ._relaxation import (
-            gd_least_squares,
-            least_squares,
-            log_soft_accept,
-            rank_threshold,
-        )
+        from ._relaxation import estimator_fit, log_soft_accept, rank_threshold
 
         source = getattr(self, "_selected_by_", self.inlier_mask_)
         kept = torch.as_tensor(source, dtype=X.dtype)
-        victim = _closed_form_victim(self.estimator)
-        if victim is not None:
-            coef, intercept = gd_least_squares(
-                X, y, kept, victim.l2, victim.learning_rate, victim.n_epochs
-            )
-        else:
-            ridge = _linear_penalty(self.estimator) or 0.0
-            coef, intercept = least_squares(X, y, kept, ridge)
+        ridge = _linear_penalty(self.estimator) or 0.0
+        coef, intercept = estimator_fit(self.estimator, X, y, kept, ridge)
         r = (y - X @ coef - intercept).abs()
         t = rank_threshold(r, X.shape[0] - self.n_reject_)
         return log_soft_accept(t - r, temperature)

@@ -37,6 +37,9 @@ DEFENSES = {
     "trim_tol": lambda: TrimRegressor(Ridge(alpha=3.0), reject_fraction=0.2, tol=0.5),
     "sever": lambda: SeverFilter(reject_fraction=0.2),
     "sever_one_round": lambda: SeverFilter(reject_fraction=0.2, n_rounds=1),
+    "sever_gd": lambda: SeverFilter(
+        TorchLinearRegressor(learning_rate=0.1, n_epochs=20), reject_fraction=0.2
+    ),
     "proda": lambda: ProdaRegressor(reject_fraction=0.2, random_state=0),
     "duti": lambda: DutiFilter(reject_fraction=0.2),
 }
