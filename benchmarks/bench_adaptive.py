@@ -16,7 +16,8 @@ Each attack crafts 20% of the training set; the 10% set is its prefix
 defended learner exactly as :func:`skpoison.evaluation.build_defense` builds it
 (the defense, then the victim on the rows kept; TRIM and SEVER around the
 victim; DUTI with trusted items from the validation set), and its test NMSE
-is recorded. The attacker is given the same defense (``--attacker-defense
+is recorded. The adaptive attacker is given the same defense (DUTI's trusted
+items included) (``--attacker-defense
 registry``; ``least_squares`` gives it TRIM and SEVER on least squares
 instead of around the gradient-descent victim, the model its gradient uses,
 see ``skpoison.attacks._adaptive``).
@@ -35,6 +36,22 @@ Usage::
 Results go to ``benchmarks/results/adaptive.json`` (rewritten after every
 seed, so an interrupted run keeps what it finished). ``--summarise A.json
 B.json`` prints the summary of the rows of several result files together.
+
+``--merge OLD.json`` reruns only ``--defenses`` on ``--datasets`` and
+``--seeds`` and keeps every other row of ``OLD.json`` (the unchanged
+defenses' rows, non-adaptive ones included), for a change that touches only
+some defenses' adaptive attacks::
+
+    PYTHONPATH=. python benchmarks/bench_adaptive.py --datasets boston \
+        --defenses trim duti --seeds 0 1 2 3 4 \
+        --merge benchmarks/results/adaptive.json \
+        --out benchmarks/results/adaptive.json
+
+Every row records the commit it ran at (rows of a file written before rows
+had one get that file's ``commit``); ``merged`` lists the merged file, its
+commit and command, and the largest change of a rerun non-adaptive row
+(the non-adaptive attack and the defended learners are deterministic, so it
+should be 0 up to rounding).
 """
 
 from __future__ import annotations
@@ -109,7 +126,7 @@ def defended_nmse(name, victim, Xp, yp, split, trusted, seed):
     return float(nmse(split.y_test, est.predict(split.X_test)))
 
 
-def run_seed(dataset, seed, args):
+def run_seed(dataset, seed, args, at):
     split = load(dataset, args.appliances_rows, seed)
     Xtr, ytr = split.X_train, split.y_train
     victim = TorchLinearRegressor(**VICTIM[dataset], random_state=seed)
@@ -142,7 +159,10 @@ def run_seed(dataset, seed, args):
                 max(RATIOS), alpha, defense=defense, risk_ref=risk_ref, **base
             )
             t0 = time.perf_counter()
-            attack.fit(Xtr, ytr, X_val=split.X_val, y_val=split.y_val)
+            # The adaptive attacker knows the defense that runs: DUTI's
+            # trusted items included (the non-adaptive attack takes none).
+            known = {} if defense is None else trusted
+            attack.fit(Xtr, ytr, X_val=split.X_val, y_val=split.y_val, **known)
             times[f"{kind}_alpha{alpha}"] = time.perf_counter() - t0
             if alpha == 1.0:
                 risk_ref = attack.risk_ref_
@@ -164,6 +184,7 @@ def run_seed(dataset, seed, args):
                             defense=name,
                             attack="non_adaptive" if defense is None else "adaptive",
                             test_nmse=score,
+                            commit=at,
                         )
                     )
     return rows, times
@@ -220,6 +241,11 @@ def main():
         "--out", default=str(Path(__file__).parent / "results" / "adaptive.json")
     )
     parser.add_argument(
+        "--merge",
+        metavar="JSON",
+        help="keep the rows of this result file other than the rerun ones",
+    )
+    parser.add_argument(
         "--summarise",
         nargs="+",
         metavar="JSON",
@@ -234,13 +260,18 @@ def main():
         return
     rows, times = [], {}
     at = commit()  # the code that runs, read once
+    kept, merged = merge_base(args)
     for seed in args.seeds:
         for dataset in args.datasets:
             t0 = time.perf_counter()
-            new, t = run_seed(dataset, seed, args)
+            new, t = run_seed(dataset, seed, args, at)
             rows += new
             times[f"{dataset}_seed{seed}"] = t
-            cells, mean, goal = summarise(rows, args.defenses)
+            if merged:
+                merged["non_adaptive_max_abs_change"] = non_adaptive_change(
+                    merged["_replaced"], rows
+                )
+            cells, mean, goal = summarise(kept + rows, args.defenses)
             print(
                 f"{dataset} seed {seed}: {time.perf_counter() - t0:.0f} s; "
                 f"mean damage ratio per defense {json.dumps(mean)}; "
@@ -266,10 +297,47 @@ def main():
                 mean_damage_ratio=mean,
                 goal_average_bayesclean_trim_sever=goal,
                 attack_seconds=times,
-                rows=rows,
+                rows=kept + rows,
             )
+            if merged:
+                result["merged"] = {k: v for k, v in merged.items() if k[0] != "_"}
             Path(args.out).write_text(json.dumps(result, indent=1))
     print_summary(cells, mean, goal)
+
+
+def merge_base(args):
+    """The rows of ``--merge`` that this run does not redo, and its record."""
+    if not args.merge:
+        return [], None
+    old = json.loads(Path(args.merge).read_text())
+    rerun = set(args.datasets), set(args.defenses), set(args.seeds)
+
+    def redone(r):
+        return (r["dataset"], r["defense"], r["seed"]) in {
+            (d, n, s) for d in rerun[0] for n in rerun[1] for s in rerun[2]
+        }
+
+    rows = [{**r, "commit": r.get("commit", old["commit"])} for r in old["rows"]]
+    kept = [r for r in rows if not redone(r)]
+    record = dict(
+        file=str(args.merge),
+        commit=old["commit"],
+        command=old["command"],
+        rows_kept=len(kept),
+        rows_rerun=len(rows) - len(kept),
+        _replaced=[r for r in rows if redone(r) and r["attack"] == "non_adaptive"],
+    )
+    return kept, record
+
+
+def non_adaptive_change(old_rows, new_rows):
+    """Largest ``|test_nmse|`` change of the rerun non-adaptive rows (NaN: none yet)."""
+    key = ("dataset", "seed", "ratio", "alpha", "defense")
+    new = {tuple(r[k] for k in key): r["test_nmse"] for r in new_rows
+           if r["attack"] == "non_adaptive"}  # fmt: skip
+    diffs = [abs(new[k] - r["test_nmse"]) for r in old_rows
+             if (k := tuple(r[c] for c in key)) in new]  # fmt: skip
+    return float(max(diffs)) if diffs else float("nan")
 
 
 def print_summary(cells, mean, goal):
@@ -282,7 +350,11 @@ def print_summary(cells, mean, goal):
             f"{c['adaptive_nmse']:9.4f} {c['damage_ratio']:6.2f}"
         )
     for name, value in mean.items():
-        print(f"mean damage ratio, {name}: {value:.3f}")
+        ratios = [c["damage_ratio"] for c in cells if c["defense"] == name]
+        print(
+            f"mean damage ratio, {name}: {value:.3f} over {len(ratios)} cells "
+            f"(smallest {min(ratios):.3f}, largest {max(ratios):.3f})"
+        )
     print(f"average over BayesClean, TRIM and SEVER: {goal:.3f}")
 
 

@@ -6,7 +6,9 @@ paper's objective ``alpha L(D_val, w_D) / L_ref - (1 - alpha) R / R_ref`` where
 training set (the defended learner), instead of on all rows.
 
 True objective
-    At every outer step the defense is fitted (hard, as a defender would) on
+    At every outer step the defense is fitted (hard, as a defender would; DUTI
+    with the defender's trusted items when ``fit`` is given ``X_trusted``,
+    else with the attacker's validation set, see :func:`prepare_defense`) on
     the current poisoned set, the victim is trained on the rows it keeps and
     ``L(D_val, w_D)`` is its validation loss; ``L_ref`` is that loss at the
     batch's start (the set poisoned so far, defended). The ascent keeps the
@@ -90,11 +92,13 @@ def surrogate_victim(model):
     )
 
 
-def prepare_defense(defense, seed: int, X_val, y_val):
+def prepare_defense(defense, seed: int, X_val, y_val, trusted=None):
     """An unfitted clone of ``defense`` (seeded if it draws) and its fit parameters.
 
-    A defense that needs trusted items (DUTI) gets the attacker's validation
-    set: what the attacker assumes the defender trusts.
+    A defense that needs trusted items (DUTI) gets ``trusted`` (a dict with
+    ``X_trusted`` and ``y_trusted``: the defender's own, so that the attacker
+    models the defense that runs) or, without them, the attacker's validation
+    set: what the attacker then assumes the defender trusts.
     """
     est = clone(defense)
     params = est.get_params(deep=False)
@@ -102,7 +106,12 @@ def prepare_defense(defense, seed: int, X_val, y_val):
         est.set_params(random_state=seed)
     fit_params = {}
     if "X_trusted" in inspect.signature(est.fit).parameters:
-        fit_params = dict(X_trusted=X_val, y_trusted=y_val)
+        if trusted:
+            fit_params = dict(
+                X_trusted=trusted["X_trusted"], y_trusted=trusted["y_trusted"]
+            )
+        else:
+            fit_params = dict(X_trusted=X_val, y_trusted=y_val)
     return est, fit_params
 
 

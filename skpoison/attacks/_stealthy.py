@@ -215,7 +215,8 @@ class StealthyPoisoner(BasePoisoner):
         :class:`~skpoison.defenses.DutiFilter`: the adaptive attack, which
         maximises the same objective for the victim trained on the rows that
         defense keeps (:mod:`skpoison.attacks._adaptive`; DUTI's trusted items
-        are taken to be the attacker's validation set). Needs a linear victim
+        are ``fit``'s ``X_trusted``, ``y_trusted``, the defender's own, or
+        without them the attacker's validation set). Needs a linear victim
         (``model="linear"``, modelled by least squares in the gradient, or a
         scikit-learn linear estimator). Its parameters are tunable as
         ``defense__<param>``.
@@ -450,7 +451,7 @@ class StealthyPoisoner(BasePoisoner):
     # ------------------------------------------------------------------ fitting
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, X_val=None, y_val=None, X_trusted=None, y_trusted=None):
         """Craft the poison points.
 
         Parameters
@@ -465,19 +466,30 @@ class StealthyPoisoner(BasePoisoner):
             itself, or on the held-out ``validation_fraction`` of it.
         y_val : array-like of shape (n_val,), default=None
             Its targets (required with ``X_val``).
+        X_trusted : array-like of shape (n_trusted, n_features), default=None
+            The trusted items of a ``defense`` that takes them (DUTI), as the
+            defender passes them: the attacker who knows the defense models
+            the one that runs. Without them the attacker assumes the defender
+            trusts its validation set. Unused without such a ``defense``.
+        y_trusted : array-like of shape (n_trusted,), default=None
+            Their targets (required with ``X_trusted``).
 
         Returns
         -------
         self : StealthyPoisoner
         """
-        return self._fit(X, y, X_val=X_val, y_val=y_val)
+        return self._fit(
+            X, y, X_val=X_val, y_val=y_val, X_trusted=X_trusted, y_trusted=y_trusted
+        )
 
-    def fit_resample(self, X, y, X_val=None, y_val=None):
+    def fit_resample(
+        self, X, y, X_val=None, y_val=None, X_trusted=None, y_trusted=None
+    ):
         """Craft the poison points and return the poisoned training set.
 
         Parameters
         ----------
-        X, y, X_val, y_val
+        X, y, X_val, y_val, X_trusted, y_trusted
             As in :meth:`fit`.
 
         Returns
@@ -490,12 +502,23 @@ class StealthyPoisoner(BasePoisoner):
             The matching targets.
         """
         # Named arguments (not **kwargs) so that metadata routing sees them.
-        return super().fit_resample(X, y, X_val=X_val, y_val=y_val)
+        return super().fit_resample(
+            X, y, X_val=X_val, y_val=y_val, X_trusted=X_trusted, y_trusted=y_trusted
+        )
 
     # ------------------------------------------------------------------- hooks
-    def _check_fit_params(self, X, X_val=None, y_val=None):
+    def _check_fit_params(
+        self, X, X_val=None, y_val=None, X_trusted=None, y_trusted=None
+    ):
         X_val, y_val = check_validation_set(X, X_val, y_val)
-        return dict(X_val=X_val, y_val=y_val)
+        out = dict(X_val=X_val, y_val=y_val)
+        if X_trusted is not None or y_trusted is not None:
+            try:
+                X_trusted, y_trusted = check_validation_set(X, X_trusted, y_trusted)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("_val", "_trusted")) from exc
+            out.update(X_trusted=X_trusted, y_trusted=y_trusted)
+        return out
 
     def _warm_key(self):
         key = super()._warm_key()
@@ -503,7 +526,7 @@ class StealthyPoisoner(BasePoisoner):
             key.pop("risk_ref")
         return key
 
-    def _held_out_rows(self, X, y, rng, X_val=None, y_val=None):
+    def _held_out_rows(self, X, y, rng, X_val=None, y_val=None, **trusted):
         """The ``validation_fraction`` rows kept clean as the attacker's ``D_val``."""
         if X_val is not None or self.validation_fraction is None:
             return super()._held_out_rows(X, y, rng)
@@ -519,7 +542,7 @@ class StealthyPoisoner(BasePoisoner):
             )
         return np.sort(rng.permutation(n)[:n_val])
 
-    def _prepare(self, st, rng, X_val=None, y_val=None):
+    def _prepare(self, st, rng, X_val=None, y_val=None, **trusted):
         """The attacker's validation set, the inner problem's seed, the clean model."""
         X, y = st["X"], st["y"]
         n_tr, d = X.shape
@@ -549,7 +572,7 @@ class StealthyPoisoner(BasePoisoner):
             n_iter=0,
         )
         if self.defense is not None:
-            self._prepare_adaptive(st)
+            self._prepare_adaptive(st, trusted)
         # The clean model, trained exactly as the victim trains (engine.train).
         first = st["order"][: self._batch_count(st)]
         engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X, y)
@@ -565,7 +588,7 @@ class StealthyPoisoner(BasePoisoner):
         st["clean_params"] = _detach(params)
         st["sigma"] = residual_std(pred - y, d, ddof=self.sigma_ddof)
 
-    def _prepare_adaptive(self, st):
+    def _prepare_adaptive(self, st, trusted):
         """The defense the attacker adapts to, its fit parameters, the surrogate."""
         schedule = self.adaptive_temperature
         if len(schedule) != 2 or not all(
@@ -588,7 +611,7 @@ class StealthyPoisoner(BasePoisoner):
             )
         surrogate = surrogate_victim(self.model)
         defense, fit_params = prepare_defense(
-            self.defense, st["seed"], st["X_val"], st["y_val"]
+            self.defense, st["seed"], st["X_val"], st["y_val"], trusted
         )
         st["adaptive"] = dict(
             defense=defense, fit_params=fit_params, surrogate=surrogate

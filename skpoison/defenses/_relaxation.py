@@ -37,15 +37,22 @@ BayesClean (:class:`~skpoison.defenses.BayesCleanFilter`)
     ``rule="paper"``, ``(|mu_i + c sigma_i| - |y_i|) / sigma_i`` (the larger of
     the ``c1`` and ``c2`` margins when flagged points are kept).
 TRIM (:class:`~skpoison.defenses.TrimRegressor`)
-    At TRIM's fixed point the model is least squares (ridge for a ``Ridge``
-    estimator; least squares stands in for any other estimator) on the kept
-    set ``K``, and ``K`` is the ``n - k`` rows with the smallest residuals
-    under it. ``K`` is held fixed, the model on it is differentiated, and the
-    margin is ``t - |r_i|`` with ``t`` halfway between the ``(n - k)``-th and
-    ``(n - k + 1)``-th smallest ``|r|`` (a soft rank: a rejected poison point
-    gains weight as its residual goes under the trimming threshold).
+    TRIM's kept set ``K`` is the ``n - k`` rows with the smallest residuals
+    under the model trained on the kept set ``K'`` of its fit before (at its
+    fixed point ``K' = K``; when it stops by its tolerance or ``max_iter``,
+    ``K'`` is the set it had one fit earlier). ``K'`` is held fixed, the model
+    on it is differentiated, and the margin is ``t - |r_i|`` with ``t``
+    halfway between the ``(n - k)``-th and ``(n - k + 1)``-th smallest ``|r|``
+    (a soft rank: a rejected poison point gains weight as its residual goes
+    under the trimming threshold). The model is TRIM's estimator's: least
+    squares, ridge for a ``Ridge``, the ``T`` gradient-descent steps of the
+    paper's victim, :class:`~skpoison.models.TorchLinearRegressor`
+    (:func:`gd_least_squares`);
+    least squares stands in for any other estimator. So at ``T -> 0`` the
+    weights are ``inlier_mask_`` exactly.
 SEVER (:class:`~skpoison.defenses.SeverFilter`)
-    Each round's active set is held fixed; the round's least-squares fit, the
+    Each round's active set is held fixed; the round's fit (the GD victim's
+    ``T`` steps for the paper's victim, else least squares), the
     centred per-sample gradients in standard coordinates, their top
     eigenvector ``v`` (``torch.linalg.eigh``) and the projections are
     differentiated. The margin of round ``t`` is ``thr_t - |proj_i|`` with
@@ -53,7 +60,7 @@ SEVER (:class:`~skpoison.defenses.SeverFilter`)
     of that round (the square root of SEVER's score ``tau``: the same order,
     less heavy-tailed), the width from the round's active rows; the weight is
     the product of the rounds' sigmoids (a row is kept if it survives every
-    round). Least squares stands in for SEVER's estimator; the gradients are
+    round). Least squares stands in for any other estimator; the gradients are
     in standard coordinates, or in the units of ``X`` where the fit took a
     torch model's own gradients.
 Proda (:class:`~skpoison.defenses.ProdaRegressor`)
@@ -266,6 +273,49 @@ def least_squares(X, y, weight=None, ridge: float = 0.0):
         C = C + ridge * torch.eye(X.shape[1], dtype=X.dtype)
     coef = psd_solve(C, Xc.T @ (w * yc))
     return coef, y_bar - x_bar @ coef
+
+
+def gd_least_squares(X, y, weight, l2: float, lr: float, n_steps: int):
+    """The GD victim's model on weighted rows, in torch: ``n_steps`` steps from 0.
+
+    Gradient descent on Eq. (1) with the rows weighted (``H = Z^T W Z / sum w
+    + l2 P``, ``g = Z^T W y / sum w``, ``Z = [X, 1]``, ``P`` masking the
+    bias), ``v <- v - lr (H v - g)``: for 0/1 weights the model
+    :class:`~skpoison.models.TorchLinearRegressor` trains on the kept rows.
+    Returns ``(coef, intercept)``, differentiable with respect to ``X``, ``y``
+    and ``weight``.
+    """
+    n, d = X.shape
+    Z = torch.cat([X, torch.ones((n, 1), dtype=X.dtype)], dim=1)
+    Zw = weight[:, None] * Z
+    n_s = weight.sum()
+    H = Z.T @ Zw / n_s
+    if l2:
+        penalty = torch.full((d + 1,), float(l2), dtype=X.dtype)
+        penalty[d] = 0.0
+        H = H + torch.diag(penalty)
+    g = Zw.T @ y / n_s
+    v = torch.zeros(d + 1, dtype=X.dtype)
+    for _ in range(int(n_steps)):
+        v = v - lr * (H @ v - g)
+    return v[:d], v[d]
+
+
+def estimator_fit(estimator, X, y, weight, ridge: float = 0.0):
+    """A defense's model on weighted rows, in torch: ``(coef, intercept)``.
+
+    The paper's GD victim (:class:`~skpoison.models.TorchLinearRegressor`)
+    by its ``T`` steps (:func:`gd_least_squares`), any other estimator by
+    least squares with penalty ``ridge`` (:func:`least_squares`; exact for
+    least squares and ridge, a stand-in otherwise).
+    """
+    from ..models import TorchLinearRegressor
+
+    if type(estimator) is TorchLinearRegressor:
+        return gd_least_squares(
+            X, y, weight, estimator.l2, estimator.learning_rate, estimator.n_epochs
+        )
+    return least_squares(X, y, weight, ridge)
 
 
 def standard_coordinates(X: torch.Tensor):

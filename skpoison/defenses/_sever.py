@@ -340,17 +340,17 @@ class SeverFilter(BaseDefense):
     def _relaxed_acceptance(self, X, y, temperature):
         """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
 
-        Each round's active set is held fixed; its least-squares fit, the
-        centred gradients in standard coordinates, their top eigenvector and
-        the projections are differentiated (least squares stands in for an
-        estimator). A row's weight is the product of the rounds' sigmoids of
-        ``threshold - |projection|``.
+        Each round's active set is held fixed; its fit (the GD victim's ``T``
+        steps for the paper's victim, least squares standing in for any other
+        estimator), the centred gradients in standard coordinates, their top
+        eigenvector and the projections are differentiated. A row's weight is
+        the product of the rounds' sigmoids of ``threshold - |projection|``.
         """
         import torch
         from sklearn.linear_model import Ridge
 
         from ._relaxation import (
-            least_squares,
+            estimator_fit,
             log_soft_accept,
             rank_threshold,
             standard_coordinates,
@@ -358,7 +358,8 @@ class SeverFilter(BaseDefense):
 
         ridge = self.alpha
         if self.estimator is not None:
-            # Least squares stands in for the estimator (ridge for a Ridge).
+            # Ridge for a Ridge; the GD victim is fitted by its own steps
+            # (estimator_fit); least squares stands in for any other.
             ridge = (
                 float(self.estimator.alpha) if type(self.estimator) is Ridge else 0.0
             )
@@ -377,7 +378,7 @@ class SeverFilter(BaseDefense):
             active = (rounds == -1) | (rounds >= t)
             w = torch.as_tensor(active, dtype=X.dtype)
             m = int(active.sum())
-            coef, intercept = least_squares(X, y, w, ridge)
+            coef, intercept = estimator_fit(self.estimator, X, y, w, ridge)
             G = (y - X @ coef - intercept)[:, None] * Zs
             mu = (w[:, None] * G).sum(0) / m
             S = (w[:, None] * G).T @ G / m - torch.outer(mu, mu)

@@ -311,11 +311,14 @@ class _GDGramEngine(_GramEngine):
 
 
 class _Run:
-    __slots__ = ("mask", "model", "loss", "path", "n_fits", "converged")
+    __slots__ = ("mask", "model", "loss", "path", "n_fits", "converged", "source")
 
-    def __init__(self, mask, model, loss, path, n_fits, converged):
+    def __init__(self, mask, model, loss, path, n_fits, converged, source):
         self.mask, self.model, self.loss = mask, model, loss
         self.path, self.n_fits, self.converged = path, n_fits, converged
+        # The kept set whose model selected ``mask`` (``mask`` itself for a
+        # start): equal to ``mask`` when the loop settled.
+        self.source = source
 
 
 def _mask_key(mask) -> bytes:
@@ -337,7 +340,7 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
     loss = float(resid[new_mask].mean())
     path = [loss]
     n_keep = mask.shape[0] - n_reject
-    best = (loss, mask, model) if int(mask.sum()) == n_keep else None
+    best = (loss, mask, model, mask) if int(mask.sum()) == n_keep else None
     seen = {_mask_key(mask)}
     converged = False
     while True:
@@ -353,7 +356,7 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
         if n_fits >= max_iter:
             break
         seen.add(key)
-        mask = new_mask
+        source, mask = mask, new_mask
         model = engine.fit(mask)
         resid = engine.residuals(model)
         n_fits += 1
@@ -362,15 +365,15 @@ def _trim_run(engine, mask, n_reject, max_iter, tol) -> _Run:
         path.append(new_loss)
         improvement, loss = loss - new_loss, new_loss
         if best is None or loss <= best[0]:
-            best = (loss, mask, model)
+            best = (loss, mask, model, source)
         # A rise (only possible for inexact fits) is not a reason to stop: the
         # best iterate is kept, and cycles and max_iter bound the loop.
         if 0.0 <= improvement <= tol * path[-2]:
             converged = True
             break
     if best is None:  # stopped at the start (a kept set equal to it)
-        best = (loss, mask, model)
-    return _Run(best[1], best[2], best[0], path, n_fits, converged)
+        best = (loss, mask, model, mask)
+    return _Run(best[1], best[2], best[0], path, n_fits, converged, best[3])
 
 
 class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
@@ -551,6 +554,9 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
 
         self.estimator_, self.scores_ = engine.finalize(best.model, best.mask)
         self.inlier_mask_ = best.mask
+        # What selected the kept set (for the relaxation): the kept set of
+        # the fit before, whose model's n - k smallest residuals it is.
+        self._selected_by_ = best.source
         self.n_reject_ = n_reject
         n_keep = n - n_reject
         self.trimmed_loss_ = float(
@@ -563,16 +569,22 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     def _relaxed_acceptance(self, X, y, temperature):
         """Log soft accept weights (:mod:`skpoison.defenses._relaxation`).
 
-        Least squares (ridge for a ``Ridge`` estimator) on the kept set, held
-        fixed, and a soft rank of the absolute residuals under it.
+        TRIM's last selection: the model of the kept set that selected
+        ``inlier_mask_`` (``inlier_mask_`` itself when the loop settled), held
+        fixed, and a soft rank of the absolute residuals under it. The model
+        is the estimator's: least squares (ridge for a ``Ridge``), the GD
+        victim's ``T`` steps for a
+        :class:`~skpoison.models.TorchLinearRegressor`, least squares standing
+        in for any other estimator.
         """
         import torch
 
-        from ._relaxation import least_squares, log_soft_accept, rank_threshold
+        from ._relaxation import estimator_fit, log_soft_accept, rank_threshold
 
+        source = getattr(self, "_selected_by_", self.inlier_mask_)
+        kept = torch.as_tensor(source, dtype=X.dtype)
         ridge = _linear_penalty(self.estimator) or 0.0
-        kept = torch.as_tensor(self.inlier_mask_, dtype=X.dtype)
-        coef, intercept = least_squares(X, y, kept, ridge)
+        coef, intercept = estimator_fit(self.estimator, X, y, kept, ridge)
         r = (y - X @ coef - intercept).abs()
         t = rank_threshold(r, X.shape[0] - self.n_reject_)
         return log_soft_accept(t - r, temperature)

@@ -169,3 +169,31 @@ def test_an_iterate_whose_defended_learner_diverges_is_never_kept():
     val, gX, gy = objective(X[idx] + 1.0, y[idx], 1, True)
     assert np.isnan(val)  # no true objective, but still a direction
     assert np.isfinite(gX.numpy()).all() and np.isfinite(gy.numpy()).all()
+
+
+def test_duti_attacker_models_the_defenders_trusted_items():
+    # The attacker who knows the defense models the DUTI that runs: the
+    # defender's trusted items (here a small subset of D_val), not all of D_val.
+    from skpoison.defenses import DutiFilter
+
+    X, y, Xv, yv, _, _ = problem()
+    trusted = dict(X_trusted=Xv[:8], y_trusted=yv[:8])
+    duti = DutiFilter(reject_fraction=0.2)
+    attack = StealthyPoisoner(
+        0.1, n_outer_steps=2, batch_size=10, random_state=0, defense=duti
+    ).fit(X, y, X_val=Xv, y_val=yv, **trusted)
+    Xp, yp = attack.resample_at()
+    runs = clone(duti).fit(Xp, yp, **trusted)
+    np.testing.assert_array_equal(attack.defense_.inlier_mask_, runs.inlier_mask_)
+    np.testing.assert_array_equal(attack.defense_.scores_, runs.scores_)
+    with pytest.raises(ValueError, match="X_trusted"):
+        clone(attack).fit(X, y, X_val=Xv, y_val=yv, X_trusted=Xv[:8])
+
+
+def test_trusted_items_do_not_change_the_non_adaptive_attack():
+    X, y, Xv, yv, _, _ = problem()
+    attack = StealthyPoisoner(0.1, n_outer_steps=2, batch_size=10, random_state=0)
+    plain = clone(attack).fit(X, y, X_val=Xv, y_val=yv)
+    given = attack.fit(X, y, X_val=Xv, y_val=yv, X_trusted=Xv[:8], y_trusted=yv[:8])
+    np.testing.assert_array_equal(plain.X_poison_, given.X_poison_)
+    np.testing.assert_array_equal(plain.y_poison_, given.y_poison_)

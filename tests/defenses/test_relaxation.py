@@ -18,6 +18,7 @@ from skpoison.defenses._relaxation import (
     relaxed_log_acceptance,
     spread,
 )
+from skpoison.models import TorchLinearRegressor
 
 DEFENSES = {
     "bayesclean": lambda: BayesCleanFilter(),
@@ -28,8 +29,17 @@ DEFENSES = {
     "bayesclean_no_intercept": lambda: BayesCleanFilter(fit_intercept=False),
     "trim": lambda: TrimRegressor(reject_fraction=0.2),
     "trim_ridge": lambda: TrimRegressor(Ridge(alpha=0.5), reject_fraction=0.2),
+    # The paper's GD victim (the evaluation's TRIM) and a TRIM stopped by its
+    # tolerance before its kept set settled.
+    "trim_gd": lambda: TrimRegressor(
+        TorchLinearRegressor(learning_rate=0.1, n_epochs=20), reject_fraction=0.2
+    ),
+    "trim_tol": lambda: TrimRegressor(Ridge(alpha=3.0), reject_fraction=0.2, tol=0.5),
     "sever": lambda: SeverFilter(reject_fraction=0.2),
     "sever_one_round": lambda: SeverFilter(reject_fraction=0.2, n_rounds=1),
+    "sever_gd": lambda: SeverFilter(
+        TorchLinearRegressor(learning_rate=0.1, n_epochs=20), reject_fraction=0.2
+    ),
     "proda": lambda: ProdaRegressor(reject_fraction=0.2, random_state=0),
     "duti": lambda: DutiFilter(reject_fraction=0.2),
 }
@@ -145,3 +155,28 @@ def test_errors():
         relaxed_acceptance(bc, X, y, 0.0)
     with pytest.raises(ValueError, match="fitted on 40 rows"):
         relaxed_acceptance(bc, X[:10], y[:10], 1.0)
+
+
+def test_gd_least_squares_is_the_gd_victim_on_the_kept_rows():
+    from skpoison.defenses._relaxation import gd_least_squares
+
+    X, y = problem()
+    kept = np.arange(X.shape[0]) % 3 != 0
+    victim = TorchLinearRegressor(learning_rate=0.1, n_epochs=20, l2=0.05)
+    victim.fit(X[kept], y[kept])
+    coef, intercept = gd_least_squares(
+        torch.tensor(X), torch.tensor(y), torch.tensor(kept, dtype=torch.float64),
+        victim.l2, victim.learning_rate, victim.n_epochs,
+    )  # fmt: skip
+    np.testing.assert_allclose(coef.numpy(), victim.coef_, rtol=1e-10, atol=1e-12)
+    assert float(intercept) == pytest.approx(victim.intercept_, rel=1e-10, abs=1e-12)
+
+
+def test_trim_relaxation_is_its_last_selection():
+    # Stopped by its tolerance, TRIM's kept set is the selection under the
+    # model of the kept set before (not a fixed point): the limit is that set.
+    X, y = problem()
+    trim = fitted("trim_tol", X, y)
+    assert not np.array_equal(trim._selected_by_, trim.inlier_mask_)
+    s = relaxed_acceptance(trim, X, y, 1e-6).numpy()
+    np.testing.assert_array_equal(s > 0.5, trim.inlier_mask_)

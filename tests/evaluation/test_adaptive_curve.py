@@ -341,3 +341,27 @@ def test_an_adaptive_row_can_be_recomputed_with_the_public_api():
     # The adaptive attack's poison is not the ordinary attack's.
     plain = df[~df["adaptive"] & (df["ratio"] == 0.1) & (df["defense"] == "none")]
     assert plain["test_nmse"].iloc[0] != pytest.approx(undefended, rel=1e-9)
+
+
+def test_the_real_adaptive_attack_gets_the_splits_trusted_items():
+    # StealthyPoisoner.fit takes X_trusted, so the evaluation hands it DUTI's
+    # trusted items and the attacker models the DUTI that runs.
+    from sklearn.base import clone
+
+    from skpoison.attacks import StealthyPoisoner
+    from skpoison.defenses import DutiFilter
+    from skpoison.evaluation._curve import _poisoned_prefixes
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = X @ [1.0, -1.0] + 0.3 * rng.normal(size=60)
+    Xv, yv = X[:20] + 0.1, y[:20]
+    trusted = {"X_trusted": Xv[:5], "y_trusted": yv[:5]}
+    duti = DutiFilter(reject_fraction=0.2)
+    attack = StealthyPoisoner(
+        0.1, n_outer_steps=1, batch_size=6, random_state=0, defense=duti
+    )
+    _poisoned_prefixes(attack, X, y, Xv, yv, [6], trusted=trusted)
+    Xp, yp = attack.resample_at()
+    runs = clone(duti).fit(Xp, yp, **trusted)
+    np.testing.assert_array_equal(attack.defense_.scores_, runs.scores_)
