@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 _CHUNK_ROWS = 65536
+# Elements of a row block that an elementwise pass keeps in cache (1 MiB).
+_BLOCK_ELEMENTS = 1 << 17
 _EPS = np.finfo(np.float64).eps
 
 
@@ -126,8 +128,20 @@ def _centre_and_scale(A: np.ndarray, name: str):
         # The origin only has to lie among the bulk of the data: the median of
         # at most 8192 evenly spaced rows is as good, and costs no full sort.
         offset = _column_medians(A[:: max(1, A.shape[0] // 8192)])
-        out = A - offset
-        scale = np.maximum(out.max(axis=0, initial=0.0), -out.min(axis=0, initial=0.0))
+        out = np.empty_like(A, dtype=np.float64)
+        # Row blocks that stay in cache: the largest and smallest values of a
+        # block are taken while it is there (max and min are exact, so the
+        # order of the blocks changes nothing), not in two more passes.
+        high = np.zeros(A.shape[1])
+        low = np.zeros(A.shape[1])
+        step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
+        for start in range(0, A.shape[0], step):
+            block = np.subtract(
+                A[start : start + step], offset, out=out[start : start + step]
+            )
+            np.maximum(high, block.max(axis=0), out=high)
+            np.minimum(low, block.min(axis=0), out=low)
+        scale = np.maximum(high, -low)
     # max and min propagate NaN and inf: a finite scale is a finite ``out``
     # (no pass over the whole array for it).
     if not (np.isfinite(offset).all() and np.isfinite(scale).all()):
