@@ -112,7 +112,12 @@ def _standard_frame(A: np.ndarray, centre: bool):
     the column would look constant) and the result is bit for bit the same at
     every power-of-two scale.
     """
-    _, exponent = np.frexp(np.max(np.abs(A), axis=0, initial=0.0))
+    # The largest magnitude per column, block by block (no |A| the size of A).
+    top = np.zeros(A.shape[1])
+    step = max(1, (1 << 17) // max(A.shape[1], 1))
+    for start in range(0, A.shape[0], step):
+        np.maximum(top, np.abs(A[start : start + step]).max(axis=0), out=top)
+    _, exponent = np.frexp(top)
     unit = np.ldexp(1.0, exponent)
     scaler = StandardScaler(with_mean=centre).fit(A / unit)
     mean = scaler.mean_ * unit if centre else np.zeros(A.shape[1])
@@ -138,7 +143,9 @@ def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
     centre = estimator.fit_intercept
     x_mean, x_scale = _standard_frame(X, centre)
     y_mean, y_scale = (float(v[0]) for v in _standard_frame(y[:, None], centre))
-    Xs, ys = (X - x_mean) / x_scale, (y - y_mean) / y_scale
+    Xs = np.subtract(X, x_mean)
+    Xs /= x_scale  # in place: one array the size of X, not two
+    ys = (y - y_mean) / y_scale
     estimator.fit(Xs, ys)
     mu_s, sigma_s, scores = _moments_and_scores(estimator, Xs, ys)
     with np.errstate(all="ignore"):

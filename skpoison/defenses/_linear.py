@@ -124,33 +124,37 @@ def _column_medians(S: np.ndarray) -> np.ndarray:
 
 def _centre_and_scale(A: np.ndarray, name: str):
     """``(A - median) / scale`` (a new array), the median and the scale, per column."""
+    step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
     with np.errstate(over="ignore", invalid="ignore"):
         # The origin only has to lie among the bulk of the data: the median of
         # at most 8192 evenly spaced rows is as good, and costs no full sort.
         offset = _column_medians(A[:: max(1, A.shape[0] // 8192)])
-        out = np.empty_like(A, dtype=np.float64)
-        # Row blocks that stay in cache: the largest and smallest values of a
-        # block are taken while it is there (max and min are exact, so the
-        # order of the blocks changes nothing), not in two more passes.
-        high = np.zeros(A.shape[1])
-        low = np.zeros(A.shape[1])
-        step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
+        # Rounding is monotone, so the extremes of A - offset are those of A,
+        # shifted: one read of A (max and min of each row block while it is in
+        # cache), and the frame is then written once, not shifted then divided.
+        top = np.full(A.shape[1], -np.inf)
+        bottom = np.full(A.shape[1], np.inf)
         for start in range(0, A.shape[0], step):
-            block = np.subtract(
-                A[start : start + step], offset, out=out[start : start + step]
-            )
-            np.maximum(high, block.max(axis=0), out=high)
-            np.minimum(low, block.min(axis=0), out=low)
-        scale = np.maximum(high, -low)
-    # max and min propagate NaN and inf: a finite scale is a finite ``out``
-    # (no pass over the whole array for it).
+            block = A[start : start + step]
+            np.maximum(top, block.max(axis=0), out=top)
+            np.minimum(bottom, block.min(axis=0), out=bottom)
+        # The largest absolute deviation, at least 0 (also without rows).
+        scale = np.maximum(
+            np.maximum(top - offset, 0.0), -np.minimum(bottom - offset, 0.0)
+        )
+    # max and min propagate NaN and inf: a finite scale is a finite frame (no
+    # pass over the whole array for it).
     if not (np.isfinite(offset).all() and np.isfinite(scale).all()):
         raise ValueError(
             f"{name} is too large for float64 least squares: its spread overflows. "
             "Rescale it first."
         )
     scale = np.where(scale > 0, scale, 1.0)
-    out /= scale
+    out = np.empty_like(A, dtype=np.float64)
+    for start in range(0, A.shape[0], step):
+        rows = slice(start, start + step)
+        np.subtract(A[rows], offset, out=out[rows])
+        out[rows] /= scale
     return out, offset, scale
 
 
