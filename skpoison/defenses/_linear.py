@@ -269,10 +269,11 @@ def gram_statistics(
             Xb, yb = X[start : start + step], y[start : start + step]
             if sample_mask is not None:
                 keep = sample_mask[start : start + step]
-                Xb, yb = Xb[keep], yb[keep]
-                if offset is not None:  # Xb is a copy already: shift it in place
-                    Xb -= offset[0]
+                if offset is not None:
+                    Xb, yb = _shifted_rows(Xb, keep, offset[0]), yb[keep]
                     yb -= offset[1]
+                else:
+                    Xb, yb = Xb[keep], yb[keep]
             elif offset is not None:
                 Xb, yb = Xb - offset[0], yb - offset[1]
             col_sum = Xb.sum(axis=0)
@@ -292,6 +293,22 @@ def gram_statistics(
             "squares overflow. Standardise (or rescale) the data first."
         )
     return ZtZ, Zty, yty, n
+
+
+def _shifted_rows(A: np.ndarray, keep: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``A[keep] - shift`` (C-contiguous, as ``A[keep]``), written once.
+
+    The kept rows of each row block are gathered and shifted while in cache,
+    not copied whole and then shifted in a second pass.
+    """
+    out = np.empty((np.count_nonzero(keep), A.shape[1]))
+    step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
+    at = 0
+    for start in range(0, A.shape[0], step):
+        part = A[start : start + step][keep[start : start + step]]
+        np.subtract(part, shift, out=out[at : at + part.shape[0]])
+        at += part.shape[0]
+    return out
 
 
 def gram_statistics_without(
@@ -573,7 +590,9 @@ def predict_linear(X: np.ndarray, theta: np.ndarray) -> np.ndarray:
     array([3., 5.])
     """
     theta = np.asarray(theta, dtype=np.float64)
-    return np.asarray(X, dtype=np.float64) @ theta[:-1] + theta[-1]
+    out = np.asarray(X, dtype=np.float64) @ theta[:-1]
+    out += theta[-1]  # in place: no second array of n values
+    return out
 
 
 def squared_residuals(X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -585,7 +604,8 @@ def squared_residuals(X: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.nda
     ...                   np.array([2.0, 1.0]))
     array([0., 4.])
     """
-    r = np.asarray(y, dtype=np.float64) - predict_linear(X, theta)
+    r = predict_linear(X, theta)
+    np.subtract(np.asarray(y, dtype=np.float64), r, out=r)
     r *= r
     return r
 

@@ -457,7 +457,8 @@ def _linear_scores(X, y, active, idx, theta, standard=None) -> np.ndarray:
     d = X.shape[1]
     # Residuals on the full X with zeros on the inactive rows: the one n x d
     # block below is r * X, with no copy of X[active].
-    r = y - predict_linear(X, theta)
+    r = predict_linear(X, theta)
+    np.subtract(y, r, out=r)
     r[~active] = 0.0
     if standard is None:
         inv_std, Xc, rX = np.ones(d), X, np.empty_like(X)
