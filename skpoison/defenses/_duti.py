@@ -177,6 +177,7 @@ class _LinearLasso:
         """Solve at penalty ``kappa``; return ``(delta, gradient of the smooth part)``."""
         p = self.u.shape[0]
         self.converged = False
+        v = None
         for _ in range(max_iter):
             # Solve for the current active set at this kappa, then check its signs.
             rhs = self.M @ (self.zb_A - kappa * self.zs_A)
@@ -195,8 +196,15 @@ class _LinearLasso:
                 break
             self._update_active(rows, self.signs[rows], new[rows])
             self.signs = new
-        delta = _soft_threshold(self.b + self._Z(self.u), kappa)
-        return delta, 2.0 * (self.matvec(delta) - self.b)
+        if v is None:  # pragma: no cover - max_iter >= 1
+            v = self.b + self._Z(self.u)
+        # v is b + Z u for the final u (each iteration ends by computing it):
+        # not a second pass over X for the same vector.
+        delta = _soft_threshold(v, kappa)
+        # M Z^T delta, the path's u after this step, kept for _solve_path: the
+        # gradient below is matvec(delta) - b with it.
+        self.u_after = self.M @ self._Zt(delta)
+        return delta, 2.0 * ((delta - self._Z(self.u_after)) - self.b)
 
 
 class _KernelLasso:
@@ -508,7 +516,7 @@ class DutiFilter(BaseDefense):
                 delta, new_grad = problem.solve(gamma / 2.0, self.max_iter)
                 not_converged += not problem.converged
                 if linear:
-                    path_u.append(problem.M @ problem._Zt(delta))
+                    path_u.append(problem.u_after)  # M @ Z^T delta
                 used.append(gamma)
                 new = (delta != 0) & (entry < 0)
                 # Tie-break within a step by the gradient before it.
