@@ -69,6 +69,17 @@ Hypergradients (Alg. 3)
     the linear model (``engine="auto"``), reverse-mode differentiation through
     the unrolled ``T`` steps otherwise. ``R`` needs no unrolling: its gradient is
     autograd through one forward pass of the clean model.
+Large training sets
+    The linear victims' engines (the spectral engine, ``LinearRegression``,
+    ``Ridge``) need the fixed rows only through their Gram statistics. From
+    ``_GRAM_UPDATE_MIN_ROWS`` (50,000) training rows on, the attack computes
+    the statistics of the clean set and of ``D_val`` once per fit and, between
+    batches, updates those of its current training set by the rows the last
+    batch replaced (:mod:`skpoison.attacks._gram`): ``O(B_p d^2)`` per batch
+    instead of ``O(n d^2)`` and no copy of the fixed rows. Below the threshold
+    every batch's engine is built from its rows, as before, so results there
+    (every dataset of the reproduction) are unchanged bit for bit; above it
+    they agree with that build to rounding.
 """
 
 from __future__ import annotations
