@@ -372,10 +372,14 @@ class BasePoisoner(BaseEstimator):
         held_out = np.asarray(
             self._held_out_rows(X, y, rng, **fit_params), dtype=np.intp
         )
-        free = np.setdiff1d(np.arange(n), held_out) if held_out.size else np.arange(n)
+        free = np.arange(n)
+        if held_out.size:
+            replaceable = np.ones(n, dtype=bool)
+            replaceable[held_out] = False
+            free = free[replaceable]
         if self.bounds is None:
-            Xy = np.column_stack([X, y])
-            bounds = (Xy.min(axis=0), Xy.max(axis=0))
+            # Per column, without a stacked copy of the data.
+            bounds = (np.r_[X.min(axis=0), y.min()], np.r_[X.max(axis=0), y.max()])
         else:
             bounds = check_bounds(self.bounds, d + 1)
         state = dict(

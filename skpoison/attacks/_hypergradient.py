@@ -230,12 +230,36 @@ def _as_tensor(a, dtype, device, name: str, ndim: int) -> torch.Tensor:
     return t
 
 
+def _check_finite_squares(t: torch.Tensor, name: str) -> None:
+    """Raise unless ``t`` is finite and its sum of squares fits in float64.
+
+    One pass without temporaries for a float64 tensor: the sum of squares is
+    finite only if every entry is (NaN and infinity propagate), so the entries
+    are looked at again only to word the error.
+    """
+    if t.dtype == torch.float64 and t.is_contiguous():
+        flat = t.reshape(-1)
+        squares = torch.dot(flat, flat)
+    else:
+        squares = (t.double() ** 2).sum()
+    if bool(torch.isfinite(squares)):
+        return
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinity.")
+    # Finite values whose squares overflow (|t| ~1e154+) would make every
+    # loss and Gram matrix inf; say so instead of failing deep inside.
+    raise ValueError(
+        f"{name} is too large: its squares overflow float64. Standardise the data."
+    )
+
+
 class _EngineBase:
     """Data handling shared by both engines."""
 
     def __init__(
-        self, X_fixed, y_fixed, X_val, y_val, *, n_steps, lr, l2, dtype, device
-    ):
+        self, X_fixed, y_fixed, X_val, y_val, *, n_steps, lr, l2, dtype, device,
+        fixed_gram=None,
+    ):  # fmt: skip
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.n_steps = int(n_steps)
@@ -247,17 +271,30 @@ class _EngineBase:
             raise ValueError(f"lr must be > 0, got {lr}.")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {l2}.")
-        self._set_data(X_fixed, y_fixed, X_val, y_val)
+        self._set_data(X_fixed, y_fixed, X_val, y_val, fixed_gram)
 
-    def _set_data(self, X_fixed, y_fixed, X_val, y_val):
-        """Validate the fixed and validation sets and store them as tensors."""
-        self.X_fixed = _as_tensor(X_fixed, self.dtype, self.device, "X_fixed", 2)
-        self.y_fixed = _as_tensor(y_fixed, self.dtype, self.device, "y_fixed", 1)
+    def _set_data(self, X_fixed, y_fixed, X_val, y_val, fixed_gram=None):
+        """Validate the fixed and validation sets and store them as tensors.
+
+        With ``fixed_gram`` (a :class:`~skpoison.attacks._gram.RowGram`) the
+        fixed rows are given by their statistics only: ``X_fixed`` and
+        ``y_fixed`` must be None and stay None.
+        """
+        if fixed_gram is not None:
+            if X_fixed is not None or y_fixed is not None:
+                raise ValueError("Pass X_fixed, y_fixed or fixed_gram, not both.")
+            self.X_fixed = self.y_fixed = None
+            self.n_fixed = fixed_gram.n
+            self.n_features = fixed_gram.n_features
+        else:
+            self.X_fixed = _as_tensor(X_fixed, self.dtype, self.device, "X_fixed", 2)
+            self.y_fixed = _as_tensor(y_fixed, self.dtype, self.device, "y_fixed", 1)
+            self.n_fixed = self.X_fixed.shape[0]
+            self.n_features = self.X_fixed.shape[1]
+            if self.X_fixed.shape[0] != self.y_fixed.shape[0]:
+                raise ValueError("X_fixed and y_fixed have different numbers of rows.")
         self.X_val = _as_tensor(X_val, self.dtype, self.device, "X_val", 2)
         self.y_val = _as_tensor(y_val, self.dtype, self.device, "y_val", 1)
-        self.n_features = self.X_fixed.shape[1]
-        if self.X_fixed.shape[0] != self.y_fixed.shape[0]:
-            raise ValueError("X_fixed and y_fixed have different numbers of rows.")
         if self.X_val.shape != (self.y_val.shape[0], self.n_features):
             raise ValueError(
                 f"X_val must have shape (len(y_val), {self.n_features}), "
@@ -267,15 +304,8 @@ class _EngineBase:
             raise ValueError("The validation set is empty.")
         for name, t in (("X_fixed", self.X_fixed), ("y_fixed", self.y_fixed),
                         ("X_val", self.X_val), ("y_val", self.y_val)):  # fmt: skip
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} contains NaN or infinity.")
-            # Finite values whose squares overflow (|t| ~1e154+) would make every
-            # loss and Gram matrix inf; say so instead of failing deep inside.
-            if not bool(torch.isfinite((t.double() ** 2).sum())):
-                raise ValueError(
-                    f"{name} is too large: its squares overflow float64. "
-                    "Standardise the data."
-                )
+            if t is not None:
+                _check_finite_squares(t, name)
 
     def _poison(self, X_p, y_p):
         X_p = _as_tensor(X_p, self.dtype, self.device, "X_p", 2)
@@ -284,7 +314,7 @@ class _EngineBase:
             raise ValueError(
                 f"X_p must have shape (len(y_p), {self.n_features}), got {tuple(X_p.shape)}."
             )
-        if self.X_fixed.shape[0] + X_p.shape[0] == 0:
+        if self.n_fixed + X_p.shape[0] == 0:
             raise ValueError(
                 "The training set is empty: no fixed and no poison points."
             )
@@ -928,6 +958,13 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         way. ``"auto"`` takes NumPy up to ``p = 512`` (less overhead per
         operation; on CUDA, one round trip of ``A`` instead of a small GPU
         eigensolver or ``T`` sequential kernel launches).
+    fixed_gram, val_gram : RowGram or None, default=None
+        Precomputed statistics (:class:`~skpoison.attacks._gram.RowGram`) of
+        the fixed rows (then ``X_fixed`` and ``y_fixed`` are None) and of the
+        validation set (which must be the statistics of ``X_val``, ``y_val``).
+        The attack passes them at large ``n``, where it updates them by rows
+        between batches instead of recomputing them; the result agrees with
+        the one from the rows to rounding, not bit for bit.
 
     Examples
     --------
@@ -945,10 +982,11 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
     def __init__(
         self, X_fixed, y_fixed, X_val, y_val, *, n_steps: int, lr: float, l2: float = 0.0,
         dtype=torch.float64, device="cpu", method: str = "auto", backend: str = "auto",
+        fixed_gram=None, val_gram=None,
     ):  # fmt: skip
         super().__init__(
             X_fixed, y_fixed, X_val, y_val, n_steps=n_steps, lr=lr, l2=l2,
-            dtype=dtype, device=device,
+            dtype=dtype, device=device, fixed_gram=fixed_gram,
         )  # fmt: skip
         if method not in ("auto", "eigh", "krylov"):
             raise ValueError(
@@ -978,16 +1016,17 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
             cheap_eigh = p**3 < 3000 * T or (on_cuda and backend == "torch")
             method = "eigh" if cheap_eigh else "krylov"
         self.method = method
-        Z0 = self._augment(self.X_fixed)
-        Zv = self._augment(self.X_val)
-        m = Zv.shape[0]
         penalty = torch.ones(p, dtype=self.dtype, device=self.device)
         penalty[-1] = 0.0
         # The clean Gram statistics stay on the device, where the poison Gram
         # is added; the p x p algebra runs in the backend's arrays.
-        self._Ab0 = self._data_ops.from_torch(
-            Z0.T @ torch.cat([Z0, self.y_fixed[:, None]], dim=1)
-        )
+        if fixed_gram is None:
+            Z0 = self._augment(self.X_fixed)
+            Ab0 = Z0.T @ torch.cat([Z0, self.y_fixed[:, None]], dim=1)
+        else:
+            ZtZ, Zty, _ = fixed_gram.around(0.0, 0.0)
+            Ab0 = self._from_host(np.column_stack([ZtZ, Zty]))
+        self._Ab0 = self._data_ops.from_torch(Ab0)
         if self._data_ops is _NumpyOps:
             self._A0 = np.ascontiguousarray(self._Ab0[:, :-1])
             self._b0 = np.ascontiguousarray(self._Ab0[:, -1])
@@ -995,10 +1034,19 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
         # so its thread count need not be touched then.
         self._torch_compute = not (self._ops is self._data_ops is _NumpyOps)
         self._np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        if val_gram is None:
+            Zv = self._augment(self.X_val)
+            m = Zv.shape[0]
+            H, h, s = Zv.T @ Zv, Zv.T @ self.y_val, torch.dot(self.y_val, self.y_val)
+        else:
+            # The validation set's statistics, computed once by the caller
+            # (they do not change between batches); X_val still gives value().
+            m = val_gram.n
+            H, h, s = (self._from_host(a) for a in val_gram.around(0.0, 0.0))
         stats = {
-            "H": Zv.T @ Zv / m,
-            "h": Zv.T @ self.y_val / m,
-            "s": torch.dot(self.y_val, self.y_val) / m,
+            "H": H / m,
+            "h": h / m,
+            "s": s / m,
             "penalty": penalty,
             "eye": torch.eye(p, dtype=self.dtype, device=self.device),
         }
@@ -1008,10 +1056,30 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
             idx = torch.arange(max(T - 1, 0), device=self.device)
             stats["K"] = (idx[:, None] + idx[None, :] <= T - 2).to(self.dtype)
         self._stats = {k: self._ops.from_torch(v) for k, v in stats.items()}
+        self._val_quadratic = val_gram is not None
+
+    def validation_loss(self, params) -> torch.Tensor:
+        """``1/(2 m) sum (f(x) - y)^2``; from the validation statistics with ``val_gram``.
+
+        Then ``w^T H w / 2 - h^T w + s / 2``, as in :meth:`value_and_grad`:
+        ``O(p^2)``, without a pass over (and temporaries of the size of) a
+        large validation set.
+        """
+        if not self._val_quadratic:
+            return super().validation_loss(params)
+        w = torch.cat([params["weight"].reshape(-1), params["bias"].reshape(-1)])
+        st, ops = self._stats, self._ops
+        w = ops.from_torch(w.detach()) if ops is _TorchOps else w.detach().cpu().numpy()
+        val = 0.5 * (ops.dot(w, st["H"] @ w - 2.0 * st["h"]) + st["s"])
+        return torch.as_tensor(val, dtype=self.dtype, device=self.device)
 
     @staticmethod
     def _augment(X):
         return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
+
+    def _from_host(self, a):
+        """A float64 host array as a tensor of the engine."""
+        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
 
     def _stack(self, X_p, y_p):
         """``W = [X_p, 1, y_p]`` (``n_p x (p + 1)``, C-contiguous) in the data's arrays.
@@ -1038,7 +1106,7 @@ class LinearSpectralEngine(_LinearModel, _EngineBase):
 
     def _gram(self, W):
         """``A``, ``b`` (in the backend's arrays) and ``c`` from ``W = [Z_p, y_p]``."""
-        st, n = self._stats, self.X_fixed.shape[0] + W.shape[0]
+        st, n = self._stats, self.n_fixed + W.shape[0]
         p = self.n_features + 1
         # W^T W of a C-contiguous W: one BLAS call (syrk or gemm) for A and b.
         G = W.T @ W
@@ -1398,6 +1466,8 @@ def make_engine(
     random_state=None,
     dtype=torch.float64,
     device="cpu",
+    fixed_gram=None,
+    val_gram=None,
 ):
     """Build the right hypergradient engine for ``model``.
 
@@ -1408,6 +1478,10 @@ def make_engine(
     ``ElasticNet``) gets the exact
     :class:`~skpoison.attacks._implicit.ImplicitLinearEngine` (``engine``
     must be ``"auto"``; ``n_steps``, ``lr`` and ``l2`` do not apply).
+    ``fixed_gram`` and ``val_gram`` (statistics of the fixed rows, with
+    ``X_fixed = y_fixed = None``, and of the validation set) are for the
+    engines that need the rows only through them: the spectral engine and the
+    implicit one for ``LinearRegression`` and ``Ridge``.
 
     Examples
     --------
@@ -1429,14 +1503,20 @@ def make_engine(
                 "scikit-learn estimator takes engine='auto'."
             )
         return ImplicitLinearEngine(
-            model, X_fixed, y_fixed, X_val, y_val, dtype=dtype, device=device
-        )
+            model, X_fixed, y_fixed, X_val, y_val, dtype=dtype, device=device,
+            fixed_gram=fixed_gram, val_gram=val_gram,
+        )  # fmt: skip
     is_linear = isinstance(model, str) and model == "linear"
     if engine == "spectral" and not is_linear:
         raise ValueError("engine='spectral' is exact for model='linear' only.")
     common = dict(n_steps=n_steps, lr=lr, l2=l2, dtype=dtype, device=device)
     if is_linear and engine in ("auto", "spectral"):
-        return LinearSpectralEngine(X_fixed, y_fixed, X_val, y_val, **common)
+        return LinearSpectralEngine(
+            X_fixed, y_fixed, X_val, y_val, fixed_gram=fixed_gram,
+            val_gram=val_gram, **common,
+        )  # fmt: skip
+    if fixed_gram is not None or val_gram is not None:
+        raise ValueError("The unrolled engine needs the rows, not fixed_gram/val_gram.")
     return UnrolledEngine(
         model, X_fixed, y_fixed, X_val, y_val,
         hidden_layer_sizes=hidden_layer_sizes, negative_slope=negative_slope,

@@ -163,6 +163,13 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
         Of the returned tensors (the algebra runs in float64).
     device : str or torch.device, default="cpu"
         Of the returned tensors.
+    fixed_gram, val_gram : RowGram or None, default=None
+        For unweighted ``LinearRegression`` and ``Ridge``: the statistics
+        (:class:`~skpoison.attacks._gram.RowGram`) of the fixed rows, in place
+        of ``X_fixed = y_fixed = None``, and of the validation set ``X_val``,
+        ``y_val`` (optional, with ``fixed_gram`` only). The attack passes them
+        at large ``n``; the result agrees with the one from the rows to
+        rounding, not bit for bit.
 
     Attributes
     ----------
@@ -189,14 +196,20 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
 
     def __init__(
         self, estimator, X_fixed, y_fixed, X_val, y_val, *, sample_weight=None,
-        dtype=torch.float64, device="cpu",
+        dtype=torch.float64, device="cpu", fixed_gram=None, val_gram=None,
     ):  # fmt: skip
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.l1_, self.l2_, self._scaled = _penalty(estimator)
         self.estimator = estimator
         self.fit_intercept = bool(estimator.get_params()["fit_intercept"])
-        self._set_data(X_fixed, y_fixed, X_val, y_val)
+        self._set_data(X_fixed, y_fixed, X_val, y_val, fixed_gram)
+        self._val_stats = None
+        if fixed_gram is not None:
+            self._from_gram(fixed_gram, val_gram, sample_weight)
+            return
+        if val_gram is not None:
+            raise ValueError("val_gram is used with fixed_gram only.")
         X0 = self.X_fixed.cpu().double().numpy()
         y0 = self.y_fixed.cpu().double().numpy()
         s0 = self._check_weights(sample_weight, X0.shape[0], "sample_weight")
@@ -218,6 +231,57 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
                 max_iter=max(int(estimator.max_iter), 10_000),
                 warm_start=True,
             )
+
+    def _from_gram(self, fixed_gram, val_gram, sample_weight):
+        """The statistics from :class:`~skpoison.attacks._gram.RowGram` objects.
+
+        OLS and Ridge need the fixed rows only through their (unit-weight)
+        statistics; the shift is the gram's (its rows' mean, or the mean they
+        had before rows were updated), so centring still cancels no digits.
+        The validation terms then come from ``val_gram`` too, in ``O(p^2)`` per
+        call instead of ``O(m p)``.
+        """
+        if self._scaled or sample_weight is not None:
+            raise ValueError(
+                "fixed_gram is for unweighted LinearRegression and Ridge victims."
+            )
+        d = self.n_features
+        if self.fit_intercept:
+            self._mu_x, self._mu_y = fixed_gram.shift
+        else:
+            self._mu_x, self._mu_y = np.zeros(d), 0.0
+        ZtZ, Zty, _ = fixed_gram.around(self._mu_x, self._mu_y)
+        self._G0, self._r0 = ZtZ[:d, :d], Zty[:d]
+        self._sx0, self._sy0, self._n0 = ZtZ[:d, d], Zty[d], float(fixed_gram.n)
+        self._X0 = self._y0 = self._s0 = None
+        if val_gram is None:
+            self._Xv = self.X_val.cpu().double().numpy() - self._mu_x
+            self._yv = self.y_val.cpu().double().numpy() - self._mu_y
+        else:
+            self._Xv = self._yv = None
+            ZtZ, Zty, yty = val_gram.around(self._mu_x, self._mu_y)
+            self._val_stats = (ZtZ, Zty, yty, val_gram.n)
+
+    def _validation_terms(self, w, b, active=None):
+        """``(loss, g_w[active], g_b)`` of the model ``(w, b)`` on the validation set.
+
+        ``g = (X_v^T r, sum r) / m`` for the residuals ``r``; from the rows, or
+        from the validation statistics as a quadratic form (``val_gram``).
+        """
+        if self._val_stats is None:
+            res = self._Xv @ w + b - self._yv
+            m = res.shape[0]
+            loss = 0.5 * np.mean(res**2)
+            if active is None:
+                return loss, None, None
+            return loss, self._Xv[:, active].T @ res / m, res.mean()
+        ZtZ, Zty, yty, m = self._val_stats
+        theta = np.r_[w, b]
+        q = ZtZ @ theta - Zty  # (X_v^T r, sum r)
+        loss = max(0.5 * (theta @ (q - Zty) + yty) / m, 0.0)
+        if active is None:
+            return loss, None, None
+        return loss, q[:-1][active] / m, q[-1] / m
 
     @staticmethod
     def _check_weights(s, n, name):
@@ -295,8 +359,7 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
     def value(self, X_p, y_p, sample_weight=None) -> torch.Tensor:
         """Validation loss of the model trained with the poison points."""
         w, b, _ = self._solve(*self._numpy_poison(X_p, y_p, sample_weight))
-        res = self._Xv @ w + b - self._yv
-        return self._out(0.5 * np.mean(res**2))
+        return self._out(self._validation_terms(w, b)[0])
 
     def value_and_grad(self, X_p, y_p, sample_weight=None, *, weight_grad=False):
         """Validation loss and its exact gradient (module docstring).
@@ -320,9 +383,7 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
         X_p, y_p, s_p = self._numpy_poison(X_p, y_p, sample_weight)
         w, b, st = self._solve(X_p, y_p, s_p)
         A, x_bar, n_s = st["active"], st["x_bar"], st["n_s"]
-        res = self._Xv @ w + b - self._yv
-        m = res.shape[0]
-        g_w, g_b = self._Xv[:, A].T @ res / m, res.mean()
+        loss, g_w, g_b = self._validation_terms(w, b, A)
         v_w = _pinv_solve(st["C"], g_w - x_bar[A] * g_b)
         v_b = g_b / n_s - x_bar[A] @ v_w if self.fit_intercept else 0.0
         Xs = X_p - self._mu_x
@@ -330,7 +391,7 @@ class ImplicitLinearEngine(_LinearModel, _EngineBase):
         q = Xs[:, A] @ v_w + v_b
         gX = np.zeros_like(X_p)
         gX[:, A] = -s_p[:, None] * (q[:, None] * w[A] + e[:, None] * v_w)
-        out = (self._out(0.5 * np.mean(res**2)), self._out(gX), self._out(s_p * q))
+        out = (self._out(loss), self._out(gX), self._out(s_p * q))
         if not weight_grad:
             return out
         pi = self.l1_ * np.sign(w[A]) + self.l2_ * w[A] if self._scaled else 0 * w[A]

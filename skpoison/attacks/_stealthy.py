@@ -69,6 +69,17 @@ Hypergradients (Alg. 3)
     the linear model (``engine="auto"``), reverse-mode differentiation through
     the unrolled ``T`` steps otherwise. ``R`` needs no unrolling: its gradient is
     autograd through one forward pass of the clean model.
+Large training sets
+    The linear victims' engines (the spectral engine, ``LinearRegression``,
+    ``Ridge``) need the fixed rows only through their Gram statistics. From
+    ``_GRAM_UPDATE_MIN_ROWS`` (50,000) training rows on, the attack computes
+    the statistics of the clean set and of ``D_val`` once per fit and, between
+    batches, updates those of its current training set by the rows the last
+    batch replaced (:mod:`skpoison.attacks._gram`): ``O(B_p d^2)`` per batch
+    instead of ``O(n d^2)`` and no copy of the fixed rows. Below the threshold
+    every batch's engine is built from its rows, as before, so results there
+    (every dataset of the reproduction) are unchanged bit for bit; above it
+    they agree with that build to rounding.
 """
 
 from __future__ import annotations
@@ -78,6 +89,7 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -99,12 +111,18 @@ from ._adaptive import (
     temperatures,
 )
 from ._base import BasePoisoner, _count_from_fraction, check_validation_set
+from ._gram import RowGram
 from ._hypergradient import make_engine
 from ._init import JAGIELSKI_INITS, start_points
 from ._presets import OPTP_OPTIONS, _model_key, get_preset
 from ._risk import detectability_risk, residual_std, risk_and_grad
 
 __all__ = ["StealthyPoisoner"]
+
+#: From this many training rows on, the linear victims' engines get the fixed
+#: rows' Gram statistics by row updates between batches (``_updates_gram``).
+#: Every dataset of the reproduction (doc/reproduction.md) is far below it.
+_GRAM_UPDATE_MIN_ROWS = 50_000
 
 
 class StealthyPoisoner(BasePoisoner):
@@ -575,7 +593,21 @@ class StealthyPoisoner(BasePoisoner):
             self._prepare_adaptive(st, trusted)
         # The clean model, trained exactly as the victim trains (engine.train).
         first = st["order"][: self._batch_count(st)]
-        engine = self._engine(st, np.setdiff1d(np.arange(n_tr), first), X, y)
+        fixed = np.ones(n_tr, dtype=bool)
+        fixed[first] = False
+        gram = None
+        if self._updates_gram(n_tr):
+            # Large n: the statistics of the clean rows and of D_val, once per
+            # fit; each batch's engine then gets its fixed rows' statistics by
+            # row updates (_fixed_gram).
+            st["clean_gram"] = RowGram.of(X, y)
+            st["val_gram"] = (
+                st["clean_gram"]
+                if st["X_val"] is X
+                else RowGram.of(st["X_val"], st["y_val"], shift=st["clean_gram"].shift)
+            )
+            gram = st["clean_gram"].without(X, y, first)
+        engine = self._engine(st, fixed, X, y, gram)
         try:
             params = engine.train(X[first], y[first])
         except DivergenceError as exc:
@@ -631,11 +663,17 @@ class StealthyPoisoner(BasePoisoner):
                 # Alg. 1: the alpha = 1 attack on the same split and permutation.
                 ref = {**st, "alpha": 1.0, "risk_ref": None}
                 reference = super()._extend(ref, [], n_p, "R_ref (alpha=1)")
+                ref.pop("_row_gram", None)  # it holds the run's X_current
                 st["risk_ref"] = _max_risk(reference)
                 st["n_iter"] += len(reference) * self._steps_per_batch()
         st["alpha"] = float(self.alpha)
         n_before = len(batches)
-        super()._extend(st, batches, n_p, desc)
+        try:
+            super()._extend(st, batches, n_p, desc)
+        finally:
+            # The row-updated statistics follow one X_current: drop them (and
+            # the reference to it) with the run.
+            st.pop("_row_gram", None)
         st["n_iter"] += (len(batches) - n_before) * self._steps_per_batch()
         return batches
 
@@ -648,7 +686,8 @@ class StealthyPoisoner(BasePoisoner):
         X_cur, y_cur = st["X_current"], st["y_current"]
         fixed = np.ones(st["n_train"], dtype=bool)
         fixed[idx] = False
-        engine = self._engine(st, fixed, X_cur, y_cur)
+        gram = self._fixed_gram(st, idx) if "clean_gram" in st else None
+        engine = self._engine(st, fixed, X_cur, y_cur, gram)
         X0, y0 = X_cur[idx], y_cur[idx]
         if self.init != "copy":
             # A stream per batch, keyed by its place in the permutation: the
@@ -662,6 +701,50 @@ class StealthyPoisoner(BasePoisoner):
         if self.defense is not None:
             batch = self._adapt(st, engine, idx, (X0, y0), batch)
         return batch.pop("X"), batch.pop("y"), batch
+
+    def _updates_gram(self, n_train) -> bool:
+        """Whether the engines get their fixed rows' statistics by row updates.
+
+        For the victims whose engines need the rows only through their Gram
+        statistics (the spectral engine of ``model="linear"``, and
+        ``LinearRegression`` and ``Ridge``), from ``_GRAM_UPDATE_MIN_ROWS``
+        training rows on. Below, each batch's engine is built from its rows,
+        as before: there that costs little, and the summation order of that
+        build defines the reference results (doc/reproduction.md), which the
+        updated statistics match to rounding only.
+        """
+        if n_train < _GRAM_UPDATE_MIN_ROWS:
+            return False
+        model = self.model
+        if isinstance(model, BaseEstimator):
+            return type(model) in (LinearRegression, Ridge)
+        return (
+            isinstance(model, str) and model == "linear" and self.engine != "unrolled"
+        )
+
+    def _fixed_gram(self, st, idx):
+        """Statistics of the current training set without the rows ``idx``.
+
+        One :class:`~skpoison.attacks._gram.RowGram` of ``X_current`` per run
+        of batches, updated by the rows the previous batch replaced (the base
+        class writes them between two ``_craft`` calls): ``O(B_p d^2)`` per
+        batch instead of ``O(n d^2)``.
+        """
+        X_cur, y_cur = st["X_current"], st["y_current"]
+        cache = st.get("_row_gram")
+        if cache is None or cache["X"] is not X_cur:
+            if idx.size and st["order"][0] == idx[0]:
+                # The run's first batch: the current set is the clean one.
+                gram = st["clean_gram"].copy()
+            else:  # a warm start: batches already in place
+                gram = RowGram.of(X_cur, y_cur, shift=st["clean_gram"].shift)
+            cache = st["_row_gram"] = dict(X=X_cur, gram=gram, pending=None)
+        elif cache["pending"] is not None:
+            rows, X_old, y_old = cache["pending"]
+            cache["gram"].replace(X_old, y_old, X_cur[rows], y_cur[rows])
+        # Fancy indexing copies: the rows as they are before this batch.
+        cache["pending"] = (idx, X_cur[idx], y_cur[idx])
+        return cache["gram"].without(X_cur, y_cur, idx)
 
     def _objective_terms(self, st):
         """``(alpha, risk_ref, show)`` of the ascents of the current run."""
@@ -743,14 +826,19 @@ class StealthyPoisoner(BasePoisoner):
         return clone(ad["defense"]).fit(X, y, **ad["fit_params"])
 
     # ---------------------------------------------------------------- internals
-    def _engine(self, st, fixed_rows, X_cur, y_cur):
+    def _engine(self, st, fixed_rows, X_cur, y_cur, gram=None):
+        """The engine on the rows ``fixed_rows``, or on their statistics ``gram``."""
+        if gram is None:
+            data = dict(X_fixed=X_cur[fixed_rows], y_fixed=y_cur[fixed_rows])
+        else:
+            data = dict(X_fixed=None, y_fixed=None, fixed_gram=gram,
+                        val_gram=st["val_gram"])  # fmt: skip
         try:
             return make_engine(
                 self.model,
-                X_cur[fixed_rows],
-                y_cur[fixed_rows],
-                st["X_val"],
-                st["y_val"],
+                X_val=st["X_val"],
+                y_val=st["y_val"],
+                **data,
                 n_steps=self.n_inner_steps,
                 lr=self.inner_lr,
                 engine=self.engine,

@@ -317,6 +317,8 @@ def gram_statistics_without(
     y: np.ndarray,
     removed: np.ndarray,
     keep: np.ndarray,
+    *,
+    offset: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """The Gram statistics of ``full`` less the rows ``removed``, accurately.
 
@@ -337,6 +339,9 @@ def gram_statistics_without(
         Indices of the rows to take out (distinct, all among the rows of ``full``).
     keep : ndarray of shape (n_samples,), bool
         The rows that are left (those of ``full`` without ``removed``).
+    offset : (ndarray of shape (n_features,), float), default=None
+        The ``offset`` of :func:`gram_statistics` that ``full`` was computed
+        with (the same is used for the rows removed).
 
     Returns
     -------
@@ -356,7 +361,7 @@ def gram_statistics_without(
     removed = np.asarray(removed, dtype=np.intp)
     n_left = int(n) - removed.size
     if removed.size < n_left:
-        dZtZ, dZty, dyty, dn = gram_statistics(X[removed], y[removed])
+        dZtZ, dZty, dyty, dn = gram_statistics(X[removed], y[removed], offset=offset)
         left = (ZtZ - dZtZ, Zty - dZty, yty - dyty, int(n) - dn)
         size_removed = float(np.trace(dZtZ)) + dyty
         size_left = float(np.trace(left[0])) + max(left[2], 0.0)
@@ -364,7 +369,7 @@ def gram_statistics_without(
         # about 1e-13 of what is left.
         if size_removed <= 1e3 * size_left:
             return left
-    return gram_statistics(X, y, keep)
+    return gram_statistics(X, y, keep, offset=offset)
 
 
 def _check_ridge(ridge) -> float:
