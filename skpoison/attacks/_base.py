@@ -476,25 +476,27 @@ class BasePoisoner(BaseEstimator):
         return tags
 
 
-def check_validation_set(X, X_val, y_val):
+def check_validation_set(X, X_val, y_val, *, names=("X_val", "y_val")):
     """The attacker's validation set ``(X_val, y_val)`` validated against ``X``.
 
     Both or neither (``(None, None)``); float64, finite targets, the features
-    of ``X``.
+    of ``X``. ``names``: what the errors call the two arrays (e.g. the
+    trusted items of a defense).
     """
     from sklearn.utils.validation import check_X_y
 
     from .._validation import check_not_datetime, check_target
 
+    x_name, y_name = names
     if (X_val is None) != (y_val is None):
-        raise ValueError("Pass both X_val and y_val, or neither.")
+        raise ValueError(f"Pass both {x_name} and {y_name}, or neither.")
     if X_val is None:
         return None, None
-    check_not_datetime(X_val, name="X_val")
+    check_not_datetime(X_val, name=x_name)
     X_val, y_val = check_X_y(X_val, y_val, y_numeric=True, dtype=np.float64)
-    y_val = check_target(y_val, name="y_val")
+    y_val = check_target(y_val, name=y_name)
     if X_val.shape[1] != X.shape[1]:
-        raise ValueError(f"X_val has {X_val.shape[1]} features, X has {X.shape[1]}.")
+        raise ValueError(f"{x_name} has {X_val.shape[1]} features, X has {X.shape[1]}.")
     return X_val, y_val
 
 

@@ -531,10 +531,9 @@ class StealthyPoisoner(BasePoisoner):
         X_val, y_val = check_validation_set(X, X_val, y_val)
         out = dict(X_val=X_val, y_val=y_val)
         if X_trusted is not None or y_trusted is not None:
-            try:
-                X_trusted, y_trusted = check_validation_set(X, X_trusted, y_trusted)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace("_val", "_trusted")) from exc
+            X_trusted, y_trusted = check_validation_set(
+                X, X_trusted, y_trusted, names=("X_trusted", "y_trusted")
+            )
             out.update(X_trusted=X_trusted, y_trusted=y_trusted)
         return out
 
