@@ -89,6 +89,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models._training import linear_normal_equations
+
 __all__ = ["relaxed_acceptance", "relaxed_log_acceptance"]
 
 
@@ -285,16 +287,8 @@ def gd_least_squares(X, y, weight, l2: float, lr: float, n_steps: int):
     Returns ``(coef, intercept)``, differentiable with respect to ``X``, ``y``
     and ``weight``.
     """
-    n, d = X.shape
-    Z = torch.cat([X, torch.ones((n, 1), dtype=X.dtype)], dim=1)
-    Zw = weight[:, None] * Z
-    n_s = weight.sum()
-    H = Z.T @ Zw / n_s
-    if l2:
-        penalty = torch.full((d + 1,), float(l2), dtype=X.dtype)
-        penalty[d] = 0.0
-        H = H + torch.diag(penalty)
-    g = Zw.T @ y / n_s
+    d = X.shape[1]
+    H, g = linear_normal_equations(X, y, l2, weight=weight)
     v = torch.zeros(d + 1, dtype=X.dtype)
     for _ in range(int(n_steps)):
         v = v - lr * (H @ v - g)

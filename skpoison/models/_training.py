@@ -585,12 +585,17 @@ def check_training(
 
 
 def linear_normal_equations(
-    X: torch.Tensor, y: torch.Tensor | None = None, l2: float = 0.0
+    X: torch.Tensor,
+    y: torch.Tensor | None = None,
+    l2: float = 0.0,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``H = Z^T Z / n + l2 P`` and ``g = Z^T y / n`` for ``Z = [X, 1]``.
 
     ``H`` is the Hessian of Eq. (1) for a linear model (``P`` masks the bias)
     and ``g`` its gradient at zero, negated; ``g`` is None without ``y``.
+    With row weights ``weight`` (``W``): ``Z^T W Z / sum w`` and
+    ``Z^T W y / sum w`` (for 0/1 weights, those of the rows kept).
 
     Raises
     ------
@@ -607,7 +612,11 @@ def linear_normal_equations(
     """
     n, d = X.shape
     Z = torch.cat([X, X.new_ones(n, 1)], dim=1)
-    H = Z.T @ Z / n
+    if weight is None:
+        Zw, n_s = Z, n
+    else:
+        Zw, n_s = weight[:, None] * Z, weight.sum()
+    H = Z.T @ Zw / n_s
     if l2:
         H = H + torch.diag(torch.cat([X.new_full((d,), l2), X.new_zeros(1)]))
     if not bool(torch.isfinite(H).all()):
@@ -616,7 +625,7 @@ def linear_normal_equations(
             "X is too large for gradient descent in floating point: Z^T Z "
             "overflows. Standardise the features."
         )
-    return H, (None if y is None else Z.T @ y / n)
+    return H, (None if y is None else Zw.T @ y / n_s)
 
 
 def check_hessian_stability(H: torch.Tensor, lr: float) -> float:
