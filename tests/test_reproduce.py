@@ -111,6 +111,22 @@ def test_the_crosscheck_block_quotes_the_json(tmp_path):
     assert "(commit `abcdef0`)" in text
 
 
+def test_provenance_names_the_cpu_and_its_blas(tmp_path):
+    # Results depend on the BLAS kernels at rounding level: the record says which.
+    prov = rp.write_provenance(tmp_path, commit="f" * 40, ref="HEAD", subject="s",
+                               command="c", settings={})  # fmt: skip
+    machine = json.loads((tmp_path / "provenance.json").read_text())["machine"]
+    assert machine == prov["machine"]
+    assert machine["cpu_model"] and isinstance(machine["cpu_model"], str)
+    assert machine["blas"], "numpy's BLAS is loaded, so it is listed"
+    prov["started"] = prov["finished"]
+    block = rp._provenance_block(prov)
+    assert machine["cpu_model"] in block and machine["blas"][0] in block
+    # A record from before these fields still renders.
+    del prov["machine"]["cpu_model"], prov["machine"]["blas"]
+    assert prov["machine"]["processor"] in rp._provenance_block(prov)
+
+
 def test_fill_refuses_blocks_that_do_not_match():
     page = "a\n<!-- BEGIN generated:x -->\nold\n<!-- END generated:x -->\nb\n"
     assert rp.fill(page, {"x": "new"}) == page.replace("old", "new")

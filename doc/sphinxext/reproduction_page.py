@@ -73,6 +73,45 @@ _NAMES = {"sklearn": "scikit-learn"}
 
 
 # ----------------------------------------------------------------- provenance
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> list[str]:
+    """The BLAS libraries loaded and the kernels they chose for this CPU.
+
+    OpenBLAS picks its kernels by CPU model, so the same commit rounds its
+    last bits differently on another machine: the record says which ran.
+    """
+    try:
+        import numpy  # noqa: F401  (loads its BLAS, so that it is listed)
+        from threadpoolctl import threadpool_info  # a scikit-learn dependency
+    except ImportError:
+        return []
+    return sorted(
+        {
+            " ".join(
+                str(x)
+                for x in (
+                    i.get("internal_api"),
+                    i.get("version"),
+                    i.get("architecture"),
+                )
+                if x
+            )
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        }
+    )
+
+
 def write_provenance(run: Path, *, commit, ref, subject, command, settings) -> dict:
     """Write ``run/provenance.json`` from the steps ``doc/reproduce.sh`` logged.
 
@@ -113,6 +152,8 @@ def write_provenance(run: Path, *, commit, ref, subject, command, settings) -> d
             cores=os.cpu_count(),
             platform=platform.platform(),
             processor=platform.processor() or platform.machine(),
+            cpu_model=_cpu_model(),
+            blas=_blas(),
             load_average_at_end=[round(x, 2) for x in load] if load else None,
         ),
     )
@@ -145,12 +186,15 @@ def _provenance_block(prov) -> str:
     loads = (
         f", load average {load[0]} / {load[1]} / {load[2]} at the end" if load else ""
     )
+    # Runs recorded before the CPU model and BLAS were: the architecture only.
+    cpu = m.get("cpu_model") or m["processor"]
+    blas = f"; BLAS: {', '.join(m['blas'])}" if m.get("blas") else ""
     return (
         f"The numbers on this page come from commit `{prov['commit'][:7]}` "
         f"(`{prov['commit']}`), run from a clean export of that commit "
         f"(`git archive`) from {_utc(prov['started'])} to {_utc(prov['finished'])}, "
         f"with skpoison imported from the export. {', '.join(names)}; "
-        f"{m['cores']} CPU cores ({m['processor']}, {m['platform']}){loads}. "
+        f"{m['cores']} CPU cores ({cpu}, {m['platform']}){loads}{blas}. "
         "Every file of the run, `provenance.json` included, is under "
         "`doc/_static/reproduction/`."
     )
