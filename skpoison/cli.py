@@ -146,8 +146,10 @@ def _add_study_options(
     alphas=_PAPER_ALPHAS,
     alphas_note: str | None = None,
     defenses=_DEFAULT_DEFENSES,
+    ratios=_PAPER_RATIOS,
+    t_out_help: str | None = None,
 ) -> None:
-    """The study options of ``evaluate`` and ``reproduce``, declared once.
+    """The study options of ``evaluate``, ``reproduce`` and ``sensitivity``, declared once.
 
     ``scope`` ends each help (``" of every study"`` for ``reproduce``); a
     default that depends on other options is None, and ``*_note`` says what it
@@ -170,7 +172,7 @@ def _add_study_options(
         "--ratios",
         type=float,
         nargs="+",
-        default=list(_PAPER_RATIOS),
+        default=list(ratios),
         metavar="R",
         help=f"poisoning ratios in [0, 1){scope}: cumulative whole batches of "
         "poison points (a batch is the smallest step between the ratios, or "
@@ -196,7 +198,8 @@ def _add_study_options(
         type=_positive_int,
         default=None,
         metavar="T_OUT",
-        help=f"override the attack's T_out{scope} (default: Table II's) - fewer "
+        help=t_out_help
+        or f"override the attack's T_out{scope} (default: Table II's) - fewer "
         "is faster, weaker",
     )
 
@@ -496,26 +499,15 @@ def _add_sensitivity_parser(sub) -> None:
         metavar="NAME",
         help="settings to vary (default: every supported one)",
     )
-    se.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.1], metavar="A")
-    se.add_argument(
-        "--ratios",
-        type=float,
-        nargs="+",
-        default=[0.0, 0.075, 0.15, 0.3, 0.45],
-        metavar="R",
-    )
-    se.add_argument(
-        "--defenses", nargs="+", default=list(_ALL_DEFENSES), metavar="NAME"
-    )
-    se.add_argument(
-        "--reps", type=_positive_int, default=6, help="repetitions of each study"
-    )
-    se.add_argument(
-        "--n-outer-steps",
-        type=_positive_int,
-        default=None,
-        metavar="T_OUT",
-        help="the baseline's T_out (default: Table II's)",
+    _add_study_options(
+        se.add_argument_group("each study"),
+        scope=" of each study",
+        reps=6,
+        alphas=(1.0, 0.1),
+        defenses=_ALL_DEFENSES,
+        ratios=(0.0, 0.075, 0.15, 0.3, 0.45),
+        # The T_out setting varies it around the baseline's.
+        t_out_help="the baseline's T_out (default: Table II's)",
     )
     se.add_argument(
         "--figure9-seeds",
@@ -982,6 +974,7 @@ def _cmd_sensitivity(args, argv) -> int:
     from .evaluation._checkpoint import atomic_write_text
     from .evaluation._sensitivity import sensitivity_markdown, sensitivity_study
 
+    defenses = _defense_list(args.defenses)  # before any folder is made
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with _dask_client(args.backend, args.scheduler):
@@ -990,7 +983,7 @@ def _cmd_sensitivity(args, argv) -> int:
             settings=args.settings,
             alphas=args.alphas,
             ratios=args.ratios,
-            defenses=args.defenses,
+            defenses=defenses,
             n_repetitions=args.reps,
             n_outer_steps=args.n_outer_steps,
             figure9_seeds=args.figure9_seeds,

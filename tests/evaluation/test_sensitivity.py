@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from test_findings import _contrary_inputs, _paper_like_inputs
 
+from skpoison import cli
 from skpoison.cli import main
 from skpoison.evaluation import _sensitivity
 from skpoison.evaluation._sensitivity import SENSITIVITY_SETTINGS, sensitivity_study
@@ -127,3 +128,35 @@ def test_cli_writes_the_table(tmp_path, capsys):
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert set(verdicts.verdict) == {"inconclusive"}  # 1 repetition decides nothing
     assert len(verdicts[["setting", "value"]].drop_duplicates()) == 1 + 2 + 2 + 1
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--defenses", "all"], list(cli._KNOWN_DEFENSES)),
+        (["--defenses", "none", "trim"], ["none", "trim"]),
+        ([], list(cli._ALL_DEFENSES)),
+    ],
+)
+def test_cli_defenses_are_those_of_evaluate(monkeypatch, tmp_path, argv, expected):
+    # `sensitivity` declares its study options with `evaluate`'s: 'all' expands
+    # to every known defense, as there, and the same other defaults hold.
+    calls = []
+
+    def fake_study(dataset, **kwargs):
+        calls.append(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(
+        "skpoison.evaluation._sensitivity.sensitivity_study", fake_study
+    )
+    with pytest.raises(SystemExit):
+        main(["sensitivity", *argv, "--out", str(tmp_path / "s")])
+    assert calls[0]["defenses"] == expected
+    assert calls[0]["alphas"] == [1.0, 0.1] and calls[0]["n_repetitions"] == 6
+
+
+def test_cli_refuses_an_unknown_defense(tmp_path, capsys):
+    assert main(["sensitivity", "--defenses", "nope", "--out", str(tmp_path / "s")])
+    assert "unknown defenses ['nope']" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
