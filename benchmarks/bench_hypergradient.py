@@ -66,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _provenance import commit
+from _provenance import commit, cpu_model
 
 from skpoison.attacks._hypergradient import LinearSpectralEngine, UnrolledEngine
 
@@ -80,16 +80,6 @@ MLP = {
     "heart": (1599, 480, 28, 120, 100, 0.1, 80, 0.9),
 }
 GOALS = {"linear": {"loan": 100, "appliances": 300}, "mlp": 2.0}
-
-
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def thread_scaling() -> float:

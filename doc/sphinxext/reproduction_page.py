@@ -51,6 +51,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+# One CPU probe for the benchmarks and this page (a script and a Sphinx extension).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _provenance import cpu_model
+
 BLOCKS = (
     "crosscheck",
     "provenance",
@@ -73,17 +77,6 @@ _NAMES = {"sklearn": "scikit-learn"}
 
 
 # ----------------------------------------------------------------- provenance
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _blas() -> list[str]:
     """The BLAS libraries loaded and the kernels they chose for this CPU.
 
@@ -152,7 +145,7 @@ def write_provenance(run: Path, *, commit, ref, subject, command, settings) -> d
             cores=os.cpu_count(),
             platform=platform.platform(),
             processor=platform.processor() or platform.machine(),
-            cpu_model=_cpu_model(),
+            cpu_model=cpu_model(),
             blas=_blas(),
             load_average_at_end=[round(x, 2) for x in load] if load else None,
         ),
