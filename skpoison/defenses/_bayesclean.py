@@ -206,13 +206,19 @@ def _power_of_two_near(magnitude: np.ndarray) -> np.ndarray:
 def _standardized_copy(A: np.ndarray, mean: np.ndarray, scale: np.ndarray):
     """``(A - mean) / scale``, a new array written a row block at a time (in cache)."""
     out = np.empty_like(A)
-    # A product is cheaper than a division, and as exact up to an ulp.
-    inv_scale = 1.0 / scale
+    # A product is cheaper than a division and exact up to an ulp, unless the
+    # reciprocal of a scale overflows (subnormal data).
+    with np.errstate(over="ignore"):
+        inv_scale = 1.0 / scale
+    product = np.isfinite(inv_scale).all()
     step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
     for start in range(0, A.shape[0], step):
         rows = slice(start, start + step)
         np.subtract(A[rows], mean, out=out[rows])
-        out[rows] *= inv_scale
+        if product:
+            out[rows] *= inv_scale
+        else:
+            out[rows] /= scale
     return out
 
 
