@@ -32,13 +32,26 @@ moment is ``sum_i r_i^2 z_i z_i^T = Z^T diag(r^2) Z``, so the centred covariance
 
     S = Z^T diag(r^2) Z / m - mu mu^T,    mu = -Z^T r / m,
 
-a ``(d+1) x (d+1)`` matrix built from one ``n x d`` block ``r * X`` (the
-gradients are never stored in any other form) and whose top eigenvector is the
-top right singular vector of the centred gradients (``numpy.linalg.eigh`` on
-the small matrix, never an SVD of an ``n x p`` one). The scores are then
-``(r_i z_i^T v + mu^T v)^2``, one matrix-vector product. The least-squares fits
-of the rounds use Gram statistics (:mod:`skpoison.defenses._linear`) that are
-downdated by the removed rows only.
+a ``(d+1) x (d+1)`` matrix whose top eigenvector is the top right singular
+vector of the centred gradients (``numpy.linalg.eigh`` on the small matrix,
+never an SVD of an ``n x p`` one). The scores are then ``(r_i z_i^T v + mu^T
+v)^2``. Neither the gradients nor the standard coordinates are stored: the
+residuals and ``Z^T diag(r^2) Z`` are accumulated one row block (in cache) at
+a time, one read of ``X``, and the projections take a second read. On data
+whose columns have their means within a few standard deviations of 0 (the
+frame of the default model, below) the blocks are those of ``X`` itself,
+``w_i = r_i [x_i, 1]``, and the standard coordinates enter through the small
+matrix ``T = [[D, -D m], [0, 1]]`` (``m`` the column means, ``D`` the inverse
+standard deviations): ``g_i = T w_i``, so ``S = T S_w T^T`` and ``g_i^T v =
+w_i^T (T^T v)``; centring the moments there cancels about a digit.
+
+The least-squares fits of the rounds use Gram statistics
+(:mod:`skpoison.defenses._linear`) that are downdated by the removed rows
+only. They are accumulated on ``X`` as it is when that is accurate (every
+column's mean within 4 standard deviations of 0 and its mean square far from
+the ends of float64); otherwise on ``X`` copied into the frame of
+:class:`~skpoison.defenses._linear.LinearFrame` (median 0, largest absolute
+value 1 per column). ``y`` is always moved to its frame.
 
 Linear estimators (a 1-d ``coef_`` and an ``intercept_`` after fit:
 scikit-learn's, and :class:`~skpoison.models.TorchLinearRegressor`, although
@@ -71,10 +84,11 @@ from sklearn.utils.extmath import randomized_svd
 
 from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
-from ._base import BaseDefense
+from ._base import BaseDefense, mask_keep_lowest
 from ._linear import (
     _BLOCK_ELEMENTS,
     LinearFrame,
+    _centre_and_scale,
     gram_statistics,
     gram_statistics_without,
     predict_linear,
@@ -82,6 +96,12 @@ from ._linear import (
 )
 
 __all__ = ["SeverFilter", "linear_per_sample_gradients", "torch_per_sample_gradients"]
+
+# _least_squares_frame keeps X as it is when every column's mean square lies
+# in (_TINY, _HUGE / n) and its mean within _MAX_OFFSET standard deviations of 0.
+_TINY = 2.0**-800
+_HUGE = 2.0**800
+_MAX_OFFSET = 4.0
 
 
 def linear_per_sample_gradients(
@@ -307,11 +327,11 @@ class SeverFilter(BaseDefense):
         gram = None
         self._torch_gradients_ = False
         if self.estimator is None:
-            # The least-squares fits run in the data's frame (see
-            # skpoison.defenses._linear), and so do the scores.
-            frame, Xf, yf = LinearFrame.from_data(X, y)
-            gram = (gram_statistics(Xf, yf), frame, Xf, yf)
-            standard = _standard_coordinates(Xf)
+            # The least-squares fits run in a safe frame (X itself when its
+            # Gram statistics are accurate), and so do the scores.
+            frame, Xf, yf, stats = _least_squares_frame(X, y)
+            gram = (stats, frame, Xf, yf)
+            standard = _moments_from_gram(stats)
         else:
             standard = _standard_coordinates(X)
 
@@ -323,7 +343,9 @@ class SeverFilter(BaseDefense):
             scores[idx] = (self.n_rounds - 1 - t) + _normalise(tau)
             if n_remove == 0:
                 continue
-            removed = idx[np.argsort(tau, kind="stable")[idx.size - n_remove :]]
+            # The n_remove highest, ties to the later rows (a stable argsort's
+            # order), in O(m); in increasing order.
+            removed = idx[~mask_keep_lowest(tau, n_remove)]
             active[removed] = False
             removal_round[removed] = t
             if gram is not None:
@@ -397,7 +419,9 @@ class SeverFilter(BaseDefense):
             theta_f = solve_gram(ZtZ, Zty, self.alpha, column_scale=frame.x_scale)
             # tau only ranks and is normalised: residuals in the frame's units
             # (order 1) keep the fourth moments of huge or tiny data finite.
-            return _linear_scores(Xf, yf, active, idx, theta_f, standard)
+            return _linear_scores(
+                Xf, yf, active, idx, theta_f, standard, centred_near_zero=True
+            )
         model = clone(self.estimator).fit(X[idx], y[idx])
         coef = getattr(model, "coef_", None)
         intercept = getattr(model, "intercept_", None)
@@ -429,59 +453,148 @@ def _is_torch_module(obj) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def _standard_coordinates(X):
-    """``(mean, 1 / std, centred, work)``: the columns' moments (1 for a constant column).
+def _least_squares_frame(X, y):
+    """The frame of the least-squares rounds: ``(frame, X', y', gram_statistics(X', y'))``.
 
-    ``centred`` is ``X - mean``, which every round's :func:`_linear_scores`
-    reads (computed once, not twice per round); ``work`` is an array like
-    ``X`` that every round overwrites: a fresh one per round pays its page
-    faults again (800 MB at ``n = 1e6``, ``d = 100``).
+    ``y`` is always moved to its frame (a vector: cheap). ``X`` stays as it is,
+    with no copy, when its Gram statistics are accurate: they are finite, no
+    column's mean square is near the ends of float64 (where squares overflow
+    or lose digits as subnormals) and every column's mean lies within
+    ``_MAX_OFFSET`` standard deviations of 0, so that centring them cancels at
+    most a digit. Otherwise ``X`` is copied into the frame of
+    :class:`~skpoison.defenses._linear.LinearFrame` (median 0, largest
+    absolute value 1 per column), where it holds: a column's mean lies within
+    a standard deviation of its median.
+    """
+    yf, y_offset, y_scale = _centre_and_scale(y[:, None], "y")
+    yf = yf[:, 0]
+    try:
+        stats = gram_statistics(X, yf)
+    except ValueError:  # squares beyond float64 in the units of X
+        stats = None
+    if stats is not None:
+        ZtZ, n = stats[0], max(stats[3], 1)
+        d = X.shape[1]
+        mean_square = np.diag(ZtZ)[:d] / n
+        mean = ZtZ[:d, d] / n
+        variance = mean_square - mean * mean
+        if np.all(
+            (mean_square > _TINY)
+            & (mean_square < _HUGE / n)
+            & (mean * mean <= _MAX_OFFSET**2 * variance)
+        ):
+            frame = LinearFrame(
+                np.zeros(d), np.ones(d), float(y_offset[0]), float(y_scale[0])
+            )
+            return frame, X, yf, stats
+    frame, Xf, yf = LinearFrame.from_data(X, y)
+    return frame, Xf, yf, gram_statistics(Xf, yf)
+
+
+def _moments_from_gram(stats):
+    """``(mean, 1 / std)`` of the columns behind accurate Gram statistics (1 if constant)."""
+    ZtZ, n = stats[0], max(stats[3], 1)
+    d = ZtZ.shape[0] - 1
+    mean = ZtZ[:d, d] / n
+    std = np.sqrt(np.maximum(np.diag(ZtZ)[:d] / n - mean * mean, 0.0))
+    return mean, 1.0 / np.where(std > 0, std, 1.0)
+
+
+def _standard_coordinates(X):
+    """``(mean, 1 / std)`` of the columns of ``X`` (1 for a constant column).
+
+    Two passes (the mean, then the squares of the centred rows, a block at a
+    time: no copy of ``X``), so an offset of a column cancels no digits.
     """
     mean = X.mean(axis=0)
-    centred = np.subtract(X, mean, out=np.empty_like(X))
-    work = np.square(centred, out=np.empty_like(X))
-    std = np.sqrt(work.mean(axis=0))
-    return mean, 1.0 / np.where(std > 0, std, 1.0), centred, work
+    squares = np.zeros(X.shape[1])
+    step = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        centred = X[start : start + step] - mean
+        squares += np.einsum("ij,ij->j", centred, centred)
+    std = np.sqrt(squares / max(X.shape[0], 1))
+    return mean, 1.0 / np.where(std > 0, std, 1.0)
 
 
-def _linear_scores(X, y, active, idx, theta, standard=None) -> np.ndarray:
+def _linear_scores(
+    X, y, active, idx, theta, standard=None, *, centred_near_zero=False
+) -> np.ndarray:
     """SEVER scores of the active rows for a linear model, from the (d+1)^2 covariance.
 
     The gradients are taken with respect to the parameters of the same model on
     the standard coordinates ``(x - mean) * inv_std`` (``standard``, from
-    :func:`_standard_coordinates`, whose work array is overwritten; ``None``:
-    ``X`` as it is), so that the scores do not depend on the origin or the
-    units of the columns.
+    :func:`_standard_coordinates`; ``None``: ``X`` as it is), so that the scores
+    do not depend on the origin or the units of the columns. They are never
+    stored: the second moments of the gradients are accumulated a row block at
+    a time, together with the residuals (one read of ``X``), and the
+    projections take a second read.
+
+    ``centred_near_zero=True`` says that every column of ``X`` has its mean
+    within a few standard deviations of 0 and a spread far from the ends of
+    float64 (a frame of :func:`_least_squares_frame`): the moments of ``r_i
+    [x_i, 1]`` are then accumulated on ``X`` itself and mapped to standard
+    coordinates by the ``(d+1) x (d+1)`` matrix ``T = [[D, -D mean], [0, 1]]``
+    (``D = diag(inv_std)``; centring them cancels about a digit). Otherwise
+    each row block is standardised before it is squared, whatever the offsets
+    and units of ``X``.
     """
+    n, d = X.shape
     m = idx.size
-    d = X.shape[1]
-    # Residuals on the full X with zeros on the inactive rows: the one n x d
-    # block below is r * X, with no copy of X[active].
-    r = predict_linear(X, theta)
-    np.subtract(y, r, out=r)
-    r[~active] = 0.0
     if standard is None:
-        inv_std, Xc, rX = np.ones(d), X, np.empty_like(X)
+        mean, inv_std = np.zeros(d), np.ones(d)
     else:
-        _, inv_std, Xc, rX = standard
-    # rX = (X - mean) * inv_std * r, one row block at a time (in cache).
+        mean, inv_std = standard
+    implicit = centred_near_zero or standard is None
+    keep = active.astype(np.float64)
+    r = np.empty(n)
+    M = np.zeros((d + 1, d + 1))
+    total = np.zeros(d + 1)
     step = max(1, _BLOCK_ELEMENTS // max(d, 1))
-    for start in range(0, X.shape[0], step):
+    G = np.empty((min(step, n), d + 1))
+    Z = None if implicit else np.empty((min(step, n), d))
+    for start in range(0, n, step):
         rows = slice(start, start + step)
-        block = np.multiply(Xc[rows], inv_std, out=rX[rows])
-        block *= r[rows, None]
-    M = np.empty((d + 1, d + 1))
-    M[:d, :d] = rX.T @ rX
-    M[:d, d] = M[d, :d] = rX.T @ r
-    M[d, d] = r @ r
+        Xb, rb = X[rows], r[rows]
+        # Residuals (0 on the inactive rows), then the block's gradients
+        # [r z, r] while its rows are in cache.
+        np.dot(Xb, theta[:d], out=rb)
+        rb += theta[d]
+        np.subtract(y[rows], rb, out=rb)
+        rb *= keep[rows]
+        if not implicit:
+            Xb = np.subtract(Xb, mean, out=Z[: Xb.shape[0]])
+            Xb *= inv_std
+        Gb = G[: Xb.shape[0]]
+        np.multiply(Xb, rb[:, None], out=Gb[:, :d])
+        Gb[:, d] = rb
+        M += Gb.T @ Gb
+        total += Gb.sum(axis=0)
+    T = np.eye(d + 1)
+    if implicit:
+        T[:d, :d] = np.diag(inv_std)
+        T[:d, d] = -inv_std * mean
     # Mean of r_i z_i in standard coordinates (the sign is irrelevant).
-    mu = np.append(rX.sum(axis=0), r.sum()) / m
-    del rX
-    S = M / m - np.outer(mu, mu)
+    mu = T @ total / m
+    S = T @ (M / m) @ T.T - np.outer(mu, mu)
     # Full eigendecomposition of the small (d+1) x (d+1) matrix: cheap and robust.
-    _, V = np.linalg.eigh(S)
+    _, V = np.linalg.eigh(0.5 * (S + S.T))
     v = V[:, -1]
-    # z_i . v = (x_i - mean) . (inv_std * v_x) + v_d, centred before the product
-    # so that an offset of X cancels no digits.
-    proj = (r * (Xc @ (inv_std * v[:d]) + v[d]))[idx] - mu @ v
+    if implicit:
+        # z_i . v = x_i . u[:d] + u[d] with u = T^T v: one product with X (all
+        # rows: X[idx] would be a copy).
+        u = T.T @ v
+        proj = X @ u[:d]
+        proj += u[d]
+    else:
+        # Centred before the product, so that an offset of X cancels no digits.
+        proj = np.empty(n)
+        u = inv_std * v[:d]
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            Xb = np.subtract(X[rows], mean, out=Z[: proj[rows].size])
+            np.dot(Xb, u, out=proj[rows])
+        proj += v[d]
+    proj *= r
+    proj = proj[idx]
+    proj -= mu @ v
     return proj**2

@@ -11,6 +11,7 @@ from sklearn.model_selection import cross_validate
 from sklearn.preprocessing import StandardScaler
 
 from skpoison.defenses import BayesCleanFilter
+from skpoison.defenses._bayesclean import _standard_frame
 
 
 def _random_problem(seed, n=60, d=3):
@@ -289,3 +290,51 @@ def test_raw_fit_depends_on_the_units_of_y():
     std = BayesCleanFilter()
     kept = [std.fit(X, s * y).inlier_mask_.sum() for s in (1.0, 1e4)]
     assert kept[0] == kept[1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 3000),
+    log_unit=st.floats(-200, 150),
+    offset=st.sampled_from([0.0, 3.0, 1e6]),
+    constant=st.sampled_from(["no", "exactly", "up to rounding"]),
+    centre=st.booleans(),
+)
+def test_standard_frame_is_standard_scalers(
+    seed, n, log_unit, offset, constant, centre
+):
+    # One pass from a sampled origin (or two where that is inaccurate): the
+    # moments of StandardScaler on the columns divided by their units, a
+    # constant column included (scale: its unit). The units are powers of two,
+    # so that "a few ulps apart" stays so.
+    rng = np.random.default_rng(seed)
+    A = rng.standard_t(3, size=(n, 3)) + offset
+    if constant == "exactly":
+        A[:, 1] = 5.0
+    elif constant == "up to rounding":  # a few ulps apart: constant for sklearn
+        A[:, 1] = 5.0 + np.spacing(5.0) * rng.integers(0, 3, size=n)
+    A *= 2.0 ** np.round(log_unit * np.log2(10.0))
+    mean, scale = _standard_frame(A, centre)
+    unit = 2.0 ** np.frexp(np.abs(A).max(axis=0))[1]
+    ref = StandardScaler(with_mean=centre).fit(A / unit)
+    np.testing.assert_allclose(scale, ref.scale_ * unit, rtol=1e-9)
+    if centre:
+        # Equal up to rounding: of the spread (the mean may be ~0), and of the
+        # sums of the reference (StandardScaler sums the raw values).
+        ref_mean = ref.mean_ * unit
+        bound = 1e-9 * ref.scale_ * unit + 1e-12 * np.abs(ref_mean)
+        assert np.all(np.abs(mean - ref_mean) <= bound)
+    else:
+        np.testing.assert_array_equal(mean, 0.0)
+
+
+def test_filter_fits_its_own_copy_and_leaves_estimator_copying():
+    # copy_X=False is only for the fit on the filter's standardised copy: the
+    # user's arrays stay as they were and a refit of estimator_ copies.
+    X, y = _random_problem(4)
+    X0, y0 = X.copy(), y.copy()
+    bc = BayesCleanFilter().fit(X, y)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    assert bc.estimator_.get_params()["copy_X"] is True

@@ -13,8 +13,10 @@ from sklearn.tree import DecisionTreeRegressor
 from skpoison.defenses import SeverFilter
 from skpoison.defenses._base import mask_keep_lowest
 from skpoison.defenses._sever import (
+    _least_squares_frame,
     _linear_scores,
     _split_counts,
+    _standard_coordinates,
     linear_per_sample_gradients,
     torch_per_sample_gradients,
 )
@@ -190,3 +192,58 @@ def test_gd_victim_takes_the_linear_closed_form(monkeypatch):
     ols = SeverFilter(LinearRegression(), reject_fraction=0.2).fit(X, y)
     np.testing.assert_array_equal(gd.inlier_mask_, ols.inlier_mask_)
     np.testing.assert_allclose(gd.scores_, ols.scores_, rtol=1e-6, atol=1e-9)
+
+
+@given(
+    n=st.integers(3, 3000),
+    d=st.integers(1, 6),
+    offset=st.floats(-4.0, 4.0),
+    log_unit=st.floats(-100, 100),
+    seed=st.integers(0, 2**16),
+)
+def test_scores_through_the_small_map_equal_standardised_blocks(
+    n, d, offset, log_unit, seed
+):
+    # On columns with their means within a few standard deviations of 0, the
+    # moments accumulated on X and mapped to standard coordinates give the
+    # scores of the blocks standardised first (the path for any X). n up to
+    # 3000 spans several row blocks.
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) + offset) * 10.0**log_unit
+    y = rng.normal(size=n)
+    theta = np.append(rng.normal(size=d) / 10.0**log_unit, rng.normal())
+    active = rng.random(n) < 0.8
+    active[:3] = True
+    idx = np.flatnonzero(active)
+    standard = _standard_coordinates(X)
+    blocks = _linear_scores(X, y, active, idx, theta, standard)
+    mapped = _linear_scores(X, y, active, idx, theta, standard, centred_near_zero=True)
+    np.testing.assert_allclose(mapped, blocks, rtol=1e-7, atol=1e-9 * blocks.max())
+
+
+@pytest.mark.parametrize(
+    "shift, unit, copied",
+    [
+        (0.0, 1.0, False),
+        (0.0, 1e100, False),
+        (0.0, 1e-100, False),
+        (1e3, 1.0, True),
+        (0.0, 1e-170, True),
+        (0.0, 1e150, True),
+    ],
+)
+def test_least_squares_on_x_itself_only_where_accurate(shift, unit, copied):
+    # X is used as it is (no copy) where its Gram statistics are accurate;
+    # elsewhere (an offset, squares beyond float64) in LinearFrame's copy:
+    # the decisions are the same either way.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ [1.0, 2.0, -1.0] + 0.1 * rng.normal(size=300)
+    y[:30] += 20.0
+    moved = X * unit + shift
+    _, Xf, _, _ = _least_squares_frame(moved, y)
+    assert (Xf is not moved) == copied
+    base = SeverFilter(reject_fraction=0.2).fit(X, y)
+    sever = SeverFilter(reject_fraction=0.2).fit(moved, y)
+    np.testing.assert_array_equal(sever.inlier_mask_, base.inlier_mask_)
+    np.testing.assert_allclose(sever.scores_, base.scores_, rtol=1e-9, atol=1e-12)
