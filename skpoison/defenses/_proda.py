@@ -63,12 +63,14 @@ from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
+    _EPS,
     LinearFrame,
-    fit_least_squares,
     gram_statistics,
     gram_statistics_without,
+    refit_least_squares,
     solve_gram,
     squared_residuals,
+    trimmed_sum_of_squares,
 )
 
 __all__ = ["ProdaRegressor", "proda_n_groups"]
@@ -310,7 +312,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         literal = self.n_refits is None
         losses = np.full(n_groups, np.nan)
         trimmed = np.empty(n_groups)
-        best = (np.inf, -1, None)  # (loss, group, kept mask)
+        best = (np.inf, -1, None, None, None)  # see _Refit
         block = max(1, _BLOCK_BYTES // (8 * n))
         for start in range(0, n_groups, block):
             cols = slice(start, min(start + block, n_groups))
@@ -330,9 +332,11 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
                 r2 = squared_residuals(Xf, yf, Theta[:, g])
                 best = refit(r2, g, losses, best)
 
-        _, g_best, mask = best
-        # The returned model is refitted from scratch (two passes) on its rows.
-        theta_f = fit_least_squares(Xf, yf, mask, column_scale=frame.x_scale)
+        _, g_best, mask, theta_f, stats = best
+        # The returned model as accurate as a refit from scratch on its rows.
+        theta_f, r2 = refit_least_squares(
+            Xf, yf, mask, stats, theta_f, column_scale=frame.x_scale
+        )
         theta = frame.to_original(theta_f)
         self.estimator_ = LinearRegression()
         self.estimator_.coef_ = theta[:d].copy()
@@ -342,7 +346,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.intercept_ = float(theta[d])
         self.inlier_mask_ = mask
         with np.errstate(under="ignore", over="ignore"):
-            self.scores_ = squared_residuals(Xf, yf, theta_f) * loss_scale
+            self.scores_ = r2 * loss_scale
             self.group_losses_ = losses * loss_scale
         self.n_groups_ = n_groups
         self.groups_ = groups
@@ -374,12 +378,20 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
 class _Refit:
     """Least squares on the ``n_keep`` smallest residuals of a group's fit."""
 
+    # The loss from the Gram statistics is used when it has at least 6 digits
+    # (its rounding bound below 1e-6 of it) and it is more than 1e-6 above the
+    # best loss so far: it cannot then change which refit is the best.
+    margin = 1e-6
+
     def __init__(self, X, y, n_keep, column_scale):
         self.X, self.y, self.n_keep, self.column_scale = X, y, n_keep, column_scale
         self.full = gram_statistics(X, y)
 
     def __call__(self, r2, g, losses, best):
-        """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best."""
+        """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best.
+
+        ``best`` is ``(loss, group, kept mask, theta, Gram statistics)``.
+        """
         n = self.X.shape[0]
         mask = np.ones(n, dtype=bool)
         stats = self.full
@@ -390,10 +402,18 @@ class _Refit:
             # rows in the paper's setting) rather than rebuild it from the kept ones.
             stats = gram_statistics_without(self.full, self.X, self.y, rejected, mask)
         theta = solve_gram(stats[0], stats[1], column_scale=self.column_scale)
-        # The loss from the residuals themselves: from the statistics it would
-        # be a difference that cancels for good fits.
-        loss = float(squared_residuals(self.X, self.y, theta)[mask].mean())
+        # yty - 2 theta'Zty + theta'ZtZ theta cancels for good fits: its
+        # rounding is about eps times the terms (bounded by those of all rows,
+        # which the downdate subtracted from).
+        ZtZ, _, yty, _ = self.full
+        size = yty + float(theta @ ZtZ @ theta)
+        rounding = 1e3 * theta.size * _EPS * size
+        rss = trimmed_sum_of_squares(stats[0], stats[1], stats[2], theta)
+        loss = rss / self.n_keep
+        if not (rss > rounding / self.margin and loss > best[0] * (1 + self.margin)):
+            # A candidate for the best, or too few digits: from the residuals.
+            loss = float(squared_residuals(self.X, self.y, theta)[mask].mean())
         losses[g] = loss
         if loss < best[0]:
-            return (loss, g, mask)
+            return (loss, g, mask, theta, stats)
         return best

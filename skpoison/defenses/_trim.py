@@ -73,8 +73,8 @@ from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import (
     _CHUNK_ROWS,
     LinearFrame,
-    fit_least_squares,
     gram_statistics,
+    refit_least_squares,
     solve_gram,
     squared_residuals,
 )
@@ -214,11 +214,16 @@ class _GramEngine:
         return squared_residuals(self.X, self.y, theta)
 
     def finalize(self, theta, mask):
-        """The final model, refitted from scratch (two passes) on ``mask``."""
-        theta = fit_least_squares(
-            self.X, self.y, mask, self.ridge, column_scale=self.frame.x_scale
-        )
-        scores = self.residuals(theta)
+        """The final model on ``mask``, as accurate as a refit from scratch.
+
+        ``theta`` (the Gram solution of ``mask``) is refined against the data
+        (:func:`~skpoison.defenses._linear.refit_least_squares`), which falls
+        back to the two-pass refit where that is needed.
+        """
+        theta, scores = refit_least_squares(
+            self.X, self.y, mask, self._stats_for(mask), theta, self.ridge,
+            column_scale=self.frame.x_scale,
+        )  # fmt: skip
         with np.errstate(under="ignore", over="ignore"):
             scores *= self.loss_scale
         return self._as_estimator(theta, mask), scores
