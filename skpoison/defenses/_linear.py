@@ -160,7 +160,8 @@ def _keeps_origin(T: np.ndarray, median: np.ndarray) -> np.ndarray:
 
 
 def _centre_and_scale(A: np.ndarray, name: str):
-    """The frame of the columns of ``A``: ``((A - offset) / scale, offset, scale)``.
+    """The frame of the columns of ``A``: ``((A - offset) / scale, offset, scale,
+    median, deviation)``.
 
     The offset of a column is its median (of at most 8192 evenly spaced rows),
     or 0 when the median is within ``_ORIGIN_MADS`` deviations of 0; the scale
@@ -168,7 +169,9 @@ def _centre_and_scale(A: np.ndarray, name: str):
     the scales are rounded up to powers of two (the division is then exact),
     and when they are also all within ``_UNIT_RANGE`` of 1 the frame is the
     identity and ``A`` itself is returned, not a copy (standardised data: no
-    pass that writes ``n x d`` values).
+    pass that writes ``n x d`` values). ``median`` and ``deviation`` (the
+    largest absolute deviation from it, 1 where 0) are the frame that always
+    centres on the median, at no extra cost.
     """
     n = A.shape[0]
     step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
@@ -180,7 +183,7 @@ def _centre_and_scale(A: np.ndarray, name: str):
             median, T = _partitioned_medians(A[::stride])
             offset = np.where(_keeps_origin(T, median), 0.0, median)
         else:
-            offset = np.zeros(A.shape[1])
+            median = offset = np.zeros(A.shape[1])
         if stride == 1 and n:
             # The sample is every row: its partition holds the extremes, the
             # smallest values below the median position and the largest above.
@@ -196,22 +199,28 @@ def _centre_and_scale(A: np.ndarray, name: str):
                 block = A[start : start + step]
                 np.maximum(top, block.max(axis=0), out=top)
                 np.minimum(bottom, block.min(axis=0), out=bottom)
-        # The largest absolute deviation, at least 0 (also without rows).
-        scale = np.maximum(
-            np.maximum(top - offset, 0.0), -np.minimum(bottom - offset, 0.0)
+        # The largest absolute deviations, at least 0 (also without rows).
+        scale, deviation = (
+            np.maximum(np.maximum(top - o, 0.0), -np.minimum(bottom - o, 0.0))
+            for o in (offset, median)
         )
     # max and min propagate NaN and inf: a finite scale is a finite frame (no
     # pass over the whole array for it).
-    if not (np.isfinite(offset).all() and np.isfinite(scale).all()):
+    if not (
+        np.isfinite(median).all()
+        and np.isfinite(scale).all()
+        and np.isfinite(deviation).all()
+    ):
         raise ValueError(
             f"{name} is too large for float64 least squares: its spread overflows. "
             "Rescale it first."
         )
     scale = np.where(scale > 0, scale, 1.0)
+    median_frame = (median, np.where(deviation > 0, deviation, 1.0))
     if not offset.any():
         low, high = _UNIT_RANGE
         if ((scale >= low) & (scale <= high)).all():
-            return A, offset, np.ones_like(scale)
+            return A, offset, np.ones_like(scale), *median_frame
         # A power of two at least the scale: X / scale is exact (bar underflow).
         mantissa, exponent = np.frexp(scale)
         scale = np.ldexp(1.0, exponent - (mantissa == 0.5))
@@ -219,13 +228,13 @@ def _centre_and_scale(A: np.ndarray, name: str):
         for start in range(0, n, step):
             rows = slice(start, start + step)
             np.divide(A[rows], scale, out=out[rows])
-        return out, offset, scale
+        return out, offset, scale, *median_frame
     out = np.empty_like(A, dtype=np.float64)
     for start in range(0, n, step):
         rows = slice(start, start + step)
         np.subtract(A[rows], offset, out=out[rows])
         out[rows] /= scale
-    return out, offset, scale
+    return out, offset, scale, *median_frame
 
 
 class LinearFrame(NamedTuple):
@@ -255,16 +264,38 @@ class LinearFrame(NamedTuple):
     x_scale: np.ndarray
     y_offset: float
     y_scale: float
+    #: The frame centred on the medians and scaled by the largest deviations
+    #: from them, always (no data in it): where a choice among solutions is
+    #: made in the frame (Proda's minimum-norm group fits), it is made there.
+    median_frame: LinearFrame | None = None
 
     @classmethod
     def from_data(cls, X: np.ndarray, y: np.ndarray):
         """The frame of ``(X, y)`` and the data in it: ``(frame, X', y')``."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        Xf, x_offset, x_scale = _centre_and_scale(X, "X")
-        yf, y_offset, y_scale = _centre_and_scale(y[:, None], "y")
-        frame = cls(x_offset, x_scale, float(y_offset[0]), float(y_scale[0]))
+        Xf, x_offset, x_scale, x_median, x_dev = _centre_and_scale(X, "X")
+        yf, y_offset, y_scale, y_median, y_dev = _centre_and_scale(y[:, None], "y")
+        median = cls(x_median, x_dev, float(y_median[0]), float(y_dev[0]))
+        frame = cls(x_offset, x_scale, float(y_offset[0]), float(y_scale[0]), median)
         return frame, Xf, yf[:, 0]
+
+    def convert(self, theta: np.ndarray, frame: LinearFrame) -> np.ndarray:
+        """Fits in this frame (along the last axis), the same models in ``frame``.
+
+        Offsets enter as their differences, exactly 0 where the two frames
+        share them: no large offset is added and taken away again.
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        coef = theta[..., :-1] * (self.y_scale / self.x_scale)
+        intercept = (
+            self.y_scale * theta[..., -1]
+            + (self.y_offset - frame.y_offset)
+            + coef @ (frame.x_offset - self.x_offset)
+        ) / frame.y_scale
+        return np.concatenate(
+            [coef * (frame.x_scale / frame.y_scale), intercept[..., None]], axis=-1
+        )
 
     def squared_scale(self) -> float:
         """``y_scale ** 2``, the unit of squared residuals; ``ValueError`` if it overflows."""

@@ -27,13 +27,15 @@ groups for the paper's settings (:func:`proda_n_groups`).
 
 Small fits. With ``g = 5`` points and ``d + 1 > 5`` parameters the group's least
 squares problem is underdetermined; like :func:`numpy.linalg.lstsq` we take the
-minimum-norm solution, ``pinv(Z_g) y_g``, taken in the data's frame (columns
-centred on their medians and scaled to ``[-1, 1]``, see
+minimum-norm solution, ``pinv(Z_g) y_g``, taken in the data's median frame (columns
+centred on their medians and scaled to ``[-1, 1]``: ``median_frame`` of
 :class:`~skpoison.defenses._linear.LinearFrame`) so that the choice among the
-solutions does not depend on the units or origins of the features. All groups are solved at once by a
-batched pseudo-inverse of the ``(N, g, d+1)`` stack, and the residuals of all
-groups are one matrix product ``X @ Theta`` (split into column blocks of about
-128 MiB when ``n`` is large, so the ``n x N`` matrix is never held whole).
+solutions does not depend on the units or origins of the features; only the
+groups' rows are moved there, and the fits are then converted to the frame the
+rest of the fit works in. All groups are solved at once by a batched
+pseudo-inverse of the ``(N, g, d+1)`` stack, and the residuals of all groups are
+one matrix product ``X @ Theta`` (split into column blocks of about 128 MiB when
+``n`` is large, so the ``n x N`` matrix is never held whole).
 
 Cost of the refits and ``n_refits``. Each refit needs the Gram matrix of its
 ``n - k`` kept points, ``O(n d^2)``: the literal algorithm (``n_refits=None``,
@@ -119,18 +121,29 @@ def proda_n_groups(epsilon: float, poison_fraction: float, group_size: int) -> i
     return max(1, math.ceil(math.log(epsilon) / math.log1p(-p_clean)))
 
 
-def _group_fits(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def _group_fits(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, frame=None
+) -> np.ndarray:
     """Least squares with intercept on every group at once (min-norm when underdetermined).
 
     Returns an array of shape ``(n_groups, n_features + 1)``: coefficients then
-    intercept, ``pinv(Z_g) y_g`` for each group by one batched pseudo-inverse.
+    intercept, ``pinv(Z_g) y_g`` for each group by one batched pseudo-inverse,
+    in ``frame`` (a :class:`~skpoison.defenses._linear.LinearFrame`, where the
+    minimum-norm choice is made; ``None``: the data as they are). Only the
+    groups' rows are moved into the frame.
     """
     n_groups, size = groups.shape
     d = X.shape[1]
     Zg = np.empty((n_groups, size, d + 1))
-    Zg[..., :d] = X[groups]
+    yg = y[groups]
+    if frame is None:
+        Zg[..., :d] = X[groups]
+    else:
+        np.subtract(X[groups], frame.x_offset, out=Zg[..., :d])
+        Zg[..., :d] /= frame.x_scale
+        yg = (yg - frame.y_offset) / frame.y_scale
     Zg[..., d] = 1.0
-    return (np.linalg.pinv(Zg) @ y[groups][..., None])[..., 0]
+    return (np.linalg.pinv(Zg) @ yg[..., None])[..., 0]
 
 
 class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
@@ -306,7 +319,8 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         # data at any scale, with any offsets, gives the same groups' residuals.
         frame, Xf, yf = LinearFrame.from_data(X, y)
         loss_scale = frame.squared_scale()
-        Theta = _group_fits(Xf, yf, groups).T  # (d+1, N)
+        Theta = _group_fits(X, y, groups, frame.median_frame)
+        Theta = frame.median_frame.convert(Theta, frame).T  # (d+1, N)
 
         refit = _Refit(Xf, yf, n_keep, frame.x_scale)
         literal = self.n_refits is None
@@ -365,6 +379,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         from ._relaxation import log_soft_accept, rank_threshold
 
         frame, _, _ = LinearFrame.from_data(X.detach().numpy(), y.detach().numpy())
+        frame = frame.median_frame  # where the group fits are taken
         Xf = (X - torch.as_tensor(frame.x_offset)) / torch.as_tensor(frame.x_scale)
         yf = (y - frame.y_offset) / frame.y_scale
         Zf = torch.cat([Xf, torch.ones_like(Xf[:, :1])], dim=1)
