@@ -65,6 +65,7 @@ from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
+    _BLOCK_ELEMENTS,
     _EPS,
     LinearFrame,
     gram_statistics,
@@ -144,6 +145,27 @@ def _group_fits(
         yg = (yg - frame.y_offset) / frame.y_scale
     Zg[..., d] = 1.0
     return (np.linalg.pinv(Zg) @ yg[..., None])[..., 0]
+
+
+def _squared_group_residuals(X, y, Theta) -> np.ndarray:
+    """The squared residuals of the fits ``Theta`` (one per column) on every row.
+
+    Returns an array of shape ``(n_fits, n_samples)``, one fit per row. Row
+    blocks of the ``n x n_fits`` product are squared while in cache and
+    written transposed: each fit's residuals are then contiguous, for the
+    selections that follow (no strided copy per fit).
+    """
+    d = X.shape[1]
+    out = np.empty((Theta.shape[1], X.shape[0]))
+    step = max(1, _BLOCK_ELEMENTS // max(Theta.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, start + step)
+        R = X[rows] @ Theta[:d]
+        R += Theta[d]
+        R -= y[rows, None]
+        R *= R
+        out[:, rows] = R.T
+    return out
 
 
 class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
@@ -329,17 +351,14 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         best = (np.inf, -1, None, None, None)  # see _Refit
         block = max(1, _BLOCK_BYTES // (8 * n))
         for start in range(0, n_groups, block):
-            cols = slice(start, min(start + block, n_groups))
-            R = Xf @ Theta[:d, cols]
-            R += Theta[d, cols]
-            R -= yf[:, None]
-            R *= R
-            for j in range(R.shape[1]):
+            R = _squared_group_residuals(Xf, yf, Theta[:, start : start + block])
+            for j, r2 in enumerate(R):
                 g = start + j
                 if not literal:
-                    trimmed[g] = np.partition(R[:, j], n_keep - 1)[:n_keep].sum()
+                    r2.partition(n_keep - 1)  # in place: R is not read again
+                    trimmed[g] = r2[:n_keep].sum()
                     continue
-                best = refit(R[:, j], g, losses, best)
+                best = refit(r2, g, losses, best)
         if not literal:
             order = np.argsort(trimmed, kind="stable")[: self.n_refits]
             for g in order:
