@@ -189,11 +189,11 @@ def _column_extremes(A: np.ndarray, fold: int = 16):
     return top, bottom
 
 
-def _centre_and_scale(A: np.ndarray, name: str):
+def _centre_and_scale(A: np.ndarray, name: str, sample_rows: int = 8192):
     """The frame of the columns of ``A``: ``((A - offset) / scale, offset, scale,
     median, deviation)``.
 
-    The offset of a column is its median (of at most 8192 evenly spaced rows),
+    The offset of a column is its median (of every ``n // sample_rows``-th row),
     or 0 when the median is within ``_ORIGIN_MADS`` deviations of 0; the scale
     is the largest absolute deviation from the offset. When every offset is 0
     the scales are rounded up to powers of two (the division is then exact),
@@ -207,8 +207,8 @@ def _centre_and_scale(A: np.ndarray, name: str):
     step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
     with np.errstate(over="ignore", invalid="ignore"):
         # The origin only has to lie among the bulk of the data: the median of
-        # at most 8192 evenly spaced rows is as good, and costs no full sort.
-        stride = max(1, n // 8192)
+        # evenly spaced rows is as good, and costs no full sort.
+        stride = max(1, n // sample_rows)
         if n:
             median, T = _partitioned_medians(A[::stride])
             offset = np.where(_keeps_origin(T, median), 0.0, median)
@@ -264,7 +264,7 @@ def _centre_and_scale(A: np.ndarray, name: str):
 class LinearFrame(NamedTuple):
     """The frame ``X' = (X - x_offset) / x_scale``, ``y' = (y - y_offset) / y_scale``.
 
-    Offsets are the medians of the columns (of at most 8192 evenly spaced rows),
+    Offsets are the medians of the columns (of every ``n // 8192``-th row by default),
     or 0 for a column whose median is already near 0 (within 16 median absolute
     deviations), and scales the largest absolute deviations from them, so every
     column of the frame lies in ``[-1, 1]`` (see the module docstring for why the
@@ -294,12 +294,20 @@ class LinearFrame(NamedTuple):
     median_frame: LinearFrame | None = None
 
     @classmethod
-    def from_data(cls, X: np.ndarray, y: np.ndarray):
-        """The frame of ``(X, y)`` and the data in it: ``(frame, X', y')``."""
+    def from_data(cls, X: np.ndarray, y: np.ndarray, sample_rows: int = 8192):
+        """The frame of ``(X, y)`` and the data in it: ``(frame, X', y')``.
+
+        The medians are those of every ``n // sample_rows``-th row. A fit
+        whose result does not depend on the frame (only its rounding does)
+        can take a smaller sample than one that makes a choice in
+        ``median_frame``: any origin among the bulk of the data will do.
+        """
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        Xf, x_offset, x_scale, x_median, x_dev = _centre_and_scale(X, "X")
-        yf, y_offset, y_scale, y_median, y_dev = _centre_and_scale(y[:, None], "y")
+        Xf, x_offset, x_scale, x_median, x_dev = _centre_and_scale(X, "X", sample_rows)
+        yf, y_offset, y_scale, y_median, y_dev = _centre_and_scale(
+            y[:, None], "y", sample_rows
+        )
         median = cls(x_median, x_dev, float(y_median[0]), float(y_dev[0]))
         frame = cls(x_offset, x_scale, float(y_offset[0]), float(y_scale[0]), median)
         return frame, Xf, yf[:, 0]

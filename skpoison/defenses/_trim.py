@@ -147,7 +147,9 @@ class _GramEngine:
     max_touched_ratio = 1e3
 
     def __init__(self, X, y, ridge, template):
-        self.frame, self.X, self.y = LinearFrame.from_data(X, y)
+        # Least squares does not depend on the frame, only its rounding does:
+        # the origin may come from a small sample.
+        self.frame, self.X, self.y = LinearFrame.from_data(X, y, sample_rows=2048)
         self.ridge, self.template = ridge, template
         self.loss_scale = self.frame.squared_scale()
         self._full = None
