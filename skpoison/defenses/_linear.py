@@ -35,13 +35,28 @@ there: the offset is gone before anything is squared, no square can overflow
 or underflow (data at 1e-170 or 1e+170 scale work), and the kept set of a
 defense, which holds most clean points, has a mean of the order of its spread
 (the median lies among the clean points as long as fewer than half are
-poisoned). Final models are refitted from scratch on the kept rows by
-:func:`fit_least_squares`, which centres them by their own mean first (two
-passes, as scikit-learn), so their accuracy does not depend on how far the kept
-set is from the frame's origin. The frame maps solutions back to the original
-units (:meth:`LinearFrame.to_original`); it changes nothing else: a ridge
-penalty is given in the original units and translated, and the minimum-norm
-solution is the one of the original coefficients, as scikit-learn's.
+poisoned). A column whose median is already within 16 median absolute
+deviations of 0 keeps its origin (centring on 0 then costs about 2 digits,
+which the final refits recover), and when every column does and its largest
+magnitude is within ``2**+-12`` of 1 (standardised data), the data is its own
+frame and is not copied; otherwise scales are powers of two when no offset is
+taken, so the division is exact.
+
+Final models. Every returned model is as accurate as a refit from scratch on
+the kept rows by :func:`fit_least_squares`, which centres them by their own
+mean first (two passes, as scikit-learn), so that the accuracy does not depend
+on how far the kept set is from the frame's origin. The defenses get there from
+the Gram solution they already have (:func:`refit_least_squares`): one step of
+iterative refinement against the data (two products with ``X``) checks it and
+corrects it, and the two-pass refit runs where that check shows more than 6
+digits lost or the system is not regular (a column constant on the kept rows,
+rank deficiency: the minimum-norm choice is the two-pass fit's). The frame maps
+solutions back to the original units (:meth:`LinearFrame.to_original`); it
+changes nothing else: a ridge penalty is given in the original units and
+translated, and the minimum-norm solution is the one of the original
+coefficients, as scikit-learn's. Where a choice among solutions is made in the
+frame itself (Proda's minimum-norm fits of small groups), it is made in
+``LinearFrame.median_frame``, which always centres on the medians.
 
 Solving. The centred system is solved by Cholesky after scaling it to unit
 diagonal (so the condition test does not depend on the units of the features);

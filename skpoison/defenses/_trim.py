@@ -38,10 +38,12 @@ of the rows that were added and removed; the statistics are recomputed from
 scratch from the kept rows when that accumulated size grows large against the
 current statistics, after a fixed number of updates, or when many points change
 at once. All of it happens in the data's :class:`~skpoison.defenses._linear.LinearFrame`
-(medians removed, columns in ``[-1, 1]``), and the final model is refitted from
-scratch in two passes (:func:`~skpoison.defenses._linear.fit_least_squares`), so
-large offsets, tiny or huge units and constant columns of the kept set give
-scikit-learn's solution.
+(medians removed where they are far from 0, columns in ``[-1, 1]``), and the
+final model is as accurate as a refit from scratch in two passes: the last Gram
+solution refined against the data, or the two-pass refit where that is needed
+(:func:`~skpoison.defenses._linear.refit_least_squares`), so large offsets,
+tiny or huge units and constant columns of the kept set give scikit-learn's
+solution.
 
 The paper's GD victim (``T`` gradient-descent steps from zero,
 :class:`~skpoison.models.TorchLinearRegressor`) runs on the same statistics: its
@@ -428,9 +430,9 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     estimator_ : regressor
         The final model, trained on the points of ``inlier_mask_``. On the fast
         path it is an instance of the requested class (``LinearRegression`` for
-        ``None``) whose ``coef_`` and ``intercept_`` are the solution of the
-        normal equations on the kept points, computed from scratch; it is not
-        refitted by sklearn.
+        ``None``) whose ``coef_`` and ``intercept_`` are the least-squares
+        solution on the kept points, as accurate as one computed from scratch
+        (see :mod:`skpoison.defenses._linear`); it is not refitted by sklearn.
     inlier_mask_ : ndarray of shape (n_samples,), dtype=bool
         The ``n - k`` points ``estimator_`` was trained on. When the loop
         converged this is also the set of the ``n - k`` smallest ``scores_``.
