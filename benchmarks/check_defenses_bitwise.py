@@ -238,6 +238,7 @@ def _close_derived(ref, new, key, tolerance) -> bool:
     coefficients move them by ``tolerance`` times those terms. Singular values
     taken from a Gram matrix are its eigenvalues' square roots: rounding is
     relative to the squares (a zero singular value is ``sqrt(eps)`` noise).
+    Losses are relative to the largest squared residual of their fit.
     """
     a, b = ref[key], new[key]
     if a.shape != b.shape or a.dtype.kind != "f" or b.dtype.kind != "f":
@@ -247,6 +248,16 @@ def _close_derived(ref, new, key, tolerance) -> bool:
         return bool(np.all(np.abs(a - b) <= tolerance * terms))
     if key.endswith(".singular_"):
         return _close(a * a, b * b, tolerance)
+    scores = key.rsplit(".", 1)[0] + ".scores_"
+    if key.endswith(("loss_", "losses_", "loss_path_")) and scores in ref.files:
+        # Mean squared residuals: rounded like the squares they sum (a fit
+        # that interpolates its rows has a loss of pure rounding noise).
+        size = float(np.abs(ref[scores]).max(initial=0.0))
+        finite = np.isfinite(a) & np.isfinite(b)
+        return bool(
+            np.array_equal(np.isnan(a), np.isnan(b))
+            and np.all(np.abs(a[finite] - b[finite]) <= tolerance * size)
+        )
     return False
 
 

@@ -344,8 +344,9 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         Theta = _group_fits(X, y, groups, frame.median_frame)
         Theta = frame.median_frame.convert(Theta, frame).T  # (d+1, N)
 
-        refit = _Refit(Xf, yf, n_keep, frame.x_scale)
         literal = self.n_refits is None
+        n_refits = n_groups if literal else min(self.n_refits, n_groups)
+        refit = _Refit(Xf, yf, n_keep, frame.x_scale, n_refits)
         losses = np.full(n_groups, np.nan)
         trimmed = np.empty(n_groups)
         best = (np.inf, -1, None, None, None)  # see _Refit
@@ -417,9 +418,13 @@ class _Refit:
     # best loss so far: it cannot then change which refit is the best.
     margin = 1e-6
 
-    def __init__(self, X, y, n_keep, column_scale):
+    def __init__(self, X, y, n_keep, column_scale, n_refits):
         self.X, self.y, self.n_keep, self.column_scale = X, y, n_keep, column_scale
-        self.full = gram_statistics(X, y)
+        n = X.shape[0]
+        # Downdating the Gram of all rows costs n + m k rows for m refits,
+        # building each from its kept rows m (n - k): the cheaper one.
+        self.downdate = n_keep == n or n + n_refits * (n - n_keep) < n_refits * n_keep
+        self.full = gram_statistics(X, y) if self.downdate else None
 
     def __call__(self, r2, g, losses, best):
         """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best.
@@ -432,14 +437,19 @@ class _Refit:
         if self.n_keep < n:
             rejected = np.argpartition(r2, self.n_keep - 1)[self.n_keep :]
             mask[rejected] = False
-            # Downdate the Gram of all points by the rejected rows (k < n - k
-            # rows in the paper's setting) rather than rebuild it from the kept ones.
-            stats = gram_statistics_without(self.full, self.X, self.y, rejected, mask)
+            if self.downdate:
+                # The Gram of all points less the rejected rows (k < n - k rows
+                # in the paper's setting).
+                stats = gram_statistics_without(
+                    self.full, self.X, self.y, rejected, mask
+                )
+            else:
+                stats = gram_statistics(self.X, self.y, mask)
         theta = solve_gram(stats[0], stats[1], column_scale=self.column_scale)
         # yty - 2 theta'Zty + theta'ZtZ theta cancels for good fits: its
-        # rounding is about eps times the terms (bounded by those of all rows,
-        # which the downdate subtracted from).
-        ZtZ, _, yty, _ = self.full
+        # rounding is about eps times the terms (bounded by those of the
+        # statistics of all rows when the rejected ones were subtracted).
+        ZtZ, _, yty, _ = self.full if self.downdate else stats
         size = yty + float(theta @ ZtZ @ theta)
         rounding = 1e3 * theta.size * _EPS * size
         rss = trimmed_sum_of_squares(stats[0], stats[1], stats[2], theta)
