@@ -150,21 +150,21 @@ def _group_fits(
 def _squared_group_residuals(X, y, Theta) -> np.ndarray:
     """The squared residuals of the fits ``Theta`` (one per column) on every row.
 
-    Returns an array of shape ``(n_fits, n_samples)``, one fit per row. Row
-    blocks of the ``n x n_fits`` product are squared while in cache and
-    written transposed: each fit's residuals are then contiguous, for the
-    selections that follow (no strided copy per fit).
+    Returns an array of shape ``(n_fits, n_samples)``, one fit per row, so that
+    each fit's residuals are contiguous for the selections that follow (no
+    strided copy per fit). It is built by row blocks of ``X`` (4 MiB of
+    output each), the product taken transposed and squared while in cache.
     """
     d = X.shape[1]
     out = np.empty((Theta.shape[1], X.shape[0]))
-    step = max(1, _BLOCK_ELEMENTS // max(Theta.shape[1], 1))
+    coef, intercept = np.ascontiguousarray(Theta[:d].T), Theta[d][:, None]
+    step = max(1, 4 * _BLOCK_ELEMENTS // max(Theta.shape[1], 1))
     for start in range(0, X.shape[0], step):
         rows = slice(start, start + step)
-        R = X[rows] @ Theta[:d]
-        R += Theta[d]
-        R -= y[rows, None]
+        R = np.matmul(coef, X[rows].T, out=out[:, rows])
+        R += intercept
+        R -= y[rows]
         R *= R
-        out[:, rows] = R.T
     return out
 
 
