@@ -27,13 +27,15 @@ groups for the paper's settings (:func:`proda_n_groups`).
 
 Small fits. With ``g = 5`` points and ``d + 1 > 5`` parameters the group's least
 squares problem is underdetermined; like :func:`numpy.linalg.lstsq` we take the
-minimum-norm solution, ``pinv(Z_g) y_g``, taken in the data's frame (columns
-centred on their medians and scaled to ``[-1, 1]``, see
+minimum-norm solution, ``pinv(Z_g) y_g``, taken in the data's median frame (columns
+centred on their medians and scaled to ``[-1, 1]``: ``median_frame`` of
 :class:`~skpoison.defenses._linear.LinearFrame`) so that the choice among the
-solutions does not depend on the units or origins of the features. All groups are solved at once by a
-batched pseudo-inverse of the ``(N, g, d+1)`` stack, and the residuals of all
-groups are one matrix product ``X @ Theta`` (split into column blocks of about
-128 MiB when ``n`` is large, so the ``n x N`` matrix is never held whole).
+solutions does not depend on the units or origins of the features; only the
+groups' rows are moved there, and the fits are then converted to the frame the
+rest of the fit works in. All groups are solved at once by a batched
+pseudo-inverse of the ``(N, g, d+1)`` stack, and the residuals of all groups are
+one matrix product ``X @ Theta`` (split into column blocks of about 128 MiB when
+``n`` is large, so the ``n x N`` matrix is never held whole).
 
 Cost of the refits and ``n_refits``. Each refit needs the Gram matrix of its
 ``n - k`` kept points, ``O(n d^2)``: the literal algorithm (``n_refits=None``,
@@ -63,12 +65,15 @@ from .._state import atomic_fit
 from .._validation import check_n_from_fraction, validate_regression_data
 from ._base import BaseDefense, PredictWithEstimatorMixin
 from ._linear import (
+    _BLOCK_ELEMENTS,
+    _EPS,
     LinearFrame,
-    fit_least_squares,
     gram_statistics,
     gram_statistics_without,
+    refit_least_squares,
     solve_gram,
     squared_residuals,
+    trimmed_sum_of_squares,
 )
 
 __all__ = ["ProdaRegressor", "proda_n_groups"]
@@ -117,18 +122,50 @@ def proda_n_groups(epsilon: float, poison_fraction: float, group_size: int) -> i
     return max(1, math.ceil(math.log(epsilon) / math.log1p(-p_clean)))
 
 
-def _group_fits(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def _group_fits(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, frame=None
+) -> np.ndarray:
     """Least squares with intercept on every group at once (min-norm when underdetermined).
 
     Returns an array of shape ``(n_groups, n_features + 1)``: coefficients then
-    intercept, ``pinv(Z_g) y_g`` for each group by one batched pseudo-inverse.
+    intercept, ``pinv(Z_g) y_g`` for each group by one batched pseudo-inverse,
+    in ``frame`` (a :class:`~skpoison.defenses._linear.LinearFrame`, where the
+    minimum-norm choice is made; ``None``: the data as they are). Only the
+    groups' rows are moved into the frame.
     """
     n_groups, size = groups.shape
     d = X.shape[1]
     Zg = np.empty((n_groups, size, d + 1))
-    Zg[..., :d] = X[groups]
+    yg = y[groups]
+    if frame is None:
+        Zg[..., :d] = X[groups]
+    else:
+        np.subtract(X[groups], frame.x_offset, out=Zg[..., :d])
+        Zg[..., :d] /= frame.x_scale
+        yg = (yg - frame.y_offset) / frame.y_scale
     Zg[..., d] = 1.0
-    return (np.linalg.pinv(Zg) @ y[groups][..., None])[..., 0]
+    return (np.linalg.pinv(Zg) @ yg[..., None])[..., 0]
+
+
+def _squared_group_residuals(X, y, Theta) -> np.ndarray:
+    """The squared residuals of the fits ``Theta`` (one per column) on every row.
+
+    Returns an array of shape ``(n_fits, n_samples)``, one fit per row, so that
+    each fit's residuals are contiguous for the selections that follow (no
+    strided copy per fit). It is built by row blocks of ``X`` (4 MiB of
+    output each), the product taken transposed and squared while in cache.
+    """
+    d = X.shape[1]
+    out = np.empty((Theta.shape[1], X.shape[0]))
+    coef, intercept = np.ascontiguousarray(Theta[:d].T), Theta[d][:, None]
+    step = max(1, 4 * _BLOCK_ELEMENTS // max(Theta.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, start + step)
+        R = np.matmul(coef, X[rows].T, out=out[:, rows])
+        R += intercept
+        R -= y[rows]
+        R *= R
+    return out
 
 
 class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
@@ -304,35 +341,36 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         # data at any scale, with any offsets, gives the same groups' residuals.
         frame, Xf, yf = LinearFrame.from_data(X, y)
         loss_scale = frame.squared_scale()
-        Theta = _group_fits(Xf, yf, groups).T  # (d+1, N)
+        Theta = _group_fits(X, y, groups, frame.median_frame)
+        Theta = frame.median_frame.convert(Theta, frame).T  # (d+1, N)
 
-        refit = _Refit(Xf, yf, n_keep, frame.x_scale)
         literal = self.n_refits is None
+        n_refits = n_groups if literal else min(self.n_refits, n_groups)
+        refit = _Refit(Xf, yf, n_keep, frame.x_scale, n_refits)
         losses = np.full(n_groups, np.nan)
         trimmed = np.empty(n_groups)
-        best = (np.inf, -1, None)  # (loss, group, kept mask)
+        best = (np.inf, -1, None, None, None)  # see _Refit
         block = max(1, _BLOCK_BYTES // (8 * n))
         for start in range(0, n_groups, block):
-            cols = slice(start, min(start + block, n_groups))
-            R = Xf @ Theta[:d, cols]
-            R += Theta[d, cols]
-            R -= yf[:, None]
-            R *= R
-            for j in range(R.shape[1]):
+            R = _squared_group_residuals(Xf, yf, Theta[:, start : start + block])
+            for j, r2 in enumerate(R):
                 g = start + j
                 if not literal:
-                    trimmed[g] = np.partition(R[:, j], n_keep - 1)[:n_keep].sum()
+                    r2.partition(n_keep - 1)  # in place: R is not read again
+                    trimmed[g] = r2[:n_keep].sum()
                     continue
-                best = refit(R[:, j], g, losses, best)
+                best = refit(r2, g, losses, best)
         if not literal:
             order = np.argsort(trimmed, kind="stable")[: self.n_refits]
             for g in order:
                 r2 = squared_residuals(Xf, yf, Theta[:, g])
                 best = refit(r2, g, losses, best)
 
-        _, g_best, mask = best
-        # The returned model is refitted from scratch (two passes) on its rows.
-        theta_f = fit_least_squares(Xf, yf, mask, column_scale=frame.x_scale)
+        _, g_best, mask, theta_f, stats = best
+        # The returned model as accurate as a refit from scratch on its rows.
+        theta_f, r2 = refit_least_squares(
+            Xf, yf, mask, stats, theta_f, column_scale=frame.x_scale
+        )
         theta = frame.to_original(theta_f)
         self.estimator_ = LinearRegression()
         self.estimator_.coef_ = theta[:d].copy()
@@ -342,7 +380,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         self.intercept_ = float(theta[d])
         self.inlier_mask_ = mask
         with np.errstate(under="ignore", over="ignore"):
-            self.scores_ = squared_residuals(Xf, yf, theta_f) * loss_scale
+            self.scores_ = r2 * loss_scale
             self.group_losses_ = losses * loss_scale
         self.n_groups_ = n_groups
         self.groups_ = groups
@@ -361,6 +399,7 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
         from ._relaxation import log_soft_accept, rank_threshold
 
         frame, _, _ = LinearFrame.from_data(X.detach().numpy(), y.detach().numpy())
+        frame = frame.median_frame  # where the group fits are taken
         Xf = (X - torch.as_tensor(frame.x_offset)) / torch.as_tensor(frame.x_scale)
         yf = (y - frame.y_offset) / frame.y_scale
         Zf = torch.cat([Xf, torch.ones_like(Xf[:, :1])], dim=1)
@@ -374,26 +413,51 @@ class ProdaRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
 class _Refit:
     """Least squares on the ``n_keep`` smallest residuals of a group's fit."""
 
-    def __init__(self, X, y, n_keep, column_scale):
+    # The loss from the Gram statistics is used when it has at least 6 digits
+    # (its rounding bound below 1e-6 of it) and it is more than 1e-6 above the
+    # best loss so far: it cannot then change which refit is the best.
+    margin = 1e-6
+
+    def __init__(self, X, y, n_keep, column_scale, n_refits):
         self.X, self.y, self.n_keep, self.column_scale = X, y, n_keep, column_scale
-        self.full = gram_statistics(X, y)
+        n = X.shape[0]
+        # Downdating the Gram of all rows costs n + m k rows for m refits,
+        # building each from its kept rows m (n - k): the cheaper one.
+        self.downdate = n_keep == n or n + n_refits * (n - n_keep) < n_refits * n_keep
+        self.full = gram_statistics(X, y) if self.downdate else None
 
     def __call__(self, r2, g, losses, best):
-        """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best."""
+        """Refit on the ``n_keep`` smallest ``r2``; record the loss, keep the best.
+
+        ``best`` is ``(loss, group, kept mask, theta, Gram statistics)``.
+        """
         n = self.X.shape[0]
         mask = np.ones(n, dtype=bool)
         stats = self.full
         if self.n_keep < n:
             rejected = np.argpartition(r2, self.n_keep - 1)[self.n_keep :]
             mask[rejected] = False
-            # Downdate the Gram of all points by the rejected rows (k < n - k
-            # rows in the paper's setting) rather than rebuild it from the kept ones.
-            stats = gram_statistics_without(self.full, self.X, self.y, rejected, mask)
+            if self.downdate:
+                # The Gram of all points less the rejected rows (k < n - k rows
+                # in the paper's setting).
+                stats = gram_statistics_without(
+                    self.full, self.X, self.y, rejected, mask
+                )
+            else:
+                stats = gram_statistics(self.X, self.y, mask)
         theta = solve_gram(stats[0], stats[1], column_scale=self.column_scale)
-        # The loss from the residuals themselves: from the statistics it would
-        # be a difference that cancels for good fits.
-        loss = float(squared_residuals(self.X, self.y, theta)[mask].mean())
+        # yty - 2 theta'Zty + theta'ZtZ theta cancels for good fits: its
+        # rounding is about eps times the terms (bounded by those of the
+        # statistics of all rows when the rejected ones were subtracted).
+        ZtZ, _, yty, _ = self.full if self.downdate else stats
+        size = yty + float(theta @ ZtZ @ theta)
+        rounding = 1e3 * theta.size * _EPS * size
+        rss = trimmed_sum_of_squares(stats[0], stats[1], stats[2], theta)
+        loss = rss / self.n_keep
+        if not (rss > rounding / self.margin and loss > best[0] * (1 + self.margin)):
+            # A candidate for the best, or too few digits: from the residuals.
+            loss = float(squared_residuals(self.X, self.y, theta)[mask].mean())
         losses[g] = loss
         if loss < best[0]:
-            return (loss, g, mask)
+            return (loss, g, mask, theta, stats)
         return best

@@ -38,10 +38,12 @@ of the rows that were added and removed; the statistics are recomputed from
 scratch from the kept rows when that accumulated size grows large against the
 current statistics, after a fixed number of updates, or when many points change
 at once. All of it happens in the data's :class:`~skpoison.defenses._linear.LinearFrame`
-(medians removed, columns in ``[-1, 1]``), and the final model is refitted from
-scratch in two passes (:func:`~skpoison.defenses._linear.fit_least_squares`), so
-large offsets, tiny or huge units and constant columns of the kept set give
-scikit-learn's solution.
+(medians removed where they are far from 0, columns in ``[-1, 1]``), and the
+final model is as accurate as a refit from scratch in two passes: the last Gram
+solution refined against the data, or the two-pass refit where that is needed
+(:func:`~skpoison.defenses._linear.refit_least_squares`), so large offsets,
+tiny or huge units and constant columns of the kept set give scikit-learn's
+solution.
 
 The paper's GD victim (``T`` gradient-descent steps from zero,
 :class:`~skpoison.models.TorchLinearRegressor`) runs on the same statistics: its
@@ -73,8 +75,8 @@ from ._base import BaseDefense, PredictWithEstimatorMixin, mask_keep_lowest
 from ._linear import (
     _CHUNK_ROWS,
     LinearFrame,
-    fit_least_squares,
     gram_statistics,
+    refit_least_squares,
     solve_gram,
     squared_residuals,
 )
@@ -147,7 +149,9 @@ class _GramEngine:
     max_touched_ratio = 1e3
 
     def __init__(self, X, y, ridge, template):
-        self.frame, self.X, self.y = LinearFrame.from_data(X, y)
+        # Least squares does not depend on the frame, only its rounding does:
+        # the origin may come from a small sample.
+        self.frame, self.X, self.y = LinearFrame.from_data(X, y, sample_rows=2048)
         self.ridge, self.template = ridge, template
         self.loss_scale = self.frame.squared_scale()
         self._full = None
@@ -214,11 +218,16 @@ class _GramEngine:
         return squared_residuals(self.X, self.y, theta)
 
     def finalize(self, theta, mask):
-        """The final model, refitted from scratch (two passes) on ``mask``."""
-        theta = fit_least_squares(
-            self.X, self.y, mask, self.ridge, column_scale=self.frame.x_scale
-        )
-        scores = self.residuals(theta)
+        """The final model on ``mask``, as accurate as a refit from scratch.
+
+        ``theta`` (the Gram solution of ``mask``) is refined against the data
+        (:func:`~skpoison.defenses._linear.refit_least_squares`), which falls
+        back to the two-pass refit where that is needed.
+        """
+        theta, scores = refit_least_squares(
+            self.X, self.y, mask, self._stats_for(mask), theta, self.ridge,
+            column_scale=self.frame.x_scale,
+        )  # fmt: skip
         with np.errstate(under="ignore", over="ignore"):
             scores *= self.loss_scale
         return self._as_estimator(theta, mask), scores
@@ -421,9 +430,9 @@ class TrimRegressor(PredictWithEstimatorMixin, RegressorMixin, BaseDefense):
     estimator_ : regressor
         The final model, trained on the points of ``inlier_mask_``. On the fast
         path it is an instance of the requested class (``LinearRegression`` for
-        ``None``) whose ``coef_`` and ``intercept_`` are the solution of the
-        normal equations on the kept points, computed from scratch; it is not
-        refitted by sklearn.
+        ``None``) whose ``coef_`` and ``intercept_`` are the least-squares
+        solution on the kept points, as accurate as one computed from scratch
+        (see :mod:`skpoison.defenses._linear`); it is not refitted by sklearn.
     inlier_mask_ : ndarray of shape (n_samples,), dtype=bool
         The ``n - k`` points ``estimator_`` was trained on. When the loop
         converged this is also the set of the ``n - k`` smallest ``scores_``.

@@ -7,10 +7,14 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression, Ridge
 
 from skpoison.defenses._linear import (
+    LinearFrame,
+    _column_extremes,
     _column_medians,
     add_intercept,
+    fit_least_squares,
     gram_statistics,
     predict_linear,
+    refit_least_squares,
     solve_gram,
     squared_residuals,
     trimmed_sum_of_squares,
@@ -89,3 +93,94 @@ def test_column_medians_are_numpys_bit_for_bit(m, d, seed, ties):
     column = S[:, 0].copy()[:, None]
     np.testing.assert_array_equal(_column_medians(column), np.median(column, axis=0))
     np.testing.assert_array_equal(S, before)
+
+
+# --- The frame and the refit from a Gram solution (issue #13, speed) ---------
+
+
+def test_standardised_data_is_its_own_frame_not_a_copy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    y = X @ rng.normal(size=4) + 0.1 * rng.normal(size=3000)
+    frame, Xf, yf = LinearFrame.from_data(X, y)
+    assert Xf is X and np.shares_memory(yf, y)
+    np.testing.assert_array_equal(frame.x_offset, 0.0)
+    np.testing.assert_array_equal(frame.x_scale, 1.0)
+
+
+@pytest.mark.parametrize("n", [500, 20_000])
+def test_offset_columns_are_centred_and_the_median_frame_is_always(n):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, 3)) + np.array([0.01, 1e6, -50.0])
+    y = rng.normal(size=n)
+    frame, Xf, _ = LinearFrame.from_data(X, y)
+    # Near 0 against its spread: kept at 0; far: centred on the median.
+    assert frame.x_offset[0] == 0.0 and frame.x_offset[1] != 0.0
+    assert np.abs(Xf).max() <= 1.0
+    sample = X[:: max(1, n // 8192)]
+    med = frame.median_frame
+    np.testing.assert_array_equal(med.x_offset, np.median(sample, axis=0))
+    np.testing.assert_array_equal(med.x_scale, np.abs(X - med.x_offset).max(axis=0))
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e150])
+def test_extreme_units_get_a_power_of_two_frame(scale):
+    X, y = _data(2, n=200)
+    X = (X - np.median(X, axis=0)) * scale
+    frame, Xf, _ = LinearFrame.from_data(X, y)
+    mantissa, _ = np.frexp(frame.x_scale)
+    np.testing.assert_array_equal(mantissa, 0.5)  # exact division
+    assert 0.5 < np.abs(Xf).max() <= 1.0
+
+
+@given(seed=st.integers(0, 10_000))
+def test_convert_between_frames_keeps_the_model(seed):
+    X, y = _data(seed, n=60)
+    X = X + np.array([1e5, 0.0, -3.0])
+    frame, Xf, yf = LinearFrame.from_data(X, y)
+    theta = fit_least_squares(Xf, yf)
+    med = frame.median_frame
+    moved = frame.convert(theta, med)
+    np.testing.assert_allclose(
+        med.to_original(moved), frame.to_original(theta), rtol=1e-9, atol=1e-9
+    )
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    offset=st.sampled_from([0.0, 1e3, 1e8]),
+    ridge=st.sampled_from([0.0, 0.5]),
+)
+def test_refit_from_a_gram_solution_equals_the_two_pass_fit(seed, offset, ridge):
+    X, y = _data(seed, n=200)
+    X = X + offset
+    keep = np.random.default_rng(seed).random(200) < 0.7
+    stats = gram_statistics(X, y, keep)
+    theta0 = solve_gram(stats[0], stats[1], ridge)
+    theta, r2 = refit_least_squares(X, y, keep, stats, theta0, ridge)
+    ref = fit_least_squares(X, y, keep, ridge)
+    np.testing.assert_allclose(
+        predict_linear(X, theta), predict_linear(X, ref), rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_array_equal(r2, squared_residuals(X, y, theta))
+
+
+def test_refit_of_a_constant_or_duplicated_column_is_the_two_pass_fit():
+    X, y = _data(3, n=100, d=2)
+    keep = np.arange(100) < 80
+    constant_on_kept = np.where(keep, 2.0, np.arange(100.0))[:, None]
+    for Xs in (np.hstack([X, constant_on_kept]), np.hstack([X, X[:, :1]])):
+        stats = gram_statistics(Xs, y, keep)
+        theta, _ = refit_least_squares(
+            Xs, y, keep, stats, solve_gram(stats[0], stats[1])
+        )
+        np.testing.assert_array_equal(theta, fit_least_squares(Xs, y, keep))
+
+
+def test_column_extremes_are_max_and_min():
+    rng = np.random.default_rng(4)
+    for n in (0, 7, 16, 1297, 5000):
+        A = rng.normal(size=(n, 3))
+        top, bottom = _column_extremes(A)
+        np.testing.assert_array_equal(top, A.max(axis=0, initial=-np.inf))
+        np.testing.assert_array_equal(bottom, A.min(axis=0, initial=np.inf))
