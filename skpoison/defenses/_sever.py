@@ -466,7 +466,7 @@ def _least_squares_frame(X, y):
     absolute value 1 per column), where it holds: a column's mean lies within
     a standard deviation of its median.
     """
-    yf, y_offset, y_scale = _centre_and_scale(y[:, None], "y")
+    yf, y_offset, y_scale, _, _ = _centre_and_scale(y[:, None], "y")
     yf = yf[:, 0]
     try:
         stats = gram_statistics(X, yf)
