@@ -140,7 +140,12 @@ def main(argv=None) -> int:
         log = Path(args.log)
     else:
         log = Path(tempfile.mkdtemp()) / "reliability.json"
-        env = dict(os.environ, SKPOISON_RELIABILITY_LOG=str(log))
+        # Derandomised examples (tests/conftest.py): the same counts every run.
+        env = dict(
+            os.environ,
+            SKPOISON_RELIABILITY_LOG=str(log),
+            SKPOISON_HYPOTHESIS_PROFILE="counts",
+        )
         cmd = [
             sys.executable,
             "-m",
