@@ -61,7 +61,7 @@ QUICK = dict(
 # time table (tests/test_cli.py checks them against it).
 _TIMES = dict(
     where="doc/reproduction.md",
-    run="doc/reproduce.sh --commit 29054a7 --dnn-reps 5",
+    run="doc/reproduce.sh --commit 1f0139d --dnn-reps 5",
     lr_reps=20,
     lr="5 minutes together",
     dnn_reps=5,

@@ -365,7 +365,7 @@ def test_reproduce_help_quotes_the_measured_times_of_the_doc(capsys):
     dnn = [r for r in rows if r[0].endswith("(DNN)")]
     assert len(lr) == 3 and len(dnn) == 1
     lr_minutes = round(sum(_seconds(r[4]) for r in lr) / 60)
-    dnn_minutes = _seconds(dnn[0][4]) / 60
+    dnn_minutes = round(_seconds(dnn[0][4]) / 60)  # to the minute, as the LR's
     commit = re.search(r"doc/reproduce\.sh --commit (\w+)", page).group(1)
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
@@ -373,7 +373,7 @@ def test_reproduce_help_quotes_the_measured_times_of_the_doc(capsys):
     assert "doc/reproduction.md's time table" in text
     assert f"doc/reproduce.sh --commit {commit} " in text
     assert f"{lr[0][1]} repetitions each, {lr_minutes} minutes together" in text
-    assert f"{dnn[0][1]} repetitions, {dnn_minutes:g} minutes" in text
+    assert f"{dnn[0][1]} repetitions, {dnn_minutes} minutes" in text
     assert not re.search(r"about \d+ minutes|under \d+ minutes", text)
 
 
