@@ -845,6 +845,33 @@ def _workers_win(
     return start_seconds + rounds * unit_seconds < n_units * unit_seconds
 
 
+def warm_workers(backend=None) -> int:
+    """How many of joblib's reusable loky workers are alive in this process.
+
+    joblib keeps one loky executor per process and reuses its workers (which
+    have already imported torch and skpoison) for every ``Parallel`` call with
+    the same executor settings, until they have been idle for 300 s. 0 when
+    ``backend`` is not loky (``None`` is joblib's default, loky) or loky's
+    state cannot be read.
+
+    Examples
+    --------
+    >>> warm_workers("threading")
+    0
+    """
+    if backend not in (None, "loky"):
+        return 0
+    try:
+        from joblib.externals.loky import reusable_executor
+
+        executor = reusable_executor._executor
+        if executor is None or executor._flags.shutdown or executor._flags.broken:
+            return 0
+        return sum(p.is_alive() for p in list(executor._processes.values()))
+    except Exception:  # loky's private state moved: assume nothing is warm
+        return 0
+
+
 def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timing):
     """Run ``units`` (skipping those saved in ``store``), saving each as it ends.
 
@@ -852,7 +879,9 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
     and several workers, units run in this process until the projected time
     says new workers win (:func:`_workers_win`, from the mean time of the
     units run so far, ``timing``): on a small study each worker's start-up
-    (re-importing torch) costs more than it saves.
+    (re-importing torch) costs more than it saves. Workers that are already
+    running (:func:`warm_workers`: an earlier phase or study of this process
+    started them) cost nothing to start, so then every unit goes to them.
     """
     from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
@@ -885,7 +914,8 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
     config = {} if backend is None else {"backend": backend}
     with parallel_config(**config):
         n_workers = min(effective_n_jobs(n_jobs), len(todo))
-        if n_workers > 1 and backend in _PROCESS_BACKENDS:
+        warm = n_workers > 1 and warm_workers(backend) >= n_workers
+        if n_workers > 1 and backend in _PROCESS_BACKENDS and not warm:
             # Measure before paying for workers: units run here until the
             # mean unit time says the rest is worth new processes.
             while todo and not (
