@@ -872,14 +872,18 @@ def warm_workers(backend=None) -> int:
         return 0
 
 
-def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timing):
+def _run_phase(
+    units, study, X, y, *, n_jobs, backend, store, bar, results, timing, later=()
+):
     """Run ``units`` (skipping those saved in ``store``), saving each as it ends.
 
     With a process backend (joblib's default, ``"loky"``, ``"multiprocessing"``)
     and several workers, units run in this process until the projected time
     says new workers win (:func:`_workers_win`, from the mean time of the
-    units run so far, ``timing``): on a small study each worker's start-up
-    (re-importing torch) costs more than it saves. Workers that are already
+    units run so far, ``timing``, over the units left in this phase and in
+    the ``later`` phases, which the same workers will run): on a small study
+    each worker's start-up (re-importing torch) costs more than it saves.
+    Workers that are already
     running (:func:`warm_workers`: an earlier phase or study of this process
     started them) cost nothing to start, so then every unit goes to them.
     """
@@ -894,6 +898,7 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
                 bar.update(1)
         else:
             todo.append(unit)
+    n_later = sum(store is None or not store.is_done(u.key(study)) for u in later)
 
     def job(unit, risk_ref):
         start = time.perf_counter()
@@ -919,7 +924,8 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
             # Measure before paying for workers: units run here until the
             # mean unit time says the rest is worth new processes.
             while todo and not (
-                timing and _workers_win(len(todo), float(np.mean(timing)), n_workers)
+                timing
+                and _workers_win(len(todo) + n_later, float(np.mean(timing)), n_workers)
             ):
                 unit = todo.pop(0)
                 record(*job(unit, risk_ref(unit)))
@@ -1124,7 +1130,7 @@ def poisoning_curve(
     run = dict(n_jobs=n_jobs, backend=backend, store=store, bar=bar, results=results)
     run["timing"] = []  # seconds of each unit run in this call
     try:
-        _run_phase(phase1, study, X, y, **run)
+        _run_phase(phase1, study, X, y, later=phase2, **run)
         _run_phase(phase2, study, X, y, **run)
     finally:
         if bar is not None:
