@@ -22,6 +22,9 @@ Choices the paper leaves open, and ours:
   Housing's attack settings (T_out = 100, gamma = 0.9, T = 40, eta = 0.1), the
   preset whose victim matches the paper's synthetic setting.
 - A clean test set of 1000 points measures each model's test NMSE.
+
+:func:`figure_9_seeds` runs several seeds (``skpoison reproduce`` and the
+sensitivity study use 10), on joblib's workers when a study has started them.
 """
 
 from __future__ import annotations
