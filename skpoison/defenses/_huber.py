@@ -65,7 +65,7 @@ those of ``GridSearchCV.fit`` bit for bit (tested); any other setting, and a
 fit that fails, goes through ``GridSearchCV.fit``. On the study's searches it
 is 1.12x faster than ``GridSearchCV.fit``, with the same result on all 32 sets
 (``python benchmarks/bench_huber.py --n-sets 32`` at 23c4e93, load average
-1.0-1.4 on 2 cores): the 16 L-BFGS fits themselves are about 85 % of a search.
+1.0-1.4 on 2 cores): the 16 L-BFGS fits themselves are most of a search.
 """
 
 from __future__ import annotations
