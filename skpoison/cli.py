@@ -918,7 +918,9 @@ def _cmd_reproduce(args, argv) -> int:
             args.figure9_n_outer_steps,
             fig9_reps,
             n_jobs=args.n_jobs,
-            backend=args.backend,
+            # The dask client lives only while a study runs: Fig. 9 then
+            # runs here (no loky worker is running).
+            backend=None if args.backend == "dask" else args.backend,
             render=render,
         )
         fig9_wall = time.perf_counter() - t0
