@@ -291,7 +291,7 @@ class _HuberSearchCV(GridSearchCV):
         self._checked_cv_orig = cv
         self.n_splits_ = n_splits
         self.multimetric_ = False
-        self.best_index_ = int(results["rank_test_score"].argmin())
+        self.best_index_ = results["rank_test_score"].argmin()  # numpy int, as theirs
         self.best_score_ = results["mean_test_score"][self.best_index_]
         self.best_params_ = results["params"][self.best_index_]
         self.best_estimator_ = clone(self.estimator).set_params(

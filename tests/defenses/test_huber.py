@@ -130,6 +130,8 @@ def _assert_same_search(fast, slow):
     """Every attribute a user reads, bit for bit (the times aside)."""
     assert fast.best_params_ == slow.best_params_
     assert fast.best_index_ == slow.best_index_ and fast.n_splits_ == slow.n_splits_
+    assert type(fast.best_index_) is type(slow.best_index_)
+    assert type(fast.best_score_) is type(slow.best_score_)
     assert fast.best_score_ == slow.best_score_ or (
         np.isnan(fast.best_score_) and np.isnan(slow.best_score_)
     )
