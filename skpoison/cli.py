@@ -606,13 +606,53 @@ def _read_csv(path: str, target: str | None):
     return X, y
 
 
+class _Renderer:
+    """One background thread that draws figures and writes reports, in order.
+
+    ``skpoison reproduce`` renders a finished study while the next one runs.
+    The figures are drawn with matplotlib's object API (``Figure`` and its
+    Agg canvas, never pyplot's state), and only this thread draws while it
+    runs, so the temporary ``rc_context`` of the drawing functions is never
+    entered by two threads at once. Leaving the ``with`` block waits for the
+    thread and re-raises the first error of a job (unless the block itself
+    raised: then the jobs not started are dropped).
+    """
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        self._jobs = []
+
+    def __call__(self, fn, *args, **kwargs):
+        self._jobs.append(self._pool.submit(fn, *args, **kwargs))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            for job in self._jobs:
+                job.result()
+        return False
+
+
+def _now(fn, *args, **kwargs):
+    """Run ``fn`` here and now (where no :class:`_Renderer` is used)."""
+    fn(*args, **kwargs)
+
+
 def _write_outputs(
-    df, out: Path, *, title, command, wall_time, notes=None
-) -> list[str]:
+    df, out: Path, *, title, command, wall_time, notes=None, render=_now, done=None
+) -> None:
+    """Write the study's tables now, then ``render`` its figures and report.
+
+    ``render(fn, *args)`` runs ``fn(*args)`` (here, or on a :class:`_Renderer`);
+    ``done(files)`` is called there once every file is written.
+    """
     from .evaluation._checkpoint import atomic_write_text
     from .evaluation._curve import ADAPTIVE_COLUMNS, RESULT_COLUMNS
-    from .evaluation._plots import plot_poisoning_curve
-    from .evaluation._report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     # results.csv holds only what the arguments decide (bit-identical on a
@@ -624,17 +664,19 @@ def _write_outputs(
     timing_cols += adaptive[:1]
     timing_cols += ["fit_time", "attack_time"]
     atomic_write_text(out / "timings.csv", df[timing_cols].to_csv(index=False))
+    report = dict(title=title, command=command, wall_time=wall_time, notes=notes)
+    # A copy: the caller goes on with its table while the renderer reads this.
+    render(_render_study, df.copy(), out, report, done)
+
+
+def _render_study(df, out: Path, report: dict, done) -> None:
+    from .evaluation._plots import plot_poisoning_curve
+    from .evaluation._report import write_report
+
     figures = plot_poisoning_curve(df, out)
-    write_report(
-        df,
-        out / "report.md",
-        title=title,
-        command=command,
-        wall_time=wall_time,
-        figures=figures,
-        notes=notes,
-    )
-    return ["results.csv", "timings.csv", "report.md", *figures]
+    write_report(df, out / "report.md", figures=figures, **report)
+    if done is not None:
+        done(["results.csv", "timings.csv", "report.md", *figures])
 
 
 def _run_study(
@@ -653,6 +695,7 @@ def _run_study(
     victim_params=None,
     attacks=("stealthy",),
     adaptive=False,
+    render=_now,
 ):
     from .evaluation import poisoning_curve
     from .evaluation._checkpoint import atomic_write_text
@@ -689,13 +732,20 @@ def _run_study(
         wall = json.loads(wall_file.read_text(encoding="utf-8"))["wall_time_s"]
     else:
         atomic_write_text(wall_file, json.dumps({"wall_time_s": wall}) + "\n")
-    files = _write_outputs(df, Path(out), title=title, command=command, wall_time=wall)
     n_div = int(df["diverged"].sum())
-    print(
-        f"{title}: {len(df)} rows, {n_div} diverged, {wall:.1f} s"
-        f"{' (finished before: nothing left to run)' if rerun else ''} -> "
-        f"{Path(out) / 'report.md'} ({', '.join(files)})"
-    )
+
+    def done(files):
+        print(
+            f"{title}: {len(df)} rows, {n_div} diverged, {wall:.1f} s"
+            f"{' (finished before: nothing left to run)' if rerun else ''} -> "
+            f"{Path(out) / 'report.md'} ({', '.join(files)})",
+            flush=True,
+        )
+
+    _write_outputs(
+        df, Path(out), title=title, command=command, wall_time=wall,
+        render=render, done=done,
+    )  # fmt: skip
     return df, wall
 
 
@@ -805,58 +855,67 @@ def _cmd_reproduce(args, argv) -> int:
     loan_problem = (
         _loan_available() if any(d == "loan" for d, _, _ in studies) else None
     )
-    for dataset, model, n_reps in studies:
-        if dataset == "loan" and loan_problem is not None:
-            msg = (
-                f"Loan ({model}) skipped: fetch_loan could not find or download "
-                f"the file ({loan_problem})"
-            )
-            print(msg, file=sys.stderr)
-            skipped.append(msg)
-            continue
-        folder = out / f"{dataset}-{model}"
-        df, wall = _run_study(
-            dataset,
-            out=folder,
-            model=model,
-            alphas=alphas,
-            ratios=args.ratios,
-            defenses=defenses,
-            reps=n_reps,
-            args=args,
-            title=f"Reproduction: {dataset} ({model})",
-            n_outer_steps=args.n_outer_steps,
-            command=command,
-            adaptive=args.adaptive,
-        )
-        results[(dataset, model)] = df
-        index.append(
-            [f"[{dataset} ({model})]({folder.name}/report.md)", f"{wall:.0f} s"]
-        )
-        record.append(
-            dict(
-                dataset=dataset,
+    # Each study's figures and report are drawn while the next study runs;
+    # leaving the block waits for them (and re-raises a rendering error).
+    with _Renderer() as render:
+        for dataset, model, n_reps in studies:
+            if dataset == "loan" and loan_problem is not None:
+                msg = (
+                    f"Loan ({model}) skipped: fetch_loan could not find or download "
+                    f"the file ({loan_problem})"
+                )
+                print(msg, file=sys.stderr)
+                skipped.append(msg)
+                continue
+            folder = out / f"{dataset}-{model}"
+            df, wall = _run_study(
+                dataset,
+                out=folder,
                 model=model,
-                folder=folder.name,
-                repetitions=n_reps,
-                rows=len(df),
-                attacks=int(df[["repetition", "alpha"]].drop_duplicates().shape[0]),
-                diverged=int(df["diverged"].sum()),
-                wall_time_s=round(wall, 1),
+                alphas=alphas,
+                ratios=args.ratios,
+                defenses=defenses,
+                reps=n_reps,
+                args=args,
+                title=f"Reproduction: {dataset} ({model})",
+                n_outer_steps=args.n_outer_steps,
+                command=command,
+                adaptive=args.adaptive,
+                render=render,
             )
+            results[(dataset, model)] = df
+            index.append(
+                [f"[{dataset} ({model})]({folder.name}/report.md)", f"{wall:.0f} s"]
+            )
+            record.append(
+                dict(
+                    dataset=dataset,
+                    model=model,
+                    folder=folder.name,
+                    repetitions=n_reps,
+                    rows=len(df),
+                    attacks=int(df[["repetition", "alpha"]].drop_duplicates().shape[0]),
+                    diverged=int(df["diverged"].sum()),
+                    wall_time_s=round(wall, 1),
+                )
+            )
+        t0 = time.perf_counter()
+        # 10 seeds: a paired verdict on Fig. 9 needs at least MIN_REPETITIONS (6).
+        fig9_reps = args.figure9_seeds or (1 if args.quick else 10)
+        fig9 = _figure9(
+            out / "figure9",
+            args.random_state,
+            1.0,
+            (0.20, 0.24, 0.30),
+            args.figure9_n_outer_steps,
+            fig9_reps,
+            n_jobs=args.n_jobs,
+            # The dask client lives only while a study runs: Fig. 9 then
+            # runs here (no loky worker is running).
+            backend=None if args.backend == "dask" else args.backend,
+            render=render,
         )
-    t0 = time.perf_counter()
-    # 10 seeds: a paired verdict on Fig. 9 needs at least MIN_REPETITIONS (6).
-    fig9_reps = args.figure9_seeds or (1 if args.quick else 10)
-    fig9, _ = _figure9(
-        out / "figure9",
-        args.random_state,
-        1.0,
-        (0.20, 0.24, 0.30),
-        args.figure9_n_outer_steps,
-        fig9_reps,
-    )
-    fig9_wall = time.perf_counter() - t0
+        fig9_wall = time.perf_counter() - t0
     index.append(
         [
             f"[Fig. 9](figure9/figure9.png) ({fig9_reps} seed(s): figure9/figure9.csv)",
@@ -891,36 +950,48 @@ def _cmd_reproduce(args, argv) -> int:
     return 0
 
 
-def _figure9(out: Path, random_state, alpha, ratios, n_outer_steps, reps, plot_rep=0):
-    import pandas as pd
-
+def _figure9(
+    out: Path,
+    random_state,
+    alpha,
+    ratios,
+    n_outer_steps,
+    reps,
+    plot_rep=0,
+    *,
+    n_jobs=None,
+    backend=None,
+    render=_now,
+):
+    """Fig. 9 over ``reps`` seeds: figure9.csv now, the figure by ``render``."""
     from .evaluation._checkpoint import atomic_write_text
-    from .evaluation._figure9 import figure_9
-    from .evaluation._plots import save_figure
+    from .evaluation._figure9 import figure_9_seeds
 
     if not 0 <= plot_rep < reps:
         raise ValueError(f"--plot-rep must be in [0, {reps - 1}], got {plot_rep}.")
     out.mkdir(parents=True, exist_ok=True)
-    tables, drawn = [], None
-    for k in range(reps):
-        table, fig = figure_9(
-            ratios=ratios,
-            alpha=alpha,
-            n_outer_steps=n_outer_steps,
-            random_state=random_state + k,
-            plot=(k == plot_rep),
-        )
-        table.insert(0, "random_state", random_state + k)
-        tables.append(table)
-        drawn = fig if k == plot_rep else drawn
-    table = pd.concat(tables, ignore_index=True)
+    table, draw = figure_9_seeds(
+        range(random_state, random_state + reps),
+        plot_seed=random_state + plot_rep,
+        n_jobs=n_jobs,
+        backend=backend,
+        ratios=ratios,
+        alpha=alpha,
+        n_outer_steps=n_outer_steps,
+    )
     atomic_write_text(out / "figure9.csv", table.to_csv(index=False))
-    save_figure(drawn, out / "figure9.png")
-    return table, drawn
+    render(_save_drawing, draw, out / "figure9.png")
+    return table
+
+
+def _save_drawing(draw, path):
+    from .evaluation._plots import save_figure
+
+    save_figure(draw(), path)
 
 
 def _cmd_figure9(args, argv) -> int:
-    table, _ = _figure9(
+    table = _figure9(
         _check_out(args.out),
         args.random_state,
         args.alpha,

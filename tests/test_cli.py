@@ -420,3 +420,53 @@ def test_reproduce_accepts_all_defenses_as_its_help_says():
 
     args = build_parser().parse_args(["reproduce", "--defenses", "all"])
     assert _defense_list(args.defenses) == list(_KNOWN_DEFENSES)
+
+
+def test_the_renderer_runs_jobs_in_order_on_one_thread_and_reraises():
+    import threading
+
+    from skpoison.cli import _Renderer
+
+    ran = []
+
+    def job(k):
+        ran.append((k, threading.current_thread().name))
+
+    with _Renderer() as render:
+        for k in range(3):
+            render(job, k)
+    assert [k for k, _ in ran] == [0, 1, 2]
+    names = {name for _, name in ran}
+    assert len(names) == 1 and names != {threading.current_thread().name}
+
+    def fail():
+        raise RuntimeError("a figure failed")
+
+    with pytest.raises(RuntimeError, match="a figure failed"):
+        with _Renderer() as render:
+            render(fail)
+            render(job, 3)
+    assert ran[-1][0] == 3  # the later jobs still ran
+    # An error of the block itself is the one raised.
+    with pytest.raises(KeyError):
+        with _Renderer() as render:
+            render(fail)
+            raise KeyError("the study failed")
+
+
+def test_reproduce_renders_every_study_before_it_returns(tmp_path, capsys):
+    out = tmp_path / "repro"
+    code = main(
+        ["reproduce", "--datasets", "boston_housing", "heart", "--reps", "1",
+         "--alphas", "1", "--ratios", "0", "0.1", "--defenses", "none", "trim",
+         "--n-outer-steps", "1", "--figure9-seeds", "1", "--figure9-n-outer-steps",
+         "1", "--no-dnn", "--n-jobs", "1", "--out", str(out), "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    for study in ("boston_housing-linear", "heart-linear"):
+        for name in ("report.md", "nmse.png", "nmse.pdf", "defense_gain.png"):
+            assert (out / study / name).stat().st_size > 0
+        assert f"{study.split('-')[0]} (linear): " in text
+    assert (out / "figure9" / "figure9.png").stat().st_size > 0
+    assert text.rstrip().endswith(f"index: {out / 'README.md'}")

@@ -845,14 +845,47 @@ def _workers_win(
     return start_seconds + rounds * unit_seconds < n_units * unit_seconds
 
 
-def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timing):
+def warm_workers(backend=None) -> int:
+    """How many of joblib's reusable loky workers are alive in this process.
+
+    joblib keeps one loky executor per process and reuses its workers (which
+    have already imported torch and skpoison) for every ``Parallel`` call with
+    the same executor settings, until they have been idle for 300 s. 0 when
+    ``backend`` is not loky (``None`` is joblib's default, loky) or loky's
+    state cannot be read.
+
+    Examples
+    --------
+    >>> warm_workers("threading")
+    0
+    """
+    if backend not in (None, "loky"):
+        return 0
+    try:
+        from joblib.externals.loky import reusable_executor
+
+        executor = reusable_executor._executor
+        if executor is None or executor._flags.shutdown or executor._flags.broken:
+            return 0
+        return sum(p.is_alive() for p in list(executor._processes.values()))
+    except Exception:  # loky's private state moved: assume nothing is warm
+        return 0
+
+
+def _run_phase(
+    units, study, X, y, *, n_jobs, backend, store, bar, results, timing, later=()
+):
     """Run ``units`` (skipping those saved in ``store``), saving each as it ends.
 
     With a process backend (joblib's default, ``"loky"``, ``"multiprocessing"``)
     and several workers, units run in this process until the projected time
     says new workers win (:func:`_workers_win`, from the mean time of the
-    units run so far, ``timing``): on a small study each worker's start-up
-    (re-importing torch) costs more than it saves.
+    units run so far, ``timing``, over the units left in this phase and in
+    the ``later`` phases, which the same workers will run): on a small study
+    each worker's start-up (re-importing torch) costs more than it saves.
+    Workers that are already
+    running (:func:`warm_workers`: an earlier phase or study of this process
+    started them) cost nothing to start, so then every unit goes to them.
     """
     from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
@@ -865,6 +898,7 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
                 bar.update(1)
         else:
             todo.append(unit)
+    n_later = sum(store is None or not store.is_done(u.key(study)) for u in later)
 
     def job(unit, risk_ref):
         start = time.perf_counter()
@@ -885,11 +919,13 @@ def _run_phase(units, study, X, y, *, n_jobs, backend, store, bar, results, timi
     config = {} if backend is None else {"backend": backend}
     with parallel_config(**config):
         n_workers = min(effective_n_jobs(n_jobs), len(todo))
-        if n_workers > 1 and backend in _PROCESS_BACKENDS:
+        warm = n_workers > 1 and warm_workers(backend) >= n_workers
+        if n_workers > 1 and backend in _PROCESS_BACKENDS and not warm:
             # Measure before paying for workers: units run here until the
             # mean unit time says the rest is worth new processes.
             while todo and not (
-                timing and _workers_win(len(todo), float(np.mean(timing)), n_workers)
+                timing
+                and _workers_win(len(todo) + n_later, float(np.mean(timing)), n_workers)
             ):
                 unit = todo.pop(0)
                 record(*job(unit, risk_ref(unit)))
@@ -1094,7 +1130,7 @@ def poisoning_curve(
     run = dict(n_jobs=n_jobs, backend=backend, store=store, bar=bar, results=results)
     run["timing"] = []  # seconds of each unit run in this call
     try:
-        _run_phase(phase1, study, X, y, **run)
+        _run_phase(phase1, study, X, y, later=phase2, **run)
         _run_phase(phase2, study, X, y, **run)
     finally:
         if bar is not None:

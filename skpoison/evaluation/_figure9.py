@@ -22,6 +22,9 @@ Choices the paper leaves open, and ours:
   Housing's attack settings (T_out = 100, gamma = 0.9, T = 40, eta = 0.1), the
   preset whose victim matches the paper's synthetic setting.
 - A clean test set of 1000 points measures each model's test NMSE.
+
+:func:`figure_9_seeds` runs several seeds (``skpoison reproduce`` and the
+sensitivity study use 10), on joblib's workers when a study has started them.
 """
 
 from __future__ import annotations
@@ -93,6 +96,21 @@ def figure_9(
     >>> table[["ratio", "defense", "n_poison"]].head(3).values.tolist()
     [[0.2, 'none', 20], [0.2, 'bayesclean', 20], [0.2, 'trim', 20]]
     """
+    kwargs = dict(alpha=alpha, n_train=n_train, n_outer_steps=n_outer_steps)
+    table, panels, title = _run(ratios, random_state, n_test=n_test, **kwargs)
+    return table, (_draw(panels, title) if plot else None)
+
+
+def _run(
+    ratios=FIGURE9_RATIOS,
+    random_state=0,
+    *,
+    alpha=1.0,
+    n_train=100,
+    n_outer_steps=100,
+    n_test=1000,
+):
+    """One seed of Fig. 9: the table, the panels' data and the figure's title."""
     import pandas as pd
 
     from ..attacks import StealthyPoisoner
@@ -161,8 +179,68 @@ def figure_9(
         f"Fig. 9, synthetic set: linear regression, α = {alpha:g}, {n_train} "
         f"training points, random_state = {random_state}"
     )
-    fig = _draw(panels, title) if plot else None
-    return table, fig
+    return table, panels, title
+
+
+def _seed(random_state, keep_panels, settings):
+    """:func:`_run` for one seed, the panels' data only if ``keep_panels``."""
+    table, panels, title = _run(random_state=random_state, **settings)
+    table.insert(0, "random_state", random_state)
+    return table, ((panels, title) if keep_panels else None)
+
+
+def figure_9_seeds(seeds, *, plot_seed=None, n_jobs=None, backend=None, **settings):
+    """:func:`figure_9` for several seeds, on joblib's workers if they are running.
+
+    The seeds are independent: with several jobs and workers already started
+    by this process (:func:`~skpoison.evaluation._curve.warm_workers`, e.g.
+    by the studies of ``skpoison reproduce``), or a thread-based backend,
+    they run in parallel; otherwise here, one after another (new workers
+    would cost more than they save on a few seeds). Each seed gives the same
+    rows either way.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        The ``random_state`` of each run.
+    plot_seed : int or None, default=None
+        The seed whose figure ``draw`` returns.
+    n_jobs : int, default=None
+        joblib's ``n_jobs``.
+    backend : str, default=None
+        A joblib backend name; None uses joblib's default.
+    **settings
+        ``ratios``, ``alpha``, ``n_train``, ``n_outer_steps``, ``n_test`` of
+        :func:`figure_9` (its defaults for those not given).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The seeds' tables in the order of ``seeds``, with ``random_state``
+        as first column.
+    draw : callable or None
+        ``draw()`` returns the figure of ``plot_seed`` (a new
+        :class:`matplotlib.figure.Figure`); None when ``plot_seed`` is None.
+    """
+    import functools
+
+    import pandas as pd
+    from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+
+    from ._curve import _PROCESS_BACKENDS, warm_workers
+
+    seeds = [int(s) for s in seeds]
+    jobs = [(s, s == plot_seed, settings) for s in seeds]
+    with parallel_config(**({} if backend is None else {"backend": backend})):
+        n_workers = min(effective_n_jobs(n_jobs), len(seeds))
+        started = backend not in _PROCESS_BACKENDS or warm_workers(backend) >= n_workers
+        if n_workers > 1 and started:
+            out = Parallel(n_jobs=n_jobs)(delayed(_seed)(*job) for job in jobs)
+        else:
+            out = [_seed(*job) for job in jobs]
+    table = pd.concat([t for t, _ in out], ignore_index=True)
+    drawn = [d for _, d in out if d is not None]
+    return table, (functools.partial(_draw, *drawn[0]) if drawn else None)
 
 
 def _draw(panels, title):

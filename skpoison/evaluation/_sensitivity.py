@@ -264,17 +264,13 @@ _DIRECT = ("model", "ratio_convention")
 
 
 def _run_figure9(fig9_args, overrides, seeds):
-    import pandas as pd
+    from ._figure9 import figure_9_seeds
 
-    from ._figure9 import figure_9
-
-    tables = []
-    for k in range(seeds):
-        args = {**fig9_args, **overrides}
-        args["random_state"] = fig9_args["random_state"] + k
-        table, _ = figure_9(**args, plot=False)
-        tables.append(table.assign(random_state=args["random_state"]))
-    return pd.concat(tables, ignore_index=True)
+    args = {**fig9_args, **overrides}
+    args.pop("random_state")
+    first = fig9_args["random_state"]
+    table, _ = figure_9_seeds(range(first, first + seeds), **args)
+    return table
 
 
 def _verdicts(studies, fig9):

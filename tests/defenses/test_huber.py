@@ -124,3 +124,111 @@ def test_warm_start_is_a_parameter_of_the_search():
     assert make_huber_baseline([1.35, 3.0]).warm_start is False  # the default
     search = make_huber_baseline([1.35, 3.0], warm_start=True)
     assert clone(search).get_params()["warm_start"] is True
+
+
+def _assert_same_search(fast, slow):
+    """Every attribute a user reads, bit for bit (the times aside)."""
+    assert fast.best_params_ == slow.best_params_
+    assert fast.best_index_ == slow.best_index_ and fast.n_splits_ == slow.n_splits_
+    assert type(fast.best_index_) is type(slow.best_index_)
+    assert type(fast.best_score_) is type(slow.best_score_)
+    assert fast.best_score_ == slow.best_score_ or (
+        np.isnan(fast.best_score_) and np.isnan(slow.best_score_)
+    )
+    for name in ("coef_", "intercept_", "scale_", "outliers_", "n_iter_"):
+        np.testing.assert_array_equal(
+            getattr(fast.best_estimator_, name), getattr(slow.best_estimator_, name)
+        )
+    assert sorted(fast.cv_results_) == sorted(slow.cv_results_)
+    for key, value in slow.cv_results_.items():
+        if key.endswith("_time"):
+            continue
+        got = fast.cv_results_[key]
+        if isinstance(value, np.ndarray):
+            assert type(got) is type(value) and got.dtype == value.dtype, key
+            np.testing.assert_array_equal(got, value, err_msg=key)
+        else:
+            assert got == value, key
+    assert fast.multimetric_ is slow.multimetric_ is False
+    assert fast.n_features_in_ == slow.n_features_in_
+
+
+@pytest.mark.parametrize(
+    "scoring", ["neg_mean_squared_error", "trimmed", "median", "r2"]
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_plain_loop_equals_gridsearchcv_fit(monkeypatch, scoring, seed, sparse):
+    import scipy.sparse as sp
+    from sklearn.model_selection import GridSearchCV
+
+    rng = np.random.default_rng(seed)
+    n, d = (60, 1) if seed == 0 else (150, 6)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10.0, size=d)
+    y = X @ rng.normal(size=d) + rng.normal(size=n)
+    y[: n // 5] += rng.normal(0.0, 10.0, size=n // 5)  # gross outliers
+    X = sp.csr_matrix(X) if sparse else X
+    cv = 3 if seed < 2 else 4
+    grid = np.geomspace(1.1, 10.0, 5)
+    slow = make_huber_baseline(grid, cv=cv, scoring=scoring)
+    GridSearchCV.fit(slow, X, y)  # the path the plain loop replaces
+    fast = make_huber_baseline(grid, cv=cv, scoring=scoring)
+    # The plain loop is taken: GridSearchCV.fit is not called.
+    with monkeypatch.context() as m:
+        m.setattr(GridSearchCV, "fit", lambda *a, **k: pytest.fail("not the loop"))
+        fast.fit(X, y)
+    _assert_same_search(fast, slow)
+    np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"n_jobs": 2}, {"refit": False}, {"return_train_score": True}],
+)
+def test_search_goes_through_gridsearchcv_when_the_loop_differs(monkeypatch, setting):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = np.random.default_rng(0).normal(size=(40, 2)), np.arange(40.0)
+    calls = []
+    original = GridSearchCV.fit
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GridSearchCV, "fit", spy)
+    make_huber_baseline([1.35, 3.0], cv=2).set_params(**setting).fit(X, y)
+    import pandas as pd
+
+    make_huber_baseline([1.35, 3.0], cv=2).fit(pd.DataFrame(X), y)  # not float64 as is
+    assert len(calls) == 2
+
+
+def test_failing_fit_falls_back_to_gridsearchcv_error_handling():
+    # An invalid estimator parameter: GridSearchCV's own "All the fits failed".
+    X, y = np.random.default_rng(0).normal(size=(40, 2)), np.arange(40.0)
+    search = make_huber_baseline([1.35, 3.0], cv=2).set_params(estimator__alpha=-1.0)
+    with pytest.raises(ValueError, match="All the 4 fits failed"):
+        search.fit(X, y)
+    assert not hasattr(search, "best_estimator_")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"), [(np.nan, "contains NaN"), (np.inf, "contains infinity")]
+)
+@pytest.mark.parametrize("name", ["X", "y"])
+def test_non_finite_data_gets_its_own_message(bad, message, name):
+    # sklearn checks finiteness itself unless told assume_finite=True; then
+    # NaN and infinity must not be reported as squares that overflow.
+    import sklearn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
+    (X if name == "X" else y).flat[3] = bad
+    search = make_huber_baseline([1.35], cv=2)
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match=rf"^{name} {message}") as info:
+            search.fit(X, y)
+    assert "too large" not in str(info.value)
+    with pytest.raises(ValueError, match=f"Input {name} contains"):
+        search.fit(X, y)  # sklearn's own check, as before

@@ -171,11 +171,30 @@ def test_a_small_study_with_n_jobs_runs_in_process(curve, monkeypatch):
 
     monkeypatch.setattr(_curve, "_workers_win", spy)
     monkeypatch.setattr(joblib, "Parallel", refuse)
+    monkeypatch.setattr(_curve, "warm_workers", lambda backend: 0)  # none running
     df = poisoning_curve("synthetic", n_jobs=2, **FAST)
-    # Decided before each unit but the very first, from the measured unit times:
-    # phase 1 (alpha = 1) leaves 1 unit, phase 2 has 2 then 1.
-    assert [c[0] for c in calls] == [1, 2, 1]
+    # Decided before each unit but the very first, from the measured unit times
+    # and the units left for the workers: phase 1 (alpha = 1) leaves 1 unit and
+    # phase 2's 2 (workers started then would run both phases), phase 2 has 2
+    # then 1.
+    assert [c[0] for c in calls] == [3, 2, 1]
     assert all(c[1] > 0 and c[2] == 2 for c in calls)
+    pd.testing.assert_frame_equal(_without_times(curve), _without_times(df))
+
+
+def test_running_workers_take_every_unit_of_the_next_study(curve, monkeypatch):
+    from skpoison.evaluation import _curve
+
+    with monkeypatch.context() as m:  # a first study starts the workers
+        m.setattr(_curve, "_workers_win", lambda *args, **kwargs: True)
+        poisoning_curve("synthetic", n_jobs=2, **FAST)
+    assert _curve.warm_workers() >= 2 and _curve.warm_workers("threading") == 0
+
+    def measure(*args, **kwargs):
+        raise AssertionError("units measured in-process although workers run")
+
+    monkeypatch.setattr(_curve, "_workers_win", measure)
+    df = poisoning_curve("synthetic", n_jobs=2, **FAST)
     pd.testing.assert_frame_equal(_without_times(curve), _without_times(df))
 
 
