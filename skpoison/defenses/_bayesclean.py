@@ -65,7 +65,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._state import atomic_fit
 from .._validation import validate_regression_data
 from ._base import BaseDefense
-from ._linear import _BLOCK_ELEMENTS
+from ._linear import _BLOCK_ELEMENTS, _shifted_and_scaled
 
 _EPS = np.finfo(np.float64).eps
 # _standard_frame's one pass is used when each column's mean lies within
@@ -203,25 +203,6 @@ def _power_of_two_near(magnitude: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, exponent)
 
 
-def _standardized_copy(A: np.ndarray, mean: np.ndarray, scale: np.ndarray):
-    """``(A - mean) / scale``, a new array written a row block at a time (in cache)."""
-    out = np.empty_like(A)
-    # A product is cheaper than a division and exact up to an ulp, unless the
-    # reciprocal of a scale overflows (subnormal data).
-    with np.errstate(over="ignore"):
-        inv_scale = 1.0 / scale
-    product = np.isfinite(inv_scale).all()
-    step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
-    for start in range(0, A.shape[0], step):
-        rows = slice(start, start + step)
-        np.subtract(A[rows], mean, out=out[rows])
-        if product:
-            out[rows] *= inv_scale
-        else:
-            out[rows] /= scale
-    return out
-
-
 def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
     """Fit ``estimator`` on standardised ``(X, y)``; the moments, then the model, in the units.
 
@@ -241,7 +222,7 @@ def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):
     centre = estimator.fit_intercept
     x_mean, x_scale = _standard_frame(X, centre)
     y_mean, y_scale = (float(v[0]) for v in _standard_frame(y[:, None], centre))
-    Xs = _standardized_copy(X, x_mean, x_scale)
+    Xs = _shifted_and_scaled(X, x_mean, x_scale, reciprocal=True)
     ys = (y - y_mean) / y_scale
     # Xs is the filter's own, so the fit need not copy it (copy_X=False: one
     # copy of X fewer); it may centre it in place, as scikit-learn does today:

@@ -219,7 +219,6 @@ def _centre_and_scale(A: np.ndarray, name: str, sample_rows: int = 8192):
     centres on the median, at no extra cost.
     """
     n = A.shape[0]
-    step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
     with np.errstate(over="ignore", invalid="ignore"):
         # The origin only has to lie among the bulk of the data: the median of
         # evenly spaced rows is as good, and costs no full sort.
@@ -263,17 +262,35 @@ def _centre_and_scale(A: np.ndarray, name: str, sample_rows: int = 8192):
         # A power of two at least the scale: X / scale is exact (bar underflow).
         mantissa, exponent = np.frexp(scale)
         scale = np.ldexp(1.0, exponent - (mantissa == 0.5))
-        out = np.empty_like(A, dtype=np.float64)
-        for start in range(0, n, step):
-            rows = slice(start, start + step)
-            np.divide(A[rows], scale, out=out[rows])
-        return out, offset, scale, *median_frame
+        return _shifted_and_scaled(A, None, scale), offset, scale, *median_frame
+    return _shifted_and_scaled(A, offset, scale), offset, scale, *median_frame
+
+
+def _shifted_and_scaled(A, offset, scale, *, reciprocal=False):
+    """``(A - offset) / scale`` (``offset=None``: ``A / scale``), a new array
+    written a row block at a time (in cache).
+
+    ``reciprocal=True`` multiplies by ``1 / scale`` instead, cheaper than a
+    division and within an ulp of it, unless a reciprocal overflows (subnormal
+    scales: then it divides).
+    """
     out = np.empty_like(A, dtype=np.float64)
-    for start in range(0, n, step):
+    if reciprocal:
+        with np.errstate(over="ignore"):
+            inv_scale = 1.0 / scale
+        reciprocal = bool(np.isfinite(inv_scale).all())
+    step = max(1, _BLOCK_ELEMENTS // max(A.shape[1], 1))
+    for start in range(0, A.shape[0], step):
         rows = slice(start, start + step)
+        if offset is None:
+            np.divide(A[rows], scale, out=out[rows])
+            continue
         np.subtract(A[rows], offset, out=out[rows])
-        out[rows] /= scale
-    return out, offset, scale, *median_frame
+        if reciprocal:
+            out[rows] *= inv_scale
+        else:
+            out[rows] /= scale
+    return out
 
 
 class LinearFrame(NamedTuple):
@@ -534,6 +551,18 @@ def _check_ridge(ridge) -> float:
     return ridge
 
 
+def _column_penalty(ridge, column_scale, d):
+    """The columns' scales (1 if ``None``) and the ridge penalty on each column of ZtZ.
+
+    The penalty is inf where a feature is so small in its units that any
+    penalty wins: its weight is then 0.
+    """
+    scale = np.ones(d) if column_scale is None else np.asarray(column_scale, float)
+    with np.errstate(over="ignore", divide="ignore"):
+        ridge_f = ridge / (scale * scale) if ridge else np.zeros(d)
+    return scale, ridge_f
+
+
 def _solve_normal(ZtZ, Zty, ridge, column_scale, column_noise):
     """Centre the normal equations by the ones row and solve (see the module docstring).
 
@@ -557,11 +586,7 @@ def _solve_normal(ZtZ, Zty, ridge, column_scale, column_noise):
     C = 0.5 * (C + C.T)
     c = b[:d] - np.multiply.outer(mean, b[d])
     varying = np.diag(C) > np.asarray(column_noise, dtype=np.float64)
-    scale = np.ones(d) if column_scale is None else np.asarray(column_scale, float)
-    with np.errstate(over="ignore", divide="ignore"):
-        # The penalty on the columns of ZtZ; inf when a feature is so small in
-        # its units that any penalty wins: its weight is then 0.
-        ridge_f = ridge / (scale * scale) if ridge else np.zeros(d)
+    scale, ridge_f = _column_penalty(ridge, column_scale, d)
     w = np.zeros((d,) + b.shape[1:])
     solvable = varying & np.isfinite(ridge_f)
     regular = bool(solvable.all())
@@ -814,9 +839,7 @@ def refit_least_squares(
     ZtZ = np.asarray(ZtZ, dtype=np.float64)
     d = X.shape[1]
     noise = _one_pass_noise(ZtZ)
-    scale = np.ones(d) if column_scale is None else np.asarray(column_scale, float)
-    with np.errstate(over="ignore", divide="ignore"):
-        ridge_f = ridge / (scale * scale) if ridge else np.zeros(d)
+    ridge_f = _column_penalty(ridge, column_scale, d)[1]
     theta = np.array(theta, dtype=np.float64)
 
     def two_pass():
