@@ -872,6 +872,12 @@ def warm_workers(backend=None) -> int:
         return 0
 
 
+def _workers_cost_nothing(backend, n_workers: int) -> bool:
+    """Whether ``n_workers`` of ``backend`` need no start-up: threads, or
+    process workers already running (:func:`warm_workers`)."""
+    return backend not in _PROCESS_BACKENDS or warm_workers(backend) >= n_workers
+
+
 def _run_phase(
     units, study, X, y, *, n_jobs, backend, store, bar, results, timing, later=()
 ):
@@ -919,8 +925,7 @@ def _run_phase(
     config = {} if backend is None else {"backend": backend}
     with parallel_config(**config):
         n_workers = min(effective_n_jobs(n_jobs), len(todo))
-        warm = n_workers > 1 and warm_workers(backend) >= n_workers
-        if n_workers > 1 and backend in _PROCESS_BACKENDS and not warm:
+        if n_workers > 1 and not _workers_cost_nothing(backend, n_workers):
             # Measure before paying for workers: units run here until the
             # mean unit time says the rest is worth new processes.
             while todo and not (

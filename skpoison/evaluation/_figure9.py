@@ -227,14 +227,13 @@ def figure_9_seeds(seeds, *, plot_seed=None, n_jobs=None, backend=None, **settin
     import pandas as pd
     from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 
-    from ._curve import _PROCESS_BACKENDS, warm_workers
+    from ._curve import _workers_cost_nothing
 
     seeds = [int(s) for s in seeds]
     jobs = [(s, s == plot_seed, settings) for s in seeds]
     with parallel_config(**({} if backend is None else {"backend": backend})):
         n_workers = min(effective_n_jobs(n_jobs), len(seeds))
-        started = backend not in _PROCESS_BACKENDS or warm_workers(backend) >= n_workers
-        if n_workers > 1 and started:
+        if n_workers > 1 and _workers_cost_nothing(backend, n_workers):
             out = Parallel(n_jobs=n_jobs)(delayed(_seed)(*job) for job in jobs)
         else:
             out = [_seed(*job) for job in jobs]
