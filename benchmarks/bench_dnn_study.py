@@ -27,6 +27,12 @@ defenses' fit time of one real unit, measured by
 :func:`~skpoison.evaluation.poisoning_curve` with 2 outer steps, is added for
 each of the 40 units) on ``--cores`` cores, with units in parallel.
 
+With ``--floor`` it also profiles one call (``bench_dnn_engine.profile``:
+each of its operations replayed alone on warm operands) and states what the
+issue's goal for the full study (under 10 minutes on 2 cores) asks of one
+engine call against that floor, and the most that batching could gain (the
+whole per-operation cost, measured by the same call on 128 rows).
+
 Results go to ``benchmarks/results/dnn_study_cpu.json``. The machine may be
 shared: the load average before and after is recorded; ratios measured in
 alternating rounds are robust to load, absolute times are not.
@@ -36,6 +42,7 @@ Usage::
     python benchmarks/bench_dnn_study.py
     python benchmarks/bench_dnn_study.py --quick          # small shapes, seconds
     python benchmarks/bench_dnn_study.py --defenses-unit  # + one unit's defenses
+    python benchmarks/bench_dnn_study.py --defenses-unit --floor
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ RESULTS = Path(__file__).parent / "results"
 K = 10  # repetitions: the problems of one alpha
 STUDY = dict(repetitions=10, alphas=2, batches=2, victim_fits=10 + 2 * 20)
 FULL = dict(repetitions=10, alphas=4, batches=6)
+GOAL_MIN = 10  # issue #16: the full Heart DNN study on 2 cores
 
 
 def problems(k, quick):
@@ -91,6 +99,34 @@ def problems(k, quick):
     return engines, as_t(Xp), as_t(yp), np.stack(Xtr), np.stack(ytr)
 
 
+def engine_floor(call_s, full_calls, units, defenses_unit_s, cores) -> dict:
+    """What the full study's goal asks of one engine call, against its floor.
+
+    The floor is the call's own products and other operations, each replayed
+    alone on warm copies of its operands (``bench_dnn_engine.profile``): no
+    Python between operations, no tape streamed through the caches. Batching
+    ``k`` problems can at most remove the per-operation cost, which the same
+    call on 128 rows measures.
+    """
+    from bench_dnn_engine import profile
+
+    prof = profile()
+    floor_s = prof["products"]["replayed_s"] + prof["other_ops"]["replayed_s"]
+    defenses = units * (defenses_unit_s or 0.0)
+    per_op_s = prof["call_on_128_rows_s"]  # the same call with almost no arithmetic
+    needed_s = (GOAL_MIN * 60 * cores - defenses) / full_calls
+    return {
+        "call_ms": call_s * 1e3,
+        "floor_ms_per_call": floor_s * 1e3,
+        "needed_ms_per_call_for_goal": needed_s * 1e3,
+        "goal_min": GOAL_MIN,
+        "defenses_included": defenses_unit_s is not None,
+        "full_study_floor_min": (full_calls * floor_s + defenses) / cores / 60,
+        "batching_bound": prof["call_s"] / (prof["call_s"] - per_op_s),
+        "profile": prof,
+    }
+
+
 def timed(fn):
     w, c = time.perf_counter(), time.process_time()
     out = fn()
@@ -103,6 +139,10 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--defenses-unit", action="store_true")
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="profile one call (bench_dnn_engine.profile) and state the floor",
+    )  # fmt: skip
     parser.add_argument("--no-default-threads", action="store_true")
     parser.add_argument(
         "--default-threads-problems", type=int, default=2,
@@ -226,6 +266,8 @@ def main() -> None:
         / args.cores
         for side in ("one_at_a_time", "batched")
     }
+    floor = engine_floor(per["engine_one_at_a_time"], full_calls, units,
+                         defenses_unit_s, args.cores) if args.floor else None  # fmt: skip
     out = {
         "commit": ran_at,
         "machine": {
@@ -255,6 +297,7 @@ def main() -> None:
             "note": "attack engine calls plus, with --defenses-unit, each unit's "
             "defense fits; units in parallel on the cores",
         },
+        "floor": floor,
     }
     for name, v in med.items():
         print(f"{name:40s} {v:8.3f} s  ({v / K * 1e3:7.1f} ms per problem)")
@@ -273,6 +316,14 @@ def main() -> None:
         + ("" if defenses_unit_s is not None else " (attack only)")
     )
     print("agreement", agreement)
+    if floor is not None:
+        print(
+            f"floor: one call {floor['call_ms']:.1f} ms; its products and other "
+            f"operations replayed alone {floor['floor_ms_per_call']:.1f} ms; the "
+            f"goal ({GOAL_MIN} min) needs {floor['needed_ms_per_call_for_goal']:.1f} "
+            f"ms per call; study at the floor {floor['full_study_floor_min']:.1f} "
+            f"min; batching gains at most {floor['batching_bound']:.2f}x"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", args.out)

@@ -110,6 +110,8 @@ def compare(old_out: Path, new_out: Path) -> dict:
         root = old_out if name == "old" else new_out
         files = sorted(root.glob("*/results.csv"))
         df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        if "attack" not in df:  # before the attack column, the one attack
+            df.insert(2, "attack", "stealthy")
         frames.append(df.set_index(KEYS).sort_index())
     old, new = frames
     if not old.index.equals(new.index):
