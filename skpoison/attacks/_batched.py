@@ -15,18 +15,22 @@ Where it pays. Not on the CPU, measured: there the Heart and Loan shapes
 are bound by the arithmetic and the memory traffic of their ``n``-wide
 arrays, not by per-operation overhead, and stacking ``k`` problems only
 multiplies both by ``k`` (with a ``k`` times larger working set per step).
-For 10 Heart problems ``python benchmarks/bench_dnn_study.py --rounds 2
---no-default-threads`` measured the batched call at 0.90x the speed of 10
-separate calls (0.84x in CPU time: 91.8 against 77.3 ms per problem) and the
-batched victims at 1.00x (commit f8566df, 2-core machine shared, load 6).
-The issue's goal of a 4x faster batched study cannot be met on the CPU:
-batching can at most remove the per-operation cost, and the whole
-hypergradient on 128 rows (the same sequence of operations, almost no
-arithmetic) takes 14.0 ms of CPU time against 82.9 ms for the Heart call,
-so even a perfectly free batching would bound the gain near 1.2x
-(``python benchmarks/bench_dnn_engine.py --old OLD --rounds 9`` at commit
-f8566df, ``profile`` in ``benchmarks/results/dnn_engine.json``). On the CPU the
-evaluation should therefore keep running units one at a time; on a GPU,
+For 10 Heart problems ``python benchmarks/bench_dnn_study.py
+--defenses-unit --floor`` measured the batched call at 0.82x the speed of
+10 separate calls (CPU time 84.8 against 69.3 ms per problem) and the
+batched victims at 0.88x (commit 07a804d, the 2-core machine to itself,
+load average 0.5-0.6; ``benchmarks/results/dnn_study_cpu.json``). The
+issue's goal of a 4x faster batched study cannot be met on the CPU:
+batching can at most remove the per-operation cost, and the same call on
+128 rows (the same sequence of operations, almost no arithmetic) takes 11.9
+ms of CPU time against 67.2 ms for the Heart call, so even a perfectly free
+batching would bound the gain near 1.2x. The call's 2.0 GFLOP of products,
+each replayed alone on warm operands, take 37.7 ms (53 GFLOP/s in float64 on
+one core) and its other operations 8.7 ms: the paper's full Heart DNN study
+(19440 calls and 40 units of defenses, 7.2 s each) would take 9.9 min on 2
+cores if every call ran at that floor, against 13.6 min projected from the
+calls as they run. On the CPU the evaluation therefore runs its units one
+at a time; on a GPU,
 where each product of these sizes is one short kernel launch, one call for
 ``k`` problems replaces ``k`` launches (not measured: no device was used).
 """
