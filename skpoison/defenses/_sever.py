@@ -102,6 +102,9 @@ __all__ = ["SeverFilter", "linear_per_sample_gradients", "torch_per_sample_gradi
 _TINY = 2.0**-800
 _HUGE = 2.0**800
 _MAX_OFFSET = 4.0
+# _linear_scores moves residuals whose target spreads beyond 2**+-256 to units
+# near 1 (their squares and fourth moments would under- or overflow).
+_RESIDUAL_RANGE = 2.0**256
 
 
 def linear_per_sample_gradients(
@@ -507,13 +510,42 @@ def _standard_coordinates(X):
     time: no copy of ``X``), so an offset of a column cancels no digits.
     """
     mean = X.mean(axis=0)
+    std = _centred_rms(X, mean, np.ones(X.shape[1]))
+    # A spread beyond 2**+-256 squares to subnormals or infinity: those columns
+    # again, scaled by a power of two that brings their spread near 1.
+    far = ~((std > 1.0 / _RESIDUAL_RANGE) & (std < _RESIDUAL_RANGE))
+    if far.any():
+        cols = np.flatnonzero(far)
+        spread = np.ptp(X[:, cols], axis=0)
+        unit = np.array([_unit_near_one(float(s)) for s in spread])
+        std[cols] = _centred_rms(X[:, cols], mean[cols], unit) / unit
+    return mean, 1.0 / np.where(std > 0, std, 1.0)
+
+
+def _centred_rms(X, mean, unit):
+    """Root mean square of ``(X - mean) * unit`` per column, a row block at a time."""
     squares = np.zeros(X.shape[1])
     step = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
     for start in range(0, X.shape[0], step):
         centred = X[start : start + step] - mean
+        if (unit != 1.0).any():
+            centred *= unit
         squares += np.einsum("ij,ij->j", centred, centred)
-    std = np.sqrt(squares / max(X.shape[0], 1))
-    return mean, 1.0 / np.where(std > 0, std, 1.0)
+    return np.sqrt(squares / max(X.shape[0], 1))
+
+
+def _unit_near_one(spread: float) -> float:
+    """A power of two ``u`` with ``u * spread`` in ``[0.5, 1)`` when ``spread`` is
+    beyond ``2**+-256``, else 1.
+
+    Scaling by it is exact and changes nothing in the usual units. A subnormal
+    spread gets at most ``2**1023`` (its digits are lost already).
+    """
+    if not np.isfinite(spread) or spread == 0.0:
+        return 1.0
+    if 1.0 / _RESIDUAL_RANGE < spread < _RESIDUAL_RANGE:
+        return 1.0
+    return float(np.ldexp(1.0, min(-int(np.frexp(spread)[1]), 1023)))
 
 
 def _linear_scores(
@@ -537,9 +569,16 @@ def _linear_scores(
     (``D = diag(inv_std)``; centring them cancels about a digit). Otherwise
     each row block is standardised before it is squared, whatever the offsets
     and units of ``X``.
+
+    Residuals are scaled by a power of two when the active targets spread
+    beyond ``2**+-256`` (:func:`_unit_near_one`): ``tau`` only ranks and is
+    normalised, and in units far from 1 the moments of ``r_i z_i`` would
+    underflow to subnormals (at ``y`` in units of 1e-170 every point's score
+    was noise) or overflow (LAPACK failed on ``y`` in units of 1e200).
     """
     n, d = X.shape
     m = idx.size
+    unit = _unit_near_one(float(np.ptp(y[idx]))) if m else 1.0
     if standard is None:
         mean, inv_std = np.zeros(d), np.ones(d)
     else:
@@ -561,6 +600,8 @@ def _linear_scores(
         rb += theta[d]
         np.subtract(y[rows], rb, out=rb)
         rb *= keep[rows]
+        if unit != 1.0:
+            rb *= unit
         if not implicit:
             Xb = np.subtract(Xb, mean, out=Z[: Xb.shape[0]])
             Xb *= inv_std

@@ -247,3 +247,53 @@ def test_least_squares_on_x_itself_only_where_accurate(shift, unit, copied):
     sever = SeverFilter(reject_fraction=0.2).fit(moved, y)
     np.testing.assert_array_equal(sever.inlier_mask_, base.inlier_mask_)
     np.testing.assert_allclose(sever.scores_, base.scores_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_unit, y_unit, y_shift",
+    [
+        (1.0, 1e-170, 0.0),
+        (1.0, 1e-170, 1e-168),
+        (1.0, 2.0**-900, 0.0),
+        (1.0, 1e150, 0.0),
+        (1.0, 1e200, 0.0),
+        (1e-170, 1e-170, 0.0),
+        (1e100, 1e100, 0.0),
+    ],
+)
+def test_linear_estimator_decisions_do_not_depend_on_extreme_units(
+    x_unit, y_unit, y_shift
+):
+    # LinearRegression is equivariant in the units and offsets of X and y, so
+    # SEVER's decisions around it must be the same in any units. The moments of
+    # r_i z_i underflowed at y in units of 1e-170 (every score was noise: another
+    # kept set) and overflowed at 1e200 (LAPACK's eigh failed); the spread of
+    # columns of X at 1e-170 squared to subnormals.
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ [1.0, 2.0, -1.0] + 0.1 * rng.normal(size=300)
+    y[:30] += 20.0
+    base = SeverFilter(estimator=LinearRegression(), reject_fraction=0.2).fit(X, y)
+    moved = SeverFilter(estimator=LinearRegression(), reject_fraction=0.2).fit(
+        X * x_unit, y * y_unit + y_shift
+    )
+    np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)
+    np.testing.assert_array_equal(moved.removal_round_, base.removal_round_)
+    np.testing.assert_allclose(moved.scores_, base.scores_, rtol=1e-9, atol=1e-12)
+    assert not base.inlier_mask_[:30].any()  # the far poison is found
+
+
+def test_unit_near_one_is_a_power_of_two_only_far_from_one():
+    from skpoison.defenses._sever import _unit_near_one
+
+    for spread in (1.0, 3.7, 1e-70, 1e70, 0.0, np.inf, np.nan):
+        assert _unit_near_one(spread) == 1.0
+    for spread in (1e-170, 1e-300, 1e150, 1e300, 5e-324):
+        unit = _unit_near_one(spread)
+        mantissa, _ = np.frexp(unit)
+        assert mantissa == 0.5  # a power of two: scaling by it is exact
+        if spread > np.finfo(float).tiny:  # subnormals: at most 2**1023
+            assert 0.5 <= unit * spread < 1.0
+    assert _unit_near_one(5e-324) == 2.0**1023
