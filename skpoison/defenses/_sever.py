@@ -438,6 +438,9 @@ class SeverFilter(BaseDefense):
         if module is not None and _is_torch_module(module):
             self._torch_gradients_ = True
             G = torch_per_sample_gradients(module, X[idx], y[idx])
+            # Gradients in units far from 1 would square to subnormals or
+            # infinity inside the SVD: an exact power-of-two scaling first.
+            G *= _unit_near_one(float(np.abs(G).max(initial=0.0)))
             G -= G.mean(axis=0)
             _, _, Vt = randomized_svd(G, 1, random_state=random_state)
             return (G @ Vt[0]) ** 2

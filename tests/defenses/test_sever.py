@@ -297,3 +297,32 @@ def test_unit_near_one_is_a_power_of_two_only_far_from_one():
         if spread > np.finfo(float).tiny:  # subnormals: at most 2**1023
             assert 0.5 <= unit * spread < 1.0
     assert _unit_near_one(5e-324) == 2.0**1023
+
+
+@pytest.mark.parametrize("unit", [1e-170, 2.0**-1000, 1e200])
+def test_torch_path_scores_do_not_depend_on_the_gradients_units(monkeypatch, unit):
+    # Per-sample gradients of a network in units far from 1 (a target in units
+    # of 1e-170) squared to subnormals inside the randomized SVD, and the
+    # scores became noise; the same gradients in any units rank alike.
+    from skpoison.defenses import _sever
+    from skpoison.models import TorchMLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = X @ [1.0, -0.5, 2.0] + 0.1 * rng.normal(size=80)
+    y[:8] += 8.0
+    victim = TorchMLPRegressor(hidden_layer_sizes=(4,), n_epochs=5, random_state=0)
+    real = _sever.torch_per_sample_gradients
+
+    def scores(factor):
+        with monkeypatch.context() as m:
+            m.setattr(
+                _sever,
+                "torch_per_sample_gradients",
+                lambda *a: real(*a) * factor,
+            )
+            return SeverFilter(victim, reject_fraction=0.2, random_state=0).fit(X, y)
+
+    base, moved = scores(1.0), scores(unit)
+    np.testing.assert_array_equal(moved.inlier_mask_, base.inlier_mask_)
+    np.testing.assert_allclose(moved.scores_, base.scores_, rtol=1e-7, atol=1e-9)
