@@ -61,11 +61,11 @@ QUICK = dict(
 # time table (tests/test_cli.py checks them against it).
 _TIMES = dict(
     where="doc/reproduction.md",
-    run="doc/reproduce.sh --commit 1f0139d --dnn-reps 5",
+    run="doc/reproduce.sh --commit b01fe26 with its defaults",
     lr_reps=20,
-    lr="5 minutes together",
-    dnn_reps=5,
-    dnn="9 minutes",
+    lr="3 minutes together",
+    dnn_reps=10,
+    dnn="15 minutes",
 )
 
 _EPILOG = """\
