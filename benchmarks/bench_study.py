@@ -11,6 +11,10 @@ BLAS / OpenMP thread, as the study runs its units), and records per run:
 * the wall time of each study, as the command prints it (``poisoning_curve``
   alone, without imports, figures and Fig. 9).
 
+From the first round's ``timings.csv`` it also sums the time inside the
+units per defense and for the attacks, on both sides (``unit_times_round0``):
+the share of each part, and so the most a speed-up of one part can give.
+
 Then it compares the ``results.csv`` of both trees row by row (same
 repetition, attack, alpha, ratio and defense): per defense, the largest
 difference of ``test_nmse`` and ``defense_gain`` and the rows whose counts
@@ -140,6 +144,34 @@ def compare(old_out: Path, new_out: Path) -> dict:
     return out
 
 
+def unit_times(root: Path) -> dict:
+    """Seconds inside the units, per defense and for the attacks (timings.csv).
+
+    The share of each part of the study's work: what a speed-up of one part
+    can give at most. Rows of ratio 0 are shared by the alphas of a
+    repetition, so an attack's time is counted once per (study, repetition,
+    alpha) from its poisoned rows.
+    """
+    frames = [
+        pd.read_csv(f).assign(study=f.parent.name) for f in root.glob("*/timings.csv")
+    ]
+    if not frames:  # an old tree without timings.csv
+        return {}
+    df = pd.concat(frames, ignore_index=True)
+    fits = df.groupby("defense")["fit_time"].sum()
+    poisoned = df[df["ratio"] > 0]
+    unit = [c for c in ("study", "repetition", "alpha", "attack") if c in df]
+    attacks = poisoned.drop_duplicates(unit)
+    total = float(fits.sum() + attacks["attack_time"].sum())
+    parts = {f"fit {k}": float(v) for k, v in fits.items()}
+    parts["attacks"] = float(attacks["attack_time"].sum())
+    return {
+        "total_s": total,
+        "seconds": parts,
+        "share": {k: v / total for k, v in parts.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", default="b2526a9", help="commit to compare with")
@@ -163,6 +195,7 @@ def main() -> None:
             print(f"round {r} {name}: wall {res['wall_s']:.1f} s, cpu "
                   f"{res['cpu_s']:.1f} s, studies {res['study_wall_s']}", flush=True)  # fmt: skip
     agreement = compare(work / "old0", work / "new0")
+    parts = {name: unit_times(work / f"{name}0") for name in ("old", "new")}
 
     def median(name, key):
         return statistics.median(x[key] for x in runs[name])
@@ -192,6 +225,7 @@ def main() -> None:
         "rounds": args.rounds,
         "runs": runs,
         "speedup_median": speedup,
+        "unit_times_round0": parts,
         "agreement": agreement,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
