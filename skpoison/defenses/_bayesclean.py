@@ -65,7 +65,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._state import atomic_fit
 from .._validation import validate_regression_data
 from ._base import BaseDefense
-from ._linear import _BLOCK_ELEMENTS, _shifted_and_scaled
+from ._linear import _BLOCK_ELEMENTS, _power_of_two_near, _shifted_and_scaled
 
 _EPS = np.finfo(np.float64).eps
 # _standard_frame's one pass is used when each column's mean lies within
@@ -195,12 +195,6 @@ def _standard_frame_two_pass(A: np.ndarray, centre: bool):
     constant = var <= n * _EPS * var + (n * (mean / unit) * _EPS) ** 2
     scale = np.where(constant, 1.0, np.sqrt(var)) * unit
     return (mean if centre else np.zeros(d)), scale
-
-
-def _power_of_two_near(magnitude: np.ndarray) -> np.ndarray:
-    """``2**e`` with ``magnitude / 2**e`` in ``[0.5, 1)`` (1 for 0)."""
-    _, exponent = np.frexp(magnitude)
-    return np.ldexp(1.0, exponent)
 
 
 def _fit_standardized(estimator: BayesianRidge, X: np.ndarray, y: np.ndarray):

@@ -266,6 +266,13 @@ def _centre_and_scale(A: np.ndarray, name: str, sample_rows: int = 8192):
     return _shifted_and_scaled(A, offset, scale), offset, scale, *median_frame
 
 
+def _power_of_two_near(magnitude: np.ndarray) -> np.ndarray:
+    """``2**e`` with ``magnitude / 2**e`` in ``[0.5, 1)`` (1 for 0): dividing by
+    it is exact, and brings the magnitude near 1."""
+    _, exponent = np.frexp(magnitude)
+    return np.ldexp(1.0, exponent)
+
+
 def _shifted_and_scaled(A, offset, scale, *, reciprocal=False):
     """``(A - offset) / scale`` (``offset=None``: ``A / scale``), a new array
     written a row block at a time (in cache).

@@ -89,6 +89,7 @@ from ._linear import (
     _BLOCK_ELEMENTS,
     LinearFrame,
     _centre_and_scale,
+    _power_of_two_near,
     gram_statistics,
     gram_statistics_without,
     predict_linear,
@@ -102,9 +103,10 @@ __all__ = ["SeverFilter", "linear_per_sample_gradients", "torch_per_sample_gradi
 _TINY = 2.0**-800
 _HUGE = 2.0**800
 _MAX_OFFSET = 4.0
-# _linear_scores moves residuals whose target spreads beyond 2**+-256 to units
-# near 1 (their squares and fourth moments would under- or overflow).
-_RESIDUAL_RANGE = 2.0**256
+# Residuals, gradients and columns whose spread lies beyond 2**+-256 are moved
+# to units near 1 (_unit_near_one): their squares and fourth moments would
+# under- or overflow.
+_FAR_UNITS = 2.0**256
 
 
 def linear_per_sample_gradients(
@@ -440,7 +442,7 @@ class SeverFilter(BaseDefense):
             G = torch_per_sample_gradients(module, X[idx], y[idx])
             # Gradients in units far from 1 would square to subnormals or
             # infinity inside the SVD: an exact power-of-two scaling first.
-            G *= _unit_near_one(float(np.abs(G).max(initial=0.0)))
+            G *= _unit_near_one(np.abs(G).max(initial=0.0))
             G -= G.mean(axis=0)
             _, _, Vt = randomized_svd(G, 1, random_state=random_state)
             return (G @ Vt[0]) ** 2
@@ -513,42 +515,43 @@ def _standard_coordinates(X):
     time: no copy of ``X``), so an offset of a column cancels no digits.
     """
     mean = X.mean(axis=0)
-    std = _centred_rms(X, mean, np.ones(X.shape[1]))
+    std = _centred_rms(X, mean)
     # A spread beyond 2**+-256 squares to subnormals or infinity: those columns
     # again, scaled by a power of two that brings their spread near 1.
-    far = ~((std > 1.0 / _RESIDUAL_RANGE) & (std < _RESIDUAL_RANGE))
+    far = ~((std > 1.0 / _FAR_UNITS) & (std < _FAR_UNITS))
     if far.any():
         cols = np.flatnonzero(far)
-        spread = np.ptp(X[:, cols], axis=0)
-        unit = np.array([_unit_near_one(float(s)) for s in spread])
+        unit = _unit_near_one(np.ptp(X[:, cols], axis=0))
         std[cols] = _centred_rms(X[:, cols], mean[cols], unit) / unit
     return mean, 1.0 / np.where(std > 0, std, 1.0)
 
 
-def _centred_rms(X, mean, unit):
+def _centred_rms(X, mean, unit=None):
     """Root mean square of ``(X - mean) * unit`` per column, a row block at a time."""
     squares = np.zeros(X.shape[1])
     step = max(1, _BLOCK_ELEMENTS // max(X.shape[1], 1))
     for start in range(0, X.shape[0], step):
         centred = X[start : start + step] - mean
-        if (unit != 1.0).any():
+        if unit is not None:
             centred *= unit
         squares += np.einsum("ij,ij->j", centred, centred)
     return np.sqrt(squares / max(X.shape[0], 1))
 
 
-def _unit_near_one(spread: float) -> float:
-    """A power of two ``u`` with ``u * spread`` in ``[0.5, 1)`` when ``spread`` is
-    beyond ``2**+-256``, else 1.
+def _unit_near_one(spread):
+    """Per value, a power of two ``u`` with ``u * spread`` in ``[0.5, 1)`` when
+    ``spread`` is beyond ``2**+-256``, else 1 (a float for a scalar).
 
     Scaling by it is exact and changes nothing in the usual units. A subnormal
     spread gets at most ``2**1023`` (its digits are lost already).
     """
-    if not np.isfinite(spread) or spread == 0.0:
-        return 1.0
-    if 1.0 / _RESIDUAL_RANGE < spread < _RESIDUAL_RANGE:
-        return 1.0
-    return float(np.ldexp(1.0, min(-int(np.frexp(spread)[1]), 1023)))
+    spread = np.asarray(spread, dtype=np.float64)
+    far = np.isfinite(spread) & (spread > 0)
+    far &= ~((spread > 1.0 / _FAR_UNITS) & (spread < _FAR_UNITS))
+    with np.errstate(over="ignore"):
+        unit = 1.0 / _power_of_two_near(np.where(far, spread, 1.0))
+    unit = np.where(far, np.minimum(unit, 2.0**1023), 1.0)
+    return unit if unit.ndim else float(unit)
 
 
 def _linear_scores(
@@ -581,7 +584,7 @@ def _linear_scores(
     """
     n, d = X.shape
     m = idx.size
-    unit = _unit_near_one(float(np.ptp(y[idx]))) if m else 1.0
+    unit = _unit_near_one(np.ptp(y[idx])) if m else 1.0
     if standard is None:
         mean, inv_std = np.zeros(d), np.ones(d)
     else:
