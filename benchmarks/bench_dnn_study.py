@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--defenses-unit", action="store_true")
     parser.add_argument(
         "--floor", action="store_true",
-        help="profile one call (bench_dnn_engine.profile) and state the floor",
+        help="profile one call (bench_dnn_engine.profile, the full Heart shape even with --quick) and state the floor",
     )  # fmt: skip
     parser.add_argument("--no-default-threads", action="store_true")
     parser.add_argument(
